@@ -1,0 +1,159 @@
+//! The command line, as clap definitions only; [`crate::config`] turns it
+//! into validated settings.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes of `crashwatch run`:
+  the child's own code    when it exits
+  128+N                   when signal N kills it (139 for SIGSEGV)
+  125                     crashwatch itself failed before the child ran
+  126                     PROGRAM exists but cannot be executed
+  127                     PROGRAM was not found
+  2                       the command line is wrong
+Other commands exit 0 on success, 1 on failure, 2 for a wrong command line.
+
+Environment: CRASHWATCH_LOG sets crashwatch's own log level (error, warn,
+info, debug, trace; default info). Every option names its variable.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crashwatch",
+    version,
+    about = "Out-of-process crash supervisor: runs a program, keeps its last output, and reports how it died",
+    after_long_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Where reports are kept [default: /var/lib/crashwatch as root, else
+    /// $XDG_STATE_HOME/crashwatch or ~/.local/state/crashwatch]
+    #[arg(long, global = true, env = "CRASHWATCH_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run PROGRAM under supervision: pass its output through, forward
+    /// signals to it, and keep a report when it ends abnormally
+    Run(RunArgs),
+    /// List the reports in the spool, newest first
+    List(ListArgs),
+    /// Print one report (the newest without ID)
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Keep at most N of the child's last output lines for a report
+    #[arg(long, value_name = "N", env = "CRASHWATCH_LOG_LINES", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_lines: u32,
+
+    /// Keep at most this many bytes of the child's last output (suffixes
+    /// K, M, G for KiB, MiB, GiB); longer lines are cut in the report, never
+    /// in the pass-through
+    #[arg(long, value_name = "BYTES", env = "CRASHWATCH_LOG_BYTES", default_value = "256K", value_parser = parse_bytes)]
+    pub log_bytes: u64,
+
+    /// Give the child a pseudo-terminal as stdout, so that C stdio
+    /// line-buffers it and no line is lost in a buffer when it dies (the
+    /// child then sees a terminal: some programs add colours)
+    #[arg(long, env = "CRASHWATCH_PTY")]
+    pub pty: bool,
+
+    /// Forward signals to the child's whole process group instead of the
+    /// child alone
+    #[arg(long, env = "CRASHWATCH_SIGNAL_GROUP")]
+    pub signal_group: bool,
+
+    /// Adopt and reap orphaned descendants of the child
+    /// (PR_SET_CHILD_SUBREAPER); implied when crashwatch is PID 1
+    #[arg(long, env = "CRASHWATCH_SUBREAPER")]
+    pub subreaper: bool,
+
+    /// Sentry DSN that reports are sent to (without one, reports stay in the spool)
+    #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
+    pub dsn: Option<String>,
+
+    /// Release recorded in reports
+    #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
+    pub release: Option<String>,
+
+    /// Environment recorded in reports (production, staging…)
+    #[arg(long, value_name = "NAME", env = "SENTRY_ENVIRONMENT")]
+    pub environment: Option<String>,
+
+    /// The program to supervise and its arguments (after `--`)
+    #[arg(value_name = "PROGRAM", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The report's id, or enough of its start to be unique [default: the newest]
+    pub id: Option<String>,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `4096`, `256K`, `1M`, `2G` (powers of 1024; `KiB`, `kb` and the
+/// like are accepted too).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is not a size: use a number with an optional K, M or G"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit '{other}': use K, M or G")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("256K"), Ok(256 << 10));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        assert!(parse_bytes("1T").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn program_arguments_are_taken_verbatim() {
+        let cli = Cli::try_parse_from(["crashwatch", "run", "--pty", "--", "prog", "--pty", "-x"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert!(run.pty);
+        assert_eq!(run.command, ["prog", "--pty", "-x"]);
+    }
+}

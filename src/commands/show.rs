@@ -1,0 +1,26 @@
+//! `crashwatch show [ID]`: one report, for people or (`--json`) machines.
+
+use std::io::Write;
+
+use crate::cli::ShowArgs;
+use crate::commands::Failure;
+use crate::spool::Spool;
+
+pub fn show(spool: &Spool, args: &ShowArgs) -> Result<i32, Failure> {
+    let report = match &args.id {
+        Some(id) => spool.find(id).map_err(|e| Failure::new(1, e))?,
+        None => spool
+            .reports()
+            .map_err(|e| Failure::new(1, e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure::new(1, anyhow::anyhow!("no reports in {}", spool.root().display())))?,
+    };
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).expect("a report always serialises") + "\n"
+    } else {
+        report.render()
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(0)
+}

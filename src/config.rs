@@ -1,0 +1,83 @@
+//! Flags and environment (merged by clap, flags first) → one validated
+//! [`RunConfig`]. Nothing downstream reads the environment or argv itself.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::cli::RunArgs;
+use crate::logs::RingLimits;
+use crate::spool::Spool;
+
+/// A single line longer than this is cut in a report.
+const MAX_LINE_BYTES: usize = 16 << 10;
+
+/// Everything `crashwatch run` needs to know.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub command: Vec<OsString>,
+    pub spool_dir: PathBuf,
+    pub ring: RingLimits,
+    pub pty: bool,
+    pub signal_group: bool,
+    pub subreaper: bool,
+    pub dsn: Option<String>,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    /// The child's environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--log-bytes must be at least 1K, got {0}")]
+    LogBytesTooSmall(u64),
+}
+
+impl RunConfig {
+    pub fn new(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<RunConfig, ConfigError> {
+        if args.log_bytes < 1024 {
+            return Err(ConfigError::LogBytesTooSmall(args.log_bytes));
+        }
+        let max_bytes = usize::try_from(args.log_bytes).unwrap_or(usize::MAX);
+        Ok(RunConfig {
+            command: args.command,
+            spool_dir: spool_dir.unwrap_or_else(Spool::default_root),
+            ring: RingLimits {
+                max_lines: args.log_lines as usize,
+                max_bytes,
+                max_line_bytes: MAX_LINE_BYTES.min(max_bytes),
+            },
+            pty: args.pty,
+            signal_group: args.signal_group,
+            subreaper: args.subreaper,
+            dsn: args.dsn.filter(|d| !d.is_empty()),
+            release: args.release.filter(|r| !r.is_empty()),
+            environment: args.environment.filter(|e| !e.is_empty()),
+            env: child_env(std::env::vars_os()),
+        })
+    }
+}
+
+/// The child's environment: ours, plus `PYTHONUNBUFFERED=1` unless the user
+/// chose otherwise, so that a Python program's last lines are not lost in
+/// its buffer when it dies.
+fn child_env(ours: impl Iterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<_> = ours.collect();
+    if !env.iter().any(|(k, _)| k == "PYTHONUNBUFFERED") {
+        env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_is_unbuffered_unless_the_user_says_otherwise() {
+        let env = child_env([("PATH".into(), "/bin".into())].into_iter());
+        assert!(env.contains(&("PYTHONUNBUFFERED".into(), "1".into())));
+        let env = child_env([("PYTHONUNBUFFERED".into(), "".into())].into_iter());
+        assert_eq!(env, [("PYTHONUNBUFFERED".into(), "".into())]);
+    }
+}

@@ -1,0 +1,73 @@
+//! crashwatch: an out-of-process crash supervisor for Linux servers.
+//!
+//! `main` parses the command line, sets up crashwatch's own logging and maps
+//! the outcome of the subcommand to an exit code; everything else lives in
+//! the modules, whose data flows one way:
+//! supervise → logs → report → spool.
+#![deny(unsafe_code)]
+
+mod cli;
+mod commands;
+mod config;
+mod errors;
+mod logs;
+mod report;
+mod signals;
+mod spool;
+mod supervise;
+mod sys;
+
+use std::fmt;
+
+use clap::Parser;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    // Usage errors exit 2, --help and --version exit 0 (clap's convention).
+    let cli = cli::Cli::parse();
+    init_logging();
+    let code = match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            tracing::error!("{:#}", failure.error);
+            failure.code
+        }
+    };
+    std::process::exit(code);
+}
+
+/// crashwatch's own log lines go to stderr as `crashwatch: …`, through the
+/// console that keeps them from splitting a line of the child's.
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("CRASHWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(logs::console::LogWriter::default)
+        .event_format(Prefixed)
+        .init();
+}
+
+/// `crashwatch: warning: message key=value`
+struct Prefixed;
+
+impl<S, N> FormatEvent<S, N> for Prefixed
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error: ",
+            Level::WARN => "warning: ",
+            Level::INFO => "",
+            Level::DEBUG | Level::TRACE => "debug: ",
+        };
+        write!(writer, "crashwatch: {level}")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,298 @@
+//! `CrashReport`: what crashwatch knows about one abnormal end of the
+//! child. It is the seam of the pipeline: the supervisor and capture stages
+//! fill it, the spool stores it as JSON, and `list`, `show` and delivery
+//! read it back. Fields are only ever added, so older records stay readable.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::logs::{Line, Stream};
+use crate::signals;
+use crate::supervise::{ChildStatus, Finished};
+
+/// The version of the record's layout.
+pub const FORMAT: u32 = 1;
+
+/// What kind of end the report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Exited with a non-zero code.
+    Exit,
+    /// Killed by a signal.
+    Signal,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Exit => "exit",
+            Kind::Signal => "signal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashReport {
+    pub format: u32,
+    /// 32 lowercase hex digits; also the Sentry event id.
+    pub id: String,
+    pub kind: Kind,
+    pub program: Program,
+    pub status: ChildStatus,
+    /// What `crashwatch run` exited with for this end.
+    pub exit_code: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The child's last lines, oldest first.
+    pub log_tail: Vec<LogLine>,
+    /// False when a descendant kept the child's pipes open and the tail was
+    /// taken without waiting for their end.
+    pub log_tail_complete: bool,
+    /// Non-fatal problems met while building the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub argv: Vec<String>,
+    /// The file that was executed.
+    pub exe: PathBuf,
+    pub pid: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub stream: Stream,
+    /// The line as UTF-8; invalid bytes are replaced by U+FFFD (`lossy`).
+    pub text: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub lossy: bool,
+    /// Bytes of the line that were cut for length or lost from the ring.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+    /// False for a last line that had no newline.
+    #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
+    pub newline: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+fn yes() -> bool {
+    true
+}
+
+impl From<&Line> for LogLine {
+    fn from(line: &Line) -> LogLine {
+        let text = String::from_utf8_lossy(&line.bytes);
+        LogLine {
+            at: line.at.into(),
+            stream: line.stream,
+            lossy: matches!(text, std::borrow::Cow::Owned(_)),
+            text: text.into_owned(),
+            omitted: line.omitted,
+            newline: line.newline,
+        }
+    }
+}
+
+/// What the run stage knows when the child has ended.
+pub struct Ending<'a> {
+    pub argv: &'a [String],
+    pub exe: PathBuf,
+    pub finished: Finished,
+    pub log_tail: &'a [Line],
+    pub log_tail_complete: bool,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+}
+
+impl CrashReport {
+    /// A new report about `ending`, with a fresh id.
+    pub fn new(ending: Ending<'_>) -> CrashReport {
+        let Finished { pid, status, started_at, ended_at } = ending.finished;
+        let kind = match status {
+            ChildStatus::Exited(_) => Kind::Exit,
+            ChildStatus::Signaled { .. } => Kind::Signal,
+        };
+        CrashReport {
+            format: FORMAT,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            kind,
+            program: Program { argv: ending.argv.to_vec(), exe: ending.exe, pid },
+            status,
+            exit_code: status.exit_code(),
+            started_at: started_at.into(),
+            ended_at: ended_at.into(),
+            hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+            release: ending.release,
+            environment: ending.environment,
+            log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
+            log_tail_complete: ending.log_tail_complete,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The short form of the id shown in listings.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+
+    /// The program's name as a person calls it.
+    pub fn program_name(&self) -> String {
+        let exe = self.program.exe.file_name().map(|n| n.to_string_lossy().into_owned());
+        exe.unwrap_or_else(|| self.program.argv.first().cloned().unwrap_or_default())
+    }
+
+    /// How long the child ran.
+    pub fn duration(&self) -> time::Duration {
+        self.ended_at - self.started_at
+    }
+
+    /// `SIGSEGV` or `exit 3`: the column of `crashwatch list`.
+    pub fn cause(&self) -> String {
+        match self.status {
+            ChildStatus::Exited(code) => format!("exit {code}"),
+            ChildStatus::Signaled { signal, .. } => signals::name(signal),
+        }
+    }
+
+    /// The human-readable report of `crashwatch show`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Report      {}", self.id);
+        let _ = writeln!(out, "Program     {} (pid {})", shell_words(&self.program.argv), self.program.pid);
+        let _ = writeln!(out, "Executable  {}", self.program.exe.display());
+        let _ = writeln!(out, "Host        {}", self.hostname);
+        let _ = writeln!(out, "Started     {}", timestamp(self.started_at));
+        let _ = writeln!(out, "Ended       {} (ran {})", timestamp(self.ended_at), human_duration(self.duration()));
+        let _ = writeln!(out, "Status      {} → crashwatch exit code {}", self.status, self.exit_code);
+        for (label, value) in [("Release", &self.release), ("Environment", &self.environment)] {
+            if let Some(value) = value {
+                let _ = writeln!(out, "{label:<11} {value}");
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "Note        {note}");
+        }
+        let _ = writeln!(out);
+        let complete = if self.log_tail_complete { "" } else { ", output still open when taken" };
+        let _ = writeln!(out, "Last {} lines of output{complete}:", self.log_tail.len());
+        out.push_str(&self.render_log_tail(usize::MAX));
+        out
+    }
+
+    /// The last `max` lines of the tail, one per line, tagged by stream.
+    pub fn render_log_tail(&self, max: usize) -> String {
+        let mut out = String::new();
+        let skip = self.log_tail.len().saturating_sub(max);
+        for line in &self.log_tail[skip..] {
+            let tag = match line.stream {
+                Stream::Stdout => "out",
+                Stream::Stderr => "err",
+            };
+            let _ = write!(out, "  {tag}| {}", line.text.escape_debug_controls());
+            if line.omitted > 0 {
+                let _ = write!(out, " […{} bytes not kept]", line.omitted);
+            }
+            if !line.newline {
+                out.push_str(" [no newline]");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Escapes control characters (other than tab) so a report never moves a
+/// terminal's cursor or changes its colours.
+trait EscapeControls {
+    fn escape_debug_controls(&self) -> String;
+}
+
+impl EscapeControls for str {
+    fn escape_debug_controls(&self) -> String {
+        let mut out = String::with_capacity(self.len());
+        for c in self.chars() {
+            if c.is_control() && c != '\t' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// `2026-11-22 03:15:02 UTC`
+pub fn timestamp(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_else(|_| t.to_string())
+}
+
+/// `1.25s`, `3m07s`, `2h04m`, `3d05h`.
+pub fn human_duration(d: time::Duration) -> String {
+    let secs = d.as_seconds_f64().max(0.0);
+    let whole = secs as u64;
+    match whole {
+        0..=59 => format!("{secs:.2}s"),
+        60..=3599 => format!("{}m{:02}s", whole / 60, whole % 60),
+        3600..=86399 => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d{:02}h", whole / 86400, whole % 86400 / 3600),
+    }
+}
+
+/// The argv as a person would type it (quoted where needed).
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(time::Duration::milliseconds(1250)), "1.25s");
+        assert_eq!(human_duration(time::Duration::seconds(187)), "3m07s");
+        assert_eq!(human_duration(time::Duration::seconds(7440)), "2h04m");
+        assert_eq!(human_duration(time::Duration::seconds(3 * 86400 + 5 * 3600)), "3d05h");
+    }
+
+    #[test]
+    fn argv_is_quoted_only_where_needed() {
+        let argv = ["python3", "-c", "print('hi there')", "--x=1"].map(String::from);
+        assert_eq!(shell_words(&argv), r"python3 -c 'print('\''hi there'\'')' --x=1");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!("red \u{1b}[31m\ttab".escape_debug_controls(), "red \\u{1b}[31m\ttab");
+    }
+}

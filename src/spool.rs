@@ -1,0 +1,222 @@
+//! The spool: crashwatch's directory of reports on disk.
+//!
+//! ```text
+//! SPOOL/                       0700
+//!   reports/                   0700
+//!     <id>/                    0700, one per report
+//!       report.json            0600, the CrashReport
+//! ```
+//!
+//! Every file is written to a temporary name in its final directory,
+//! fsync'd, renamed into place and the directory fsync'd: a reader sees the
+//! old state or the new one, never a torn file, even across a power cut.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::errors::Chain;
+use crate::report::CrashReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("failed to create the spool directory {path} (choose another with --spool-dir)")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a crashwatch report")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no report matches '{prefix}' in {spool}; `crashwatch list` shows the reports there")]
+    NotFound { prefix: String, spool: PathBuf },
+    #[error("'{prefix}' matches {count} reports in {spool}; give more of the id")]
+    Ambiguous { prefix: String, count: usize, spool: PathBuf },
+}
+
+/// A spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// The spool at `root`, which may not exist yet.
+    pub fn at(root: impl Into<PathBuf>) -> Spool {
+        Spool { root: root.into() }
+    }
+
+    /// `/var/lib/crashwatch` for root when it can be used, else
+    /// `$XDG_STATE_HOME/crashwatch`, else `~/.local/state/crashwatch`.
+    pub fn default_root() -> PathBuf {
+        let system = Path::new("/var/lib/crashwatch");
+        if nix::unistd::geteuid().is_root() && create_private_dir(system).is_ok() && writable(system) {
+            return system.to_path_buf();
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| Path::new(v).is_absolute())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")));
+        match state {
+            Some(dir) => dir.join("crashwatch"),
+            // No home: a per-user directory that still survives the run.
+            None => std::env::temp_dir().join(format!("crashwatch-{}", nix::unistd::geteuid())),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn reports_dir(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
+    /// Creates the spool's directories (0700) if they are missing.
+    pub fn create(&self) -> Result<(), SpoolError> {
+        for dir in [self.root.clone(), self.reports_dir()] {
+            create_private_dir(&dir).map_err(|source| SpoolError::Create { path: dir.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// The directory of report `id`.
+    pub fn report_dir(&self, id: &str) -> PathBuf {
+        self.reports_dir().join(id)
+    }
+
+    /// Stores `report` durably; returns the directory it is in.
+    pub fn save(&self, report: &CrashReport) -> Result<PathBuf, SpoolError> {
+        let dir = self.report_dir(&report.id);
+        create_private_dir(&dir).map_err(|source| SpoolError::Create { path: dir.clone(), source })?;
+        let mut json = serde_json::to_vec_pretty(report).expect("a report always serialises");
+        json.push(b'\n');
+        write_atomic(&dir.join("report.json"), &json)?;
+        Ok(dir)
+    }
+
+    /// Every report, newest first. Unreadable entries are skipped with a
+    /// warning, so one damaged report never hides the others.
+    pub fn reports(&self) -> Result<Vec<CrashReport>, SpoolError> {
+        let dir = self.reports_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(SpoolError::Read { path: dir, source }),
+        };
+        let mut reports = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| SpoolError::Read { path: dir.clone(), source })?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            match load(&entry.path().join("report.json")) {
+                Ok(report) => reports.push(report),
+                Err(e) => tracing::warn!("skipping a damaged report: {}", Chain(&e)),
+            }
+        }
+        reports.sort_by(|a, b| b.ended_at.cmp(&a.ended_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(reports)
+    }
+
+    /// The report whose id starts with `prefix`.
+    pub fn find(&self, prefix: &str) -> Result<CrashReport, SpoolError> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut found: Vec<CrashReport> = self.reports()?.into_iter().filter(|r| r.id.starts_with(&prefix)).collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(SpoolError::NotFound { prefix, spool: self.root.clone() }),
+            count => Err(SpoolError::Ambiguous { prefix, count, spool: self.root.clone() }),
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<CrashReport, SpoolError> {
+    let bytes = fs::read(path).map_err(|source| SpoolError::Read { path: path.to_path_buf(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| SpoolError::Parse { path: path.to_path_buf(), source })
+}
+
+/// Creates `dir` and its parents; `dir` itself gets mode 0700 (parents that
+/// have to be created too get the usual 0755 less umask, like `mkdir -p`).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn writable(dir: &Path) -> bool {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+/// Writes `bytes` to `path` atomically and durably, mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    let dir = path.parent().expect("a file in a directory");
+    let err = |source| SpoolError::Write { path: path.to_path_buf(), source };
+    // NamedTempFile is created 0600 in the target directory, so the rename
+    // below stays within one filesystem.
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o600)).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn creates_private_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::at(tmp.path().join("a/b/spool"));
+        spool.create().unwrap();
+        assert_eq!(fs::metadata(spool.root()).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(spool.reports_dir()).unwrap().mode() & 0o777, 0o700);
+        // Idempotent.
+        spool.create().unwrap();
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_is_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, ["f.json"]);
+    }
+
+    #[test]
+    fn missing_spool_lists_nothing() {
+        let spool = Spool::at("/nonexistent/crashwatch-spool");
+        assert!(spool.reports().unwrap().is_empty());
+        assert!(matches!(spool.find("abcd"), Err(SpoolError::NotFound { .. })));
+    }
+}

@@ -1,0 +1,178 @@
+//! The child's life: start it, pass signals on to it, reap it and every
+//! orphan handed to us, and say how it ended.
+//!
+//! Two threads share the work, each doing one duty, as in tini:
+//!
+//! - the *tracer* thread forks the child, releases it, then blocks in
+//!   `waitpid(-1)` until the child is reaped. It is the only thread that
+//!   waits, so it also reaps orphans when crashwatch is PID 1 or a
+//!   subreaper, and (with crash capture) it is the thread that ptraces, since
+//!   ptrace requests must come from the thread that attached;
+//! - the calling thread collects SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+//!   SIGUSR2 and SIGWINCH synchronously (signal-hook's self-pipe: the
+//!   handlers only write a byte) and forwards each to the child.
+//!
+//! The signal handlers are installed before the fork, so a SIGTERM that
+//! arrives while the child starts is queued and forwarded once its pid is
+//! known, never lost. When the tracer thread has reaped the child it closes
+//! the signal iterator, which ends the forwarding loop.
+
+pub mod spawn;
+pub mod status;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::mpsc;
+use std::thread;
+use std::time::SystemTime;
+
+use signal_hook::iterator::{Handle, Signals};
+
+pub use spawn::{Prepared, SpawnError};
+pub use status::ChildStatus;
+
+use crate::{signals, sys};
+
+/// The signals passed on to the child.
+pub const FORWARDED: [i32; 7] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+/// What to start and how to treat it.
+pub struct Spec {
+    pub prepared: Prepared,
+    /// Becomes the child's stdout (a pipe's write end or a terminal).
+    pub stdout: OwnedFd,
+    /// Becomes the child's stderr.
+    pub stderr: OwnedFd,
+    /// Hand the terminal's foreground to the child when stdin is a terminal.
+    pub take_terminal: bool,
+    /// Forward signals to the child's process group rather than the child.
+    pub signal_group: bool,
+}
+
+/// How a supervised child ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub pid: libc::pid_t,
+    pub status: ChildStatus,
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("failed to install the signal handlers that forward signals to the child")]
+    Signals(#[source] io::Error),
+    #[error("failed to start the tracer thread")]
+    Thread(#[source] io::Error),
+    #[error("failed to wait for child {pid}")]
+    Wait {
+        pid: libc::pid_t,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the tracer thread of child {pid} panicked; the child may still be running")]
+    TracerPanicked { pid: libc::pid_t },
+}
+
+/// Makes crashwatch a child subreaper, so orphaned descendants of the child
+/// are reparented to it and reaped by the tracer thread.
+pub fn become_subreaper() -> io::Result<()> {
+    sys::set_child_subreaper()
+}
+
+/// Runs the child described by `spec` to its end.
+pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
+    let mut signals = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
+    let close = CloseOnDrop(signals.handle());
+    let signal_group = spec.signal_group;
+    let (started_tx, started_rx) = mpsc::channel();
+    let tracer = thread::Builder::new()
+        .name("tracer".into())
+        .spawn(move || {
+            let _close = close;
+            start_and_wait(spec, started_tx)
+        })
+        .map_err(SuperviseError::Thread)?;
+
+    let Ok((pid, started_at)) = started_rx.recv() else {
+        // The tracer ended without starting the child: it says why.
+        return match tracer.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(SuperviseError::TracerPanicked { pid: 0 }),
+        };
+    };
+    tracing::debug!(pid, "child started");
+    for signal in signals.forever() {
+        forward(pid, signal, signal_group);
+    }
+    let (status, ended_at) = tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
+    Ok(Finished { pid, status, started_at, ended_at })
+}
+
+/// Closes the signal iterator when the tracer thread ends, however it ends.
+struct CloseOnDrop(Handle);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The tracer thread's body.
+fn start_and_wait(
+    spec: Spec,
+    started: mpsc::Sender<(libc::pid_t, SystemTime)>,
+) -> Result<(ChildStatus, SystemTime), SuperviseError> {
+    let held = spawn::fork(&spec.prepared, &spec.stdout, &spec.stderr, spec.take_terminal)?;
+    // Our copies of the child's ends must go, or the pumps never see EOF.
+    drop(spec.stdout);
+    drop(spec.stderr);
+    let pid = held.pid;
+    let started_at = SystemTime::now();
+    if let Err(e) = held.release() {
+        // The child has exited 127 after reporting the errno; reap it.
+        let _ = sys::waitpid(pid, 0);
+        return Err(e.into());
+    }
+    let _ = started.send((pid, started_at));
+    let status = wait_for(pid)?;
+    Ok((status, SystemTime::now()))
+}
+
+/// Waits until `child` ends, reaping every other process that ends on the
+/// way: orphans reparented to us as PID 1 or subreaper.
+fn wait_for(child: libc::pid_t) -> Result<ChildStatus, SuperviseError> {
+    let status = loop {
+        let waited = sys::waitpid(-1, 0).map_err(|source| SuperviseError::Wait { pid: child, source })?;
+        let Some(waited) = waited else { continue };
+        if waited.pid != child {
+            tracing::debug!(pid = waited.pid, status = waited.status, "reaped an orphaned descendant");
+            continue;
+        }
+        if let Some(status) = ChildStatus::from_raw(waited.status) {
+            break status;
+        }
+    };
+    // Orphans that died alongside the child: reap them now rather than leave
+    // zombies for as long as crashwatch still runs.
+    while let Ok(Some(waited)) = sys::waitpid(-1, libc::WNOHANG) {
+        tracing::debug!(pid = waited.pid, "reaped an orphaned descendant");
+    }
+    Ok(status)
+}
+
+fn forward(pid: libc::pid_t, signal: i32, group: bool) {
+    let target = if group { -pid } else { pid };
+    tracing::debug!(pid, signal = %signals::name(signal), group, "forwarding signal");
+    // Every forwarded signal is a standard one, which nix can represent.
+    let Ok(sig) = nix::sys::signal::Signal::try_from(signal) else { return };
+    // ESRCH only means the child is already gone.
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig) {
+        if e != nix::errno::Errno::ESRCH {
+            tracing::warn!(pid, "failed to forward {} to the child: {e}", signals::name(signal));
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests: the built binary, fixtures
+//! compiled from `testdata/`, and waiting on events with a timeout (never a
+//! sleep).
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The crashwatch binary under test, with a private spool.
+pub fn crashwatch(spool: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crashwatch"));
+    cmd.env("CRASHWATCH_SPOOL_DIR", spool).env_remove("CRASHWATCH_LOG").env_remove("SENTRY_DSN");
+    cmd
+}
+
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+}
+
+/// Compiles `testdata/NAME.c` (once per test process) and returns the binary.
+pub fn fixture(name: &str) -> PathBuf {
+    fixture_with(name, &["-O1", "-g"])
+}
+
+pub fn fixture_with(name: &str, flags: &[&str]) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tag: String = flags.concat().chars().filter(char::is_ascii_alphanumeric).collect();
+    let out = dir.join(format!("{name}-{tag}"));
+    let src = testdata(&format!("{name}.c"));
+    let fresh = |out: &Path| {
+        let (Ok(o), Ok(s)) = (std::fs::metadata(out), std::fs::metadata(&src)) else { return false };
+        o.modified().unwrap() >= s.modified().unwrap()
+    };
+    if !fresh(&out) {
+        // Several test binaries may build the same fixture at once: build to
+        // a private name, then rename into place.
+        let tmp = dir.join(format!("{name}-{tag}.{}", std::process::id()));
+        let status = Command::new("gcc")
+            .args(flags)
+            .arg("-o")
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-lpthread")
+            .status()
+            .expect("gcc is needed to build the test fixtures");
+        assert!(status.success(), "gcc failed on {}", src.display());
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+/// Runs to completion, with a generous limit so a hang fails instead of
+/// blocking the suite.
+pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_output(child, limit)
+}
+
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).unwrap();
+        v
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(limit) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("crashwatch (pid {pid}) did not finish within {limit:?}");
+        }
+    };
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+/// Reads lines from `reader` on a thread; [`Lines::wait_for`] blocks until
+/// a line satisfies a predicate or the timeout passes.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(reader: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx, seen: Vec::new() }
+    }
+
+    pub fn wait_for(&mut self, what: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line containing {what:?} within {limit:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Everything until EOF.
+    pub fn rest(mut self) -> Vec<String> {
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(60)) {
+            self.seen.push(line);
+        }
+        self.seen
+    }
+}
+
+/// The reports in a spool, as `crashwatch list --json` gives them.
+pub fn reports(spool: &Path) -> Vec<serde_json::Value> {
+    let out = crashwatch(spool).args(["list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "list failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The only report in a spool.
+pub fn only_report(spool: &Path) -> serde_json::Value {
+    let mut all = reports(spool);
+    assert_eq!(all.len(), 1, "expected one report, found {all:#?}");
+    all.remove(0)
+}
+
+/// The text lines of a report's log tail.
+pub fn tail_texts(report: &serde_json::Value) -> Vec<String> {
+    report["log_tail"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap().to_string()).collect()
+}
+
+pub const LIMIT: Duration = Duration::from_secs(120);

@@ -1,0 +1,300 @@
+//! `crashwatch run` as a supervisor: exit statuses, signals, output
+//! pass-through and the report of an abnormal end, on the real binary.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn sh(spool: &std::path::Path, script: &str) -> Command {
+    let mut cmd = crashwatch(spool);
+    cmd.args(["run", "--", "sh", "-c", script]);
+    cmd
+}
+
+#[test]
+fn every_exit_code_passes_through() {
+    let spool = tempfile::tempdir().unwrap();
+    for code in 0..=255 {
+        let out = run_with_timeout(sh(spool.path(), &format!("exit {code}")), LIMIT);
+        assert_eq!(out.status.code(), Some(code), "child exit {code}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Exit 0 is not abnormal: 255 reports, one per non-zero code.
+    assert_eq!(reports(spool.path()).len(), 255);
+}
+
+#[test]
+fn death_by_signal_gives_128_plus_n_and_a_report() {
+    for (signal, name) in [(15, "SIGTERM"), (9, "SIGKILL"), (11, "SIGSEGV")] {
+        let spool = tempfile::tempdir().unwrap();
+        let out = run_with_timeout(sh(spool.path(), &format!("echo before; kill -{signal} $$")), LIMIT);
+        assert_eq!(out.status.code(), Some(128 + signal), "{name}");
+        assert_eq!(out.stdout, b"before\n");
+        let report = only_report(spool.path());
+        assert_eq!(report["kind"], "signal");
+        assert_eq!(report["status"]["signaled"]["signal"], signal);
+        assert_eq!(report["exit_code"], 128 + signal);
+        assert_eq!(tail_texts(&report), ["before"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("was killed by {name}")), "{stderr}");
+    }
+}
+
+#[test]
+fn sigterm_reaches_a_child_that_traps_it_and_its_code_comes_back() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut child = crashwatch(spool.path())
+        .args(["run", "--", "python3", "-c"])
+        .arg(
+            "import signal, sys, time\n\
+             def bye(*_):\n    print('got SIGTERM'); sys.exit(42)\n\
+             signal.signal(signal.SIGTERM, bye)\n\
+             print('ready')\n\
+             time.sleep(60)\n",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    lines.wait_for("ready", LIMIT);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+    assert_eq!(lines.rest(), ["ready", "got SIGTERM"]);
+}
+
+#[test]
+fn signal_group_reaches_the_childs_children() {
+    // Without --signal-group only the shell would get SIGUSR1; with it, the
+    // background python in the same group gets it too and writes its mark.
+    let spool = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("mark");
+    let script = format!(
+        "python3 -c \"import signal,time,sys; signal.signal(signal.SIGUSR1, lambda *a: (open('{m}','w').write('x'), sys.exit(0))); print('ready', flush=True); time.sleep(60)\" & \
+         trap 'wait; exit 7' USR1; wait",
+        m = mark.display()
+    );
+    let mut child = crashwatch(spool.path())
+        .args(["run", "--signal-group", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    lines.wait_for("ready", LIMIT);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "x");
+}
+
+#[test]
+fn a_million_lines_on_each_stream_arrive_complete_and_in_order() {
+    let spool = tempfile::tempdir().unwrap();
+    let producer = fixture("producer");
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--"]).arg(&producer).args(["1000000", "both"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(0));
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = std::str::from_utf8(bytes).unwrap();
+        let mut n = 0u64;
+        for line in text.lines() {
+            assert_eq!(line, n.to_string(), "{name}: line {n}");
+            n += 1;
+        }
+        assert_eq!(n, 1_000_000, "{name} line count");
+    }
+    assert!(reports(spool.path()).is_empty(), "exit 0 leaves no report");
+}
+
+#[test]
+fn last_lines_of_a_child_killed_at_once_are_in_its_report() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--log-lines", "100", "--"]).arg(fixture("producer")).args(["500", "out", "0", "kill"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let report = only_report(spool.path());
+    let expected: Vec<String> = (400..500).map(|n| n.to_string()).collect();
+    assert_eq!(tail_texts(&report), expected);
+    assert_eq!(report["log_tail_complete"], true);
+}
+
+#[test]
+fn non_utf8_and_a_50_mb_line_pass_through_byte_exact() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let expected: Vec<u8> =
+        [b"\xff\xfe\x00 not utf-8\n".as_slice(), &vec![b'x'; 50 << 20], b"\n", b"no newline at the end"].concat();
+    let input = dir.path().join("input");
+    std::fs::write(&input, &expected).unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--", "sh", "-c", "cat \"$1\"; exit 3", "sh"]).arg(&input);
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout == expected, "stdout differs: {} bytes, expected {}", out.stdout.len(), expected.len());
+
+    let report = only_report(spool.path());
+    let tail = report["log_tail"].as_array().unwrap();
+    assert_eq!(tail.len(), 2, "{tail:#?}");
+    // The 50 MB line is cut to 16 KiB in the report, the rest counted; the
+    // ring (256 KiB) lost its head, which is counted too.
+    let long = &tail[0];
+    assert_eq!(long["text"].as_str().unwrap().len(), 16 << 10);
+    assert_eq!(long["omitted"].as_u64().unwrap() + (16 << 10), 50 << 20);
+    assert_eq!(tail[1]["text"], "no newline at the end");
+    assert_eq!(tail[1]["newline"], false);
+
+    // A ring that holds everything keeps the non-UTF-8 line, marked lossy.
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--", "sh", "-c", "printf '\\377\\376 bad\\n'; exit 1"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.stdout, b"\xff\xfe bad\n");
+    let report = only_report(spool.path());
+    assert_eq!(report["log_tail"][0]["text"], "\u{fffd}\u{fffd} bad");
+    assert_eq!(report["log_tail"][0]["lossy"], true);
+}
+
+#[test]
+fn orphaned_grandchild_is_reaped_by_a_subreaper() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--subreaper", "--", "python3"]).arg(testdata("orphan.py"));
+    let out = run_with_timeout(cmd, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("orphan reparented to crashwatch"), "{stdout}");
+    assert!(stdout.contains("orphan reaped"), "{stdout}");
+}
+
+#[test]
+fn missing_or_unrunnable_program_gives_127_or_126_with_the_path() {
+    let spool = tempfile::tempdir().unwrap();
+    let out = crashwatch(spool.path()).args(["run", "--", "no-such-program-here"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "crashwatch: error: cannot run no-such-program-here: command not found in PATH\n"
+    );
+
+    let out = crashwatch(spool.path()).args(["run", "--", "/no/such/file"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "crashwatch: error: cannot run /no/such/file: No such file or directory (os error 2)\n"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = crashwatch(spool.path()).args(["run", "--"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot run {}", dir.path().display())), "{stderr}");
+
+    let file = dir.path().join("plain");
+    std::fs::write(&file, "data").unwrap();
+    let out = crashwatch(spool.path()).args(["run", "--"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    assert!(reports(spool.path()).is_empty(), "a program that never ran leaves no report");
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    let spool = tempfile::tempdir().unwrap();
+    for args in [
+        &["run"][..],
+        &["run", "--log-lines", "0", "--", "true"],
+        &["run", "--log-bytes", "12Q", "--", "true"],
+        &["nope"],
+    ] {
+        let out = crashwatch(spool.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "), "{args:?}");
+    }
+}
+
+#[test]
+fn pty_keeps_the_line_that_a_pipe_would_lose_in_the_stdio_buffer() {
+    let crasher = fixture("printf_then_crash");
+    for (pty, expected) in [(false, vec![]), (true, vec!["last words before the crash".to_string()])] {
+        let spool = tempfile::tempdir().unwrap();
+        let mut cmd = crashwatch(spool.path());
+        cmd.arg("run");
+        if pty {
+            cmd.arg("--pty");
+        }
+        cmd.arg("--").arg(&crasher);
+        let out = run_with_timeout(cmd, LIMIT);
+        assert_eq!(out.status.code(), Some(128 + 11), "pty={pty}");
+        assert_eq!(tail_texts(&only_report(spool.path())), expected, "pty={pty}");
+        // Raw mode: the newline passes unchanged, no \r added.
+        if pty {
+            assert_eq!(out.stdout, b"last words before the crash\n");
+        }
+    }
+}
+
+#[test]
+fn our_lines_never_split_a_line_of_the_child() {
+    // The child leaves a line open on stderr and exits: crashwatch's summary
+    // must start on a line of its own.
+    let spool = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(sh(spool.path(), "printf 'half a line' >&2; exit 5"), LIMIT);
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("half a line\ncrashwatch: sh (pid "), "{stderr}");
+    assert!(stderr.contains(") exited with code 5 after "), "{stderr}");
+}
+
+#[test]
+fn stdin_is_passed_to_the_child() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut child = crashwatch(spool.path())
+        .args(["run", "--", "sh", "-c", "read line; echo \"got $line\""])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = wait_output(child, LIMIT);
+    assert_eq!(out.stdout, b"got hello\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn as_pid_1_it_forwards_signals_and_reaps_orphans() {
+    // A new PID namespace makes crashwatch PID 1 there, as in a container.
+    // The child sends SIGTERM to PID 1 (which ignores any signal it has no
+    // handler for): crashwatch must forward it back to the child.
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", env!("CARGO_BIN_EXE_crashwatch"), "run", "--", "python3", "-c"])
+        .arg(
+            "import os, signal, sys, time\n\
+             def bye(*_):\n    print('got SIGTERM from PID 1'); sys.exit(42)\n\
+             signal.signal(signal.SIGTERM, bye)\n\
+             assert os.getppid() == 1, os.getppid()\n\
+             os.kill(1, signal.SIGTERM)\n\
+             time.sleep(60)\n",
+        )
+        .env("CRASHWATCH_SPOOL_DIR", spool.path());
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(42), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"got SIGTERM from PID 1\n");
+
+    // No --subreaper: as PID 1, orphans come to crashwatch anyway.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", env!("CARGO_BIN_EXE_crashwatch"), "run", "--", "python3"])
+        .arg(testdata("orphan.py"))
+        .env("CRASHWATCH_SPOOL_DIR", spool.path());
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.stdout, b"orphan reparented to crashwatch\norphan reaped\n");
+}

@@ -24,6 +24,10 @@ pub enum Kind {
     Exit,
     /// Killed by a signal.
     Signal,
+    /// Ended after crashwatch was asked to stop it (a stop signal was
+    /// forwarded), other than by a crash signal: an orderly shutdown, kept
+    /// locally but not a crash.
+    Stopped,
 }
 
 impl Kind {
@@ -31,6 +35,7 @@ impl Kind {
         match self {
             Kind::Exit => "exit",
             Kind::Signal => "signal",
+            Kind::Stopped => "stopped",
         }
     }
 }
@@ -50,6 +55,9 @@ pub struct CrashReport {
     #[serde(with = "time::serde::rfc3339")]
     pub ended_at: OffsetDateTime,
     pub hostname: String,
+    /// The stop signal crashwatch received (and forwarded) before the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_requested: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,8 +135,10 @@ pub struct Ending<'a> {
 impl CrashReport {
     /// A new report about `ending`, with a fresh id.
     pub fn new(ending: Ending<'_>) -> CrashReport {
-        let Finished { pid, status, started_at, ended_at } = ending.finished;
+        let Finished { pid, status, started_at, ended_at, stop_requested } = ending.finished;
         let kind = match status {
+            ChildStatus::Signaled { signal, .. } if signals::CRASH.contains(&signal) => Kind::Signal,
+            _ if stop_requested.is_some() => Kind::Stopped,
             ChildStatus::Exited(_) => Kind::Exit,
             ChildStatus::Signaled { .. } => Kind::Signal,
         };
@@ -141,6 +151,7 @@ impl CrashReport {
             exit_code: status.exit_code(),
             started_at: started_at.into(),
             ended_at: ended_at.into(),
+            stop_requested,
             hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             release: ending.release,
             environment: ending.environment,
@@ -184,6 +195,9 @@ impl CrashReport {
         let _ = writeln!(out, "Started     {}", timestamp(self.started_at));
         let _ = writeln!(out, "Ended       {} (ran {})", timestamp(self.ended_at), human_duration(self.duration()));
         let _ = writeln!(out, "Status      {} → crashwatch exit code {}", self.status, self.exit_code);
+        if let Some(signal) = self.stop_requested {
+            let _ = writeln!(out, "Stop        requested: crashwatch received and forwarded {}", signals::name(signal));
+        }
         for (label, value) in [("Release", &self.release), ("Environment", &self.environment)] {
             if let Some(value) = value {
                 let _ = writeln!(out, "{label:<11} {value}");

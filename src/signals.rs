@@ -1,6 +1,14 @@
 //! Signal numbers as people read them: names (`SIGSEGV`, `SIGRTMIN+3`) and
 //! short descriptions, for every signal Linux can deliver.
 
+/// Signals whose default action means the program crashed: a fault it
+/// caused (or an abort it called), not a request from outside.
+pub const CRASH: [i32; 7] =
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT, libc::SIGSYS, libc::SIGTRAP];
+
+/// Signals that ask a program to stop (systemctl stop, docker stop, ^C).
+pub const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
 /// The conventional name of signal `n`, e.g. `SIGSEGV` or `SIGRTMIN+2`.
 pub fn name(n: i32) -> String {
     if let Some((name, _)) = known(n) {

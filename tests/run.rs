@@ -65,6 +65,40 @@ fn sigterm_reaches_a_child_that_traps_it_and_its_code_comes_back() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
     assert_eq!(lines.rest(), ["ready", "got SIGTERM"]);
+    // An orderly stop is recorded, but not as a crash.
+    let report = only_report(spool.path());
+    assert_eq!(report["kind"], "stopped");
+    assert_eq!(report["stop_requested"], 15);
+}
+
+#[test]
+fn a_stop_is_not_a_crash_but_a_crash_during_a_stop_is() {
+    // Killed by the forwarded SIGTERM: stopped. Crashing while handling it:
+    // a crash (SIGSEGV is never a stop).
+    for (on_term, kind, code) in [("pass", "stopped", 128 + 15), ("ctypes.string_at(0)", "signal", 128 + 11)] {
+        let spool = tempfile::tempdir().unwrap();
+        let script = format!(
+            "import ctypes, signal, time\n\
+             def on_term(*_):\n    signal.signal(signal.SIGTERM, signal.SIG_DFL); {on_term}; signal.raise_signal(signal.SIGTERM)\n\
+             signal.signal(signal.SIGTERM, on_term)\n\
+             print('ready')\n\
+             time.sleep(60)\n"
+        );
+        let mut child = crashwatch(spool.path())
+            .args(["run", "--", "python3", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Lines::new(child.stdout.take().unwrap());
+        lines.wait_for("ready", LIMIT);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(code), "{kind}");
+        let report = only_report(spool.path());
+        assert_eq!(report["kind"], kind);
+        assert_eq!(report["stop_requested"], 15);
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::commands::Failure;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::{self, Console, Pumps, Ring};
-use crate::report::{self, CrashReport, Ending};
+use crate::report::{self, CrashReport, Ending, Kind};
 use crate::spool::Spool;
 use crate::supervise::{self, ChildStatus, Prepared, Spec, SuperviseError};
 use crate::sys;
@@ -118,18 +118,26 @@ fn pty_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, crate::spool::SpoolError>>) {
     let verb = if matches!(report.status, ChildStatus::Signaled { .. }) { "was " } else { "" };
     let mut text = format!(
-        "{} (pid {}) {verb}{} after {}\n",
+        "{} (pid {}) {verb}{} after {}",
         report.program_name(),
         report.program.pid,
         report.status,
         report::human_duration(report.duration())
     );
-    if !report.log_tail.is_empty() {
+    // An orderly stop needs one line; a crash gets the last lines and where
+    // its report is.
+    let stopped = report.kind == Kind::Stopped;
+    if let Some(signal) = report.stop_requested.filter(|_| stopped) {
+        text.push_str(&format!(" (stop requested by {})", crate::signals::name(signal)));
+    }
+    text.push('\n');
+    if !report.log_tail.is_empty() && !stopped {
         let shown = report.log_tail.len().min(SUMMARY_LINES);
         text.push_str(&format!("last {shown} lines of output:\n"));
         text.push_str(&report.render_log_tail(SUMMARY_LINES));
     }
     match saved {
+        Some(Ok(_)) if stopped => {}
         Some(Ok(dir)) => text.push_str(&format!(
             "report {} saved in {}; `crashwatch show {}` prints it\n",
             report.short_id(),

@@ -16,13 +16,19 @@
 //! arrives while the child starts is queued and forwarded once its pid is
 //! known, never lost. When the tracer thread has reaped the child it closes
 //! the signal iterator, which ends the forwarding loop.
+//!
+//! A stop signal (TERM, INT, HUP, QUIT) also sets an atomic from within its
+//! handler, so whether a stop was requested before the child ended is known
+//! exactly: the iterator drops signals still queued when it is closed, and
+//! an orderly `docker stop` must not be mistaken for a crash.
 
 pub mod spawn;
 pub mod status;
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::SystemTime;
 
@@ -57,6 +63,9 @@ pub struct Finished {
     pub status: ChildStatus,
     pub started_at: SystemTime,
     pub ended_at: SystemTime,
+    /// The last stop signal (TERM, INT, HUP, QUIT) crashwatch received
+    /// before the child ended, if any: the child was asked to stop.
+    pub stop_requested: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +95,11 @@ pub fn become_subreaper() -> io::Result<()> {
 /// Runs the child described by `spec` to its end.
 pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
     let mut signals = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
+    let stop = Arc::new(AtomicUsize::new(0));
+    for signal in signals::STOP {
+        signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
+            .map_err(SuperviseError::Signals)?;
+    }
     let close = CloseOnDrop(signals.handle());
     let signal_group = spec.signal_group;
     let (started_tx, started_rx) = mpsc::channel();
@@ -93,7 +107,7 @@ pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
         .name("tracer".into())
         .spawn(move || {
             let _close = close;
-            start_and_wait(spec, started_tx)
+            start_and_wait(spec, started_tx, &stop)
         })
         .map_err(SuperviseError::Thread)?;
 
@@ -108,8 +122,8 @@ pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
     for signal in signals.forever() {
         forward(pid, signal, signal_group);
     }
-    let (status, ended_at) = tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
-    Ok(Finished { pid, status, started_at, ended_at })
+    let (status, ended_at, stop_requested) = tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
+    Ok(Finished { pid, status, started_at, ended_at, stop_requested })
 }
 
 /// Closes the signal iterator when the tracer thread ends, however it ends.
@@ -125,7 +139,8 @@ impl Drop for CloseOnDrop {
 fn start_and_wait(
     spec: Spec,
     started: mpsc::Sender<(libc::pid_t, SystemTime)>,
-) -> Result<(ChildStatus, SystemTime), SuperviseError> {
+    stop: &AtomicUsize,
+) -> Result<(ChildStatus, SystemTime, Option<i32>), SuperviseError> {
     let held = spawn::fork(&spec.prepared, &spec.stdout, &spec.stderr, spec.take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
     drop(spec.stdout);
@@ -139,7 +154,11 @@ fn start_and_wait(
     }
     let _ = started.send((pid, started_at));
     let status = wait_for(pid)?;
-    Ok((status, SystemTime::now()))
+    let stop_requested = match stop.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal as i32),
+    };
+    Ok((status, SystemTime::now(), stop_requested))
 }
 
 /// Waits until `child` ends, reaping every other process that ends on the

@@ -46,6 +46,8 @@ pub enum Command {
     List(ListArgs),
     /// Print one report (the newest without ID)
     Show(ShowArgs),
+    /// Check that crashwatch can do its job here: trace a child, keep reports
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +78,15 @@ pub struct RunArgs {
     /// (PR_SET_CHILD_SUBREAPER); implied when crashwatch is PID 1
     #[arg(long, env = "CRASHWATCH_SUBREAPER")]
     pub subreaper: bool,
+
+    /// Do not trace the child: no minidumps, only exit statuses and logs
+    /// (for hosts where ptrace is forbidden; `crashwatch doctor` tells)
+    #[arg(long, env = "CRASHWATCH_NO_PTRACE")]
+    pub no_ptrace: bool,
+
+    /// Also capture crashes of the processes the child forks
+    #[arg(long, env = "CRASHWATCH_FOLLOW_FORKS", conflicts_with = "no_ptrace")]
+    pub follow_forks: bool,
 
     /// Sentry DSN that reports are sent to (without one, reports stay in the spool)
     #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]

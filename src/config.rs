@@ -20,6 +20,9 @@ pub struct RunConfig {
     pub pty: bool,
     pub signal_group: bool,
     pub subreaper: bool,
+    /// Trace the child to capture crashes as minidumps.
+    pub ptrace: bool,
+    pub follow_forks: bool,
     pub dsn: Option<String>,
     pub release: Option<String>,
     pub environment: Option<String>,
@@ -50,6 +53,8 @@ impl RunConfig {
             pty: args.pty,
             signal_group: args.signal_group,
             subreaper: args.subreaper,
+            ptrace: !args.no_ptrace,
+            follow_forks: args.follow_forks,
             dsn: args.dsn.filter(|d| !d.is_empty()),
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),

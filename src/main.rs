@@ -6,11 +6,13 @@
 //! supervise → logs → report → spool.
 #![deny(unsafe_code)]
 
+mod capture;
 mod cli;
 mod commands;
 mod config;
 mod errors;
 mod logs;
+mod ptrace;
 mod report;
 mod signals;
 mod spool;
@@ -21,10 +23,10 @@ use std::fmt;
 
 use clap::Parser;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
 
 fn main() {
     // Usage errors exit 2, --help and --version exit 0 (clap's convention).

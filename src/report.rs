@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::capture::CrashCapture;
 use crate::logs::{Line, Stream};
 use crate::signals;
 use crate::supervise::{ChildStatus, Finished};
@@ -40,7 +41,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrashReport {
     pub format: u32,
     /// 32 lowercase hex digits; also the Sentry event id.
@@ -48,7 +49,9 @@ pub struct CrashReport {
     pub kind: Kind,
     pub program: Program,
     pub status: ChildStatus,
-    /// What `crashwatch run` exited with for this end.
+    /// The exit status a shell would show for this end: the code, or
+    /// 128+N for signal N (what `crashwatch run` exits with when the report
+    /// is about its child).
     pub exit_code: i32,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
@@ -62,6 +65,10 @@ pub struct CrashReport {
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// What the tracer saw of the crash: present when the process was
+    /// caught about to die of a crash signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<Crash>,
     /// The child's last lines, oldest first.
     pub log_tail: Vec<LogLine>,
     /// False when a descendant kept the child's pipes open and the tail was
@@ -70,6 +77,118 @@ pub struct CrashReport {
     /// Non-fatal problems met while building the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A crash caught by the tracer, with the files kept of it. File names are
+/// relative to the report's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crash {
+    pub signal: i32,
+    pub signal_name: String,
+    /// `si_code`: why the kernel sent the signal.
+    pub code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_name: Option<String>,
+    /// The faulting address, `0x…`, for faults that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_address: Option<String>,
+    /// The process that crashed (the child, or a descendant with
+    /// `--follow-forks`).
+    pub pid: i32,
+    /// The thread that took the signal.
+    pub tid: i32,
+    pub thread_name: String,
+    pub exe: PathBuf,
+    /// Threads the process had when it was stopped.
+    pub threads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minidump: Option<FileRef>,
+    /// Why there is no minidump.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minidump_error: Option<String>,
+    /// Deleted executables and libraries copied before the process died.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preserved: Vec<Preserved>,
+    /// From the fatal stop to the dump written, in milliseconds.
+    pub capture_ms: f64,
+    /// Problems that did not prevent the capture.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub file: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preserved {
+    /// The path the file had when it was mapped.
+    pub original: PathBuf,
+    pub file: String,
+    pub size: u64,
+    /// Lowest address it was mapped at, `0x…`.
+    pub base_address: String,
+}
+
+impl Crash {
+    /// The record of `capture`; `minidump` and `preserved` are the files as
+    /// kept in the report's directory (or why keeping one failed).
+    pub fn new(capture: &CrashCapture, minidump: Result<FileRef, String>, preserved: Vec<Preserved>) -> Crash {
+        let mut notes: Vec<String> = capture.soft_errors.iter().map(|e| crate::errors::Chain(e).to_string()).collect();
+        notes.extend(capture.requeued.iter().map(|r| {
+            format!("{} pending on thread {} was delivered again after the capture", signals::name(r.signal), r.tid)
+        }));
+        let (minidump, minidump_error) = match minidump {
+            Ok(file) => (Some(file), None),
+            Err(e) => (None, Some(e)),
+        };
+        Crash {
+            signal: capture.signal,
+            signal_name: signals::name(capture.signal),
+            code: capture.si_code,
+            code_name: signals::code_name(capture.signal, capture.si_code).map(str::to_owned),
+            fault_address: capture.fault_addr.map(hex),
+            pid: capture.pid,
+            tid: capture.tid,
+            thread_name: capture.thread_name.clone(),
+            exe: capture.exe.clone(),
+            threads: capture.threads,
+            minidump,
+            minidump_error,
+            preserved,
+            capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
+            notes,
+        }
+    }
+
+    /// `SIGSEGV (SEGV_MAPERR) at 0x0 in thread 'main' (tid 42)`
+    pub fn headline(&self) -> String {
+        crash_headline(self.signal, self.code, self.fault_address_value(), &self.thread_name, self.tid)
+    }
+
+    fn fault_address_value(&self) -> Option<u64> {
+        self.fault_address.as_deref().and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+    }
+}
+
+/// `SIGSEGV (SEGV_MAPERR) at 0x0 in thread 'main' (tid 42)`
+pub fn crash_headline(signal: i32, code: i32, fault_addr: Option<u64>, thread: &str, tid: i32) -> String {
+    let mut s = signals::name(signal);
+    if let Some(code) = signals::code_name(signal, code) {
+        let _ = write!(s, " ({code})");
+    }
+    if let Some(addr) = fault_addr {
+        let _ = write!(s, " at {}", hex(addr));
+    }
+    let _ = write!(s, " in thread '{thread}' (tid {tid})");
+    s
+}
+
+/// `0x7f…` — addresses are strings in JSON, where numbers past 2^53 lose bits.
+pub fn hex(addr: u64) -> String {
+    format!("{addr:#x}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +274,7 @@ impl CrashReport {
             hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             release: ending.release,
             environment: ending.environment,
+            crash: None,
             log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
             log_tail_complete: ending.log_tail_complete,
             notes: Vec::new(),
@@ -203,12 +323,45 @@ impl CrashReport {
                 let _ = writeln!(out, "{label:<11} {value}");
             }
         }
+        if let Some(crash) = &self.crash {
+            let _ = writeln!(out, "Crash       {}", crash.headline());
+            if crash.pid != self.program.pid {
+                let _ =
+                    writeln!(out, "Process     {} (pid {}), a descendant of the child", crash.exe.display(), crash.pid);
+            }
+            let _ = writeln!(out, "Threads     {}", crash.threads);
+            match (&crash.minidump, &crash.minidump_error) {
+                (Some(dump), _) => {
+                    let _ = writeln!(
+                        out,
+                        "Minidump    {} ({}, written in {:.1} ms)",
+                        dump.file,
+                        human_bytes(dump.size),
+                        crash.capture_ms
+                    );
+                }
+                (None, Some(e)) => {
+                    let _ = writeln!(out, "Minidump    none: {e}");
+                }
+                (None, None) => {}
+            }
+            for p in &crash.preserved {
+                let _ = writeln!(out, "Preserved   {} → {} ({})", p.original.display(), p.file, human_bytes(p.size));
+            }
+            for note in &crash.notes {
+                let _ = writeln!(out, "Note        {note}");
+            }
+        }
         for note in &self.notes {
             let _ = writeln!(out, "Note        {note}");
         }
         let _ = writeln!(out);
         let complete = if self.log_tail_complete { "" } else { ", output still open when taken" };
-        let _ = writeln!(out, "Last {} lines of output{complete}:", self.log_tail.len());
+        if self.log_tail.is_empty() {
+            let _ = writeln!(out, "No output{complete}.");
+        } else {
+            let _ = writeln!(out, "Last {} lines of output{complete}:", self.log_tail.len());
+        }
         out.push_str(&self.render_log_tail(usize::MAX));
         out
     }
@@ -259,6 +412,15 @@ impl EscapeControls for str {
 pub fn timestamp(t: OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_else(|_| t.to_string())
+}
+
+/// `812 B`, `19.6 KiB`, `4.7 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
 }
 
 /// `1.25s`, `3m07s`, `2h04m`, `3d05h`.

@@ -26,6 +26,68 @@ pub fn describe(n: i32) -> &'static str {
     known(n).map_or("real-time or unknown signal", |(_, what)| what)
 }
 
+/// The name of a `si_code`, which says why the kernel sent `signal`:
+/// `SEGV_MAPERR` (no mapping at the address), `SI_USER` (kill(2)), …
+pub fn code_name(signal: i32, code: i32) -> Option<&'static str> {
+    // Codes <= 0 and SI_KERNEL mean the same for every signal.
+    let generic = match code {
+        0 => Some("SI_USER"),
+        0x80 => Some("SI_KERNEL"),
+        -1 => Some("SI_QUEUE"),
+        -2 => Some("SI_TIMER"),
+        -3 => Some("SI_MESGQ"),
+        -4 => Some("SI_ASYNCIO"),
+        -5 => Some("SI_SIGIO"),
+        -6 => Some("SI_TKILL"),
+        _ => None,
+    };
+    if generic.is_some() {
+        return generic;
+    }
+    let names: &[&str] = match signal {
+        libc::SIGSEGV => &[
+            "SEGV_MAPERR",
+            "SEGV_ACCERR",
+            "SEGV_BNDERR",
+            "SEGV_PKUERR",
+            "SEGV_ACCADI",
+            "SEGV_ADIDERR",
+            "SEGV_ADIPERR",
+            "SEGV_MTEAERR",
+            "SEGV_MTESERR",
+            "SEGV_CPERR",
+        ],
+        libc::SIGBUS => &["BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"],
+        libc::SIGILL => &[
+            "ILL_ILLOPC",
+            "ILL_ILLOPN",
+            "ILL_ILLADR",
+            "ILL_ILLTRP",
+            "ILL_PRVOPC",
+            "ILL_PRVREG",
+            "ILL_COPROC",
+            "ILL_BADSTK",
+            "ILL_BADIADDR",
+        ],
+        libc::SIGFPE => &[
+            "FPE_INTDIV",
+            "FPE_INTOVF",
+            "FPE_FLTDIV",
+            "FPE_FLTOVF",
+            "FPE_FLTUND",
+            "FPE_FLTRES",
+            "FPE_FLTINV",
+            "FPE_FLTSUB",
+            "FPE_FLTUNK",
+            "FPE_CONDTRAP",
+        ],
+        libc::SIGTRAP => &["TRAP_BRKPT", "TRAP_TRACE", "TRAP_BRANCH", "TRAP_HWBKPT", "TRAP_UNK", "TRAP_PERF"],
+        libc::SIGSYS => &["SYS_SECCOMP", "SYS_USER_DISPATCH"],
+        _ => &[],
+    };
+    usize::try_from(code).ok().and_then(|c| c.checked_sub(1)).and_then(|i| names.get(i).copied())
+}
+
 fn known(n: i32) -> Option<(&'static str, &'static str)> {
     Some(match n {
         libc::SIGHUP => ("SIGHUP", "hangup"),
@@ -74,5 +136,16 @@ mod tests {
         assert_eq!(name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
         assert_eq!(name(99), "signal 99");
         assert_eq!(describe(6), "aborted");
+    }
+
+    #[test]
+    fn names_signal_codes() {
+        assert_eq!(code_name(libc::SIGSEGV, 1), Some("SEGV_MAPERR"));
+        assert_eq!(code_name(libc::SIGFPE, 1), Some("FPE_INTDIV"));
+        assert_eq!(code_name(libc::SIGBUS, 2), Some("BUS_ADRERR"));
+        assert_eq!(code_name(libc::SIGSYS, 1), Some("SYS_SECCOMP"));
+        assert_eq!(code_name(libc::SIGABRT, -6), Some("SI_TKILL"));
+        assert_eq!(code_name(libc::SIGSEGV, 0x80), Some("SI_KERNEL"));
+        assert_eq!(code_name(libc::SIGSEGV, 77), None);
     }
 }

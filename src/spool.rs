@@ -91,7 +91,7 @@ impl Spool {
 
     /// Creates the spool's directories (0700) if they are missing.
     pub fn create(&self) -> Result<(), SpoolError> {
-        for dir in [self.root.clone(), self.reports_dir()] {
+        for dir in [self.root.clone(), self.reports_dir(), self.scratch_dir()] {
             create_private_dir(&dir).map_err(|source| SpoolError::Create { path: dir.clone(), source })?;
         }
         Ok(())
@@ -100,6 +100,30 @@ impl Spool {
     /// The directory of report `id`.
     pub fn report_dir(&self, id: &str) -> PathBuf {
         self.reports_dir().join(id)
+    }
+
+    /// Where the tracer writes dumps before they belong to a report: inside
+    /// the spool, so that adopting them is a rename.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Moves `file` (from the scratch directory) into report `id`'s
+    /// directory as `name`; returns its size. The report itself is saved
+    /// after its files, so a `report.json` never names a missing file.
+    pub fn adopt(&self, id: &str, file: &Path, name: &str) -> Result<u64, SpoolError> {
+        let dest = self.report_dir(id).join(name);
+        let dir = dest.parent().expect("a file in a directory").to_path_buf();
+        create_private_dir(&dir).map_err(|source| SpoolError::Create { path: dir.clone(), source })?;
+        let write_err = |source| SpoolError::Write { path: dest.clone(), source };
+        // Private and on disk before it is named in a report.
+        let f = fs::File::open(file).map_err(write_err)?;
+        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        let size = f.metadata().map_err(write_err)?.len();
+        fs::rename(file, &dest).map_err(write_err)?;
+        fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(write_err)?;
+        Ok(size)
     }
 
     /// Stores `report` durably; returns the directory it is in.

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each returns the process's exit code or a
 //! [`Failure`] that says what went wrong and which code to exit with.
 
+pub mod doctor;
 pub mod list;
 pub mod run;
 pub mod show;
@@ -29,6 +30,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => run::run(args, cli.spool_dir),
         Command::List(args) => list::list(&spool(cli.spool_dir), &args),
         Command::Show(args) => show::show(&spool(cli.spool_dir), &args),
+        Command::Doctor => doctor::doctor(&spool(cli.spool_dir)),
     }
 }
 

@@ -1,27 +1,38 @@
 //! `crashwatch run -- PROGRAM ARGS…`: the main job. Wires the child's
-//! output to the pumps, supervises it to its end, and turns an abnormal end
-//! into a report in the spool and a summary on stderr.
+//! output to the pumps, supervises and traces it to its end, and turns an
+//! abnormal end into a report in the spool and a summary on stderr.
+//!
+//! Crashes arrive on the tracer thread while the crashed process is dying.
+//! The child's own crash is kept until the child has been reaped and its
+//! pipes drained, then becomes part of its report; a descendant's crash
+//! (`--follow-forks`) is reported at once, since the child may run on for
+//! days.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
+use crate::capture::CrashCapture;
 use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::{self, Console, Pumps, Ring};
-use crate::report::{self, CrashReport, Ending, Kind};
-use crate::spool::Spool;
-use crate::supervise::{self, ChildStatus, Prepared, Spec, SuperviseError};
+use crate::ptrace::TraceOptions;
+use crate::report::{self, Crash, CrashReport, Ending, FileRef, Kind, Preserved};
+use crate::spool::{Spool, SpoolError};
+use crate::supervise::{self, ChildStatus, Finished, Prepared, Spec, SuperviseError};
 use crate::sys;
 
 /// How long to wait, once the child has ended, for its pipes to reach EOF.
 /// Only a descendant that inherited them can hold them open that long.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long the crash path waits for each group of threads to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many of the last lines the summary on stderr repeats.
 const SUMMARY_LINES: usize = 10;
@@ -40,20 +51,66 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     if config.dsn.is_some() {
         tracing::debug!("a DSN is set; delivery to Sentry is not built yet, reports stay in the spool");
     }
-    if config.subreaper || nix::unistd::getpid().as_raw() == 1 {
-        if let Err(e) = supervise::become_subreaper() {
-            tracing::warn!("failed to become a subreaper, orphans of the child go to init: {e}");
-        }
-    }
+    let pid1 = nix::unistd::getpid().as_raw() == 1;
+    let reap_orphans = pid1
+        || (config.subreaper
+            && supervise::become_subreaper()
+                .inspect_err(|e| tracing::warn!("failed to become a subreaper, orphans of the child go to init: {e}"))
+                .is_ok());
 
     let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
     let exe = prepared.path.clone();
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(|e| Failure::new(125, e))?;
     let (stderr_read, stderr_write) = pipe().map_err(|e| Failure::new(125, e))?;
     let ring = Arc::new(Mutex::new(Ring::new(config.ring)));
-    let mut pumps = Pumps::start(stdout_read, stderr_read, ring)
+    let mut pumps = Pumps::start(stdout_read, stderr_read, Arc::clone(&ring))
         .context("failed to start the threads that read the child's output")
         .map_err(|e| Failure::new(125, e))?;
+
+    // Without a spool there is nowhere to keep a minidump.
+    let trace = spool.as_ref().filter(|_| config.ptrace).map(|spool| TraceOptions {
+        follow_forks: config.follow_forks,
+        scratch_dir: spool.scratch_dir(),
+        stop_timeout: STOP_TIMEOUT,
+    });
+    let child_crashes = Arc::new(Mutex::new(Vec::new()));
+    let on_crash = {
+        let child_crashes = Arc::clone(&child_crashes);
+        let spool = spool.clone();
+        let (ring, release, environment) = (Arc::clone(&ring), config.release.clone(), config.environment.clone());
+        Box::new(move |child: libc::pid_t, capture: Box<CrashCapture>| {
+            announce(&capture);
+            if capture.pid == child {
+                child_crashes.lock().unwrap_or_else(|e| e.into_inner()).push(capture);
+                return;
+            }
+            let tail = ring.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+            let mut report = CrashReport::new(Ending {
+                argv: &[capture.exe.display().to_string()],
+                exe: capture.exe.clone(),
+                finished: Finished {
+                    pid: capture.pid,
+                    status: ChildStatus::Signaled { signal: capture.signal, core_dumped: false },
+                    started_at: SystemTime::now(),
+                    ended_at: SystemTime::now(),
+                    stop_requested: None,
+                },
+                log_tail: &tail,
+                log_tail_complete: false,
+                release: release.clone(),
+                environment: environment.clone(),
+            });
+            report.notes.push(
+                "a descendant of the child crashed; its start time and exit status are not known to crashwatch, \
+                 which is not its parent (the status shown is the signal it was dying of)"
+                    .into(),
+            );
+            if let Some(spool) = &spool {
+                report.crash = Some(keep_crash(spool, &report.id, &capture));
+                summarize(&report, Some(spool.save(&report)));
+            }
+        })
+    };
 
     let spec = Spec {
         prepared,
@@ -61,6 +118,9 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         stderr: stderr_write,
         take_terminal: true,
         signal_group: config.signal_group,
+        reap_orphans,
+        trace,
+        on_crash,
     };
     let finished = supervise::supervise(spec).map_err(|e| match e {
         SuperviseError::Spawn(e) => Failure::new(e.exit_code(), e),
@@ -74,9 +134,10 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             "a descendant of the child still holds its output open; taking the last lines without waiting for it"
         );
     }
-    if finished.status.is_abnormal() {
+    let crash = child_crashes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    if finished.status.is_abnormal() || crash.is_some() {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        let report = CrashReport::new(Ending {
+        let mut report = CrashReport::new(Ending {
             argv: &argv,
             exe,
             finished,
@@ -85,10 +146,69 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             release: config.release.clone(),
             environment: config.environment.clone(),
         });
+        if let (Some(spool), Some(capture)) = (&spool, &crash) {
+            report.crash = Some(keep_crash(spool, &report.id, capture));
+        }
         let saved = spool.as_ref().map(|spool| spool.save(&report));
         summarize(&report, saved);
     }
     Ok(finished.status.exit_code())
+}
+
+/// Moves a capture's files from the scratch directory into report `id` and
+/// describes them. A file that cannot be kept is noted, not fatal.
+fn keep_crash(spool: &Spool, id: &str, capture: &CrashCapture) -> Crash {
+    let minidump = match &capture.dump {
+        Ok(dump) => spool
+            .adopt(id, &dump.path, "minidump.dmp")
+            .map(|size| FileRef { file: "minidump.dmp".into(), size })
+            .map_err(|e| Chain(&e).to_string()),
+        Err(e) => Err(Chain(e).to_string()),
+    };
+    let mut preserved = Vec::new();
+    let mut notes = Vec::new();
+    for p in &capture.preserved {
+        let base = p.original_path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let name = format!("preserved/{base}.{}", p.inode);
+        match spool.adopt(id, &p.preserved_path, &name) {
+            Ok(size) => preserved.push(Preserved {
+                original: p.original_path.clone(),
+                file: name,
+                size,
+                base_address: report::hex(p.base_address),
+            }),
+            Err(e) => {
+                notes.push(format!("failed to keep the deleted file {}: {}", p.original_path.display(), Chain(&e)))
+            }
+        }
+    }
+    let mut crash = Crash::new(capture, minidump, preserved);
+    crash.notes.extend(notes);
+    crash
+}
+
+/// One line at the moment of a crash, before the process is even gone.
+fn announce(capture: &CrashCapture) {
+    let what =
+        report::crash_headline(capture.signal, capture.si_code, capture.fault_addr, &capture.thread_name, capture.tid);
+    let ms = capture.elapsed.as_secs_f64() * 1000.0;
+    let phases = capture.phases;
+    tracing::debug!(
+        stop_threads_ms = phases.stop_threads.as_secs_f64() * 1000.0,
+        settle_ms = phases.settle.as_secs_f64() * 1000.0,
+        dump_ms = phases.dump.as_secs_f64() * 1000.0,
+        "capture phases"
+    );
+    match &capture.dump {
+        Ok(dump) => tracing::info!(
+            "caught {what} of pid {}; minidump of {} thread{} written in {ms:.1} ms ({})",
+            capture.pid,
+            capture.threads,
+            if capture.threads == 1 { "" } else { "s" },
+            report::human_bytes(dump.size)
+        ),
+        Err(e) => tracing::warn!("caught {what} of pid {}; no minidump: {}", capture.pid, Chain(e)),
+    }
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
@@ -101,7 +221,7 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 /// the slave (the child's). Raw mode, so the bytes pass unchanged (no
 /// `\n` → `\r\n`).
 fn pty_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     use nix::sys::termios;
     let pty = nix::pty::openpty(None, None).context("failed to open a pseudo-terminal for --pty")?;
     let mut attrs = termios::tcgetattr(&pty.slave).context("failed to read the pseudo-terminal's settings")?;
@@ -115,7 +235,7 @@ fn pty_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The few lines a person at the terminal (or in the journal) needs.
-fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, crate::spool::SpoolError>>) {
+fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>) {
     let verb = if matches!(report.status, ChildStatus::Signaled { .. }) { "was " } else { "" };
     let mut text = format!(
         "{} (pid {}) {verb}{} after {}",
@@ -131,6 +251,9 @@ fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, crate::spool::S
         text.push_str(&format!(" (stop requested by {})", crate::signals::name(signal)));
     }
     text.push('\n');
+    if let Some(crash) = &report.crash {
+        text.push_str(&format!("crash: {}\n", crash.headline()));
+    }
     if !report.log_tail.is_empty() && !stopped {
         let shown = report.log_tail.len().min(SUMMARY_LINES);
         text.push_str(&format!("last {shown} lines of output:\n"));
@@ -138,12 +261,17 @@ fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, crate::spool::S
     }
     match saved {
         Some(Ok(_)) if stopped => {}
-        Some(Ok(dir)) => text.push_str(&format!(
-            "report {} saved in {}; `crashwatch show {}` prints it\n",
-            report.short_id(),
-            dir.display(),
-            report.short_id()
-        )),
+        Some(Ok(dir)) => {
+            if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()) {
+                text.push_str(&format!("minidump: {}\n", dir.join(&dump.file).display()));
+            }
+            text.push_str(&format!(
+                "report {} saved in {}; `crashwatch show {}` prints it\n",
+                report.short_id(),
+                dir.display(),
+                report.short_id()
+            ));
+        }
         Some(Err(e)) => text.push_str(&format!("error: the report could not be saved: {}\n", Chain(&e))),
         None => text.push_str("the report was not saved: the spool directory is unusable\n"),
     }

@@ -3,14 +3,23 @@
 //!
 //! Two threads share the work, each doing one duty, as in tini:
 //!
-//! - the *tracer* thread forks the child, releases it, then blocks in
-//!   `waitpid(-1)` until the child is reaped. It is the only thread that
-//!   waits, so it also reaps orphans when crashwatch is PID 1 or a
-//!   subreaper, and (with crash capture) it is the thread that ptraces, since
-//!   ptrace requests must come from the thread that attached;
+//! - the *tracer* thread forks the child, seizes it with ptrace while it is
+//!   held before exec (see [`spawn`]), releases it, then blocks in `waitpid`
+//!   until the child is reaped, feeding every status to the [`Tracer`]. It is
+//!   the only thread that ptraces, since the kernel takes the thread that
+//!   attached as the tracer;
 //! - the calling thread collects SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
 //!   SIGUSR2 and SIGWINCH synchronously (signal-hook's self-pipe: the
-//!   handlers only write a byte) and forwards each to the child.
+//!   handlers only write a byte) and forwards each to the child. As PID 1 or
+//!   a subreaper it also collects SIGCHLD and reaps orphans.
+//!
+//! Who waits for whom: both threads wait with `__WNOTHREAD`, so each sees
+//! only the children it is the parent of. The child and its traced tasks
+//! belong to the tracer thread, which forked and seized them. An orphan is
+//! reparented by the kernel to the first live thread of the subreaper (or
+//! PID 1), i.e. the main thread, which reaps it. Children that any other
+//! thread starts (a symbolication helper) are left to that thread's own
+//! `wait`, never stolen.
 //!
 //! The signal handlers are installed before the fork, so a SIGTERM that
 //! arrives while the child starts is queued and forwarded once its pid is
@@ -28,7 +37,7 @@ pub mod status;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::SystemTime;
 
@@ -37,6 +46,7 @@ use signal_hook::iterator::{Handle, Signals};
 pub use spawn::{Prepared, SpawnError};
 pub use status::ChildStatus;
 
+use crate::ptrace::{CrashCapture, Handled, TraceOptions, Tracer};
 use crate::{signals, sys};
 
 /// The signals passed on to the child.
@@ -54,6 +64,15 @@ pub struct Spec {
     pub take_terminal: bool,
     /// Forward signals to the child's process group rather than the child.
     pub signal_group: bool,
+    /// Reap orphans handed to this (the calling) thread: crashwatch is PID 1
+    /// or a subreaper.
+    pub reap_orphans: bool,
+    /// Trace the child to capture its crashes; `None` to only supervise.
+    pub trace: Option<TraceOptions>,
+    /// Called on the tracer thread with the child's pid and every crash
+    /// captured (of the child, or of a descendant with `follow_forks`), as
+    /// soon as the crashed process has been released to die of its signal.
+    pub on_crash: Box<dyn FnMut(libc::pid_t, Box<CrashCapture>) + Send>,
 }
 
 /// How a supervised child ended.
@@ -87,7 +106,7 @@ pub enum SuperviseError {
 }
 
 /// Makes crashwatch a child subreaper, so orphaned descendants of the child
-/// are reparented to it and reaped by the tracer thread.
+/// are reparented to it (to its main thread, which reaps them).
 pub fn become_subreaper() -> io::Result<()> {
     sys::set_child_subreaper()
 }
@@ -102,6 +121,10 @@ pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
     }
     let close = CloseOnDrop(signals.handle());
     let signal_group = spec.signal_group;
+    let reap = spec.reap_orphans;
+    if reap {
+        signals.add_signal(libc::SIGCHLD).map_err(SuperviseError::Signals)?;
+    }
     let (started_tx, started_rx) = mpsc::channel();
     let tracer = thread::Builder::new()
         .name("tracer".into())
@@ -120,7 +143,16 @@ pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
     };
     tracing::debug!(pid, "child started");
     for signal in signals.forever() {
-        forward(pid, signal, signal_group);
+        if signal == libc::SIGCHLD {
+            reap_orphans();
+        } else {
+            forward(pid, signal, signal_group);
+        }
+    }
+    if reap {
+        // Orphans that died alongside the child: reap them now rather than
+        // leave zombies for as long as crashwatch still runs.
+        reap_orphans();
     }
     let (status, ended_at, stop_requested) = tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
     Ok(Finished { pid, status, started_at, ended_at, stop_requested })
@@ -141,19 +173,32 @@ fn start_and_wait(
     started: mpsc::Sender<(libc::pid_t, SystemTime)>,
     stop: &AtomicUsize,
 ) -> Result<(ChildStatus, SystemTime, Option<i32>), SuperviseError> {
-    let held = spawn::fork(&spec.prepared, &spec.stdout, &spec.stderr, spec.take_terminal)?;
+    let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, .. } = spec;
+    let held = spawn::fork(&prepared, &stdout, &stderr, take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
-    drop(spec.stdout);
-    drop(spec.stderr);
+    drop(stdout);
+    drop(stderr);
     let pid = held.pid;
+    // Seize before the release, so the tracer sees the first instruction.
+    let mut tracer = trace.and_then(|opts| match Tracer::seize(pid, opts) {
+        Ok(tracer) => Some(tracer),
+        Err(e) => {
+            // The program must run even when it cannot be traced.
+            tracing::warn!(
+                "{}; crashes of this run are recorded without a minidump (`crashwatch doctor` says why)",
+                crate::errors::Chain(&e)
+            );
+            None
+        }
+    });
     let started_at = SystemTime::now();
     if let Err(e) = held.release() {
         // The child has exited 127 after reporting the errno; reap it.
-        let _ = sys::waitpid(pid, 0);
+        let _ = sys::ptrace::waitpid(pid, libc::__WALL);
         return Err(e.into());
     }
     let _ = started.send((pid, started_at));
-    let status = wait_for(pid)?;
+    let status = wait_for(pid, tracer.as_mut(), &mut *on_crash)?;
     let stop_requested = match stop.load(Ordering::SeqCst) {
         0 => None,
         signal => Some(signal as i32),
@@ -161,26 +206,43 @@ fn start_and_wait(
     Ok((status, SystemTime::now(), stop_requested))
 }
 
-/// Waits until `child` ends, reaping every other process that ends on the
-/// way: orphans reparented to us as PID 1 or subreaper.
-fn wait_for(child: libc::pid_t) -> Result<ChildStatus, SuperviseError> {
+/// Waits until `child` ends, handling the stops of its traced tasks and
+/// reaping every other process that ends on the way: orphans reparented to
+/// us as PID 1 or subreaper.
+fn wait_for(
+    child: libc::pid_t,
+    mut tracer: Option<&mut Tracer>,
+    on_crash: &mut dyn FnMut(libc::pid_t, Box<CrashCapture>),
+) -> Result<ChildStatus, SuperviseError> {
     let status = loop {
-        let waited = sys::waitpid(-1, 0).map_err(|source| SuperviseError::Wait { pid: child, source })?;
-        let Some(waited) = waited else { continue };
-        if waited.pid != child {
-            tracing::debug!(pid = waited.pid, status = waited.status, "reaped an orphaned descendant");
+        let (pid, raw) = sys::ptrace::wait_any().map_err(|source| SuperviseError::Wait { pid: child, source })?;
+        if let Some(tracer) = tracer.as_deref_mut() {
+            match tracer.handle(pid, raw) {
+                Handled::Event => continue,
+                Handled::Crash(capture) => {
+                    on_crash(child, capture);
+                    continue;
+                }
+                Handled::Ended => {}
+            }
+        }
+        if pid != child {
+            tracing::trace!(pid, status = raw, "a task, descendant or orphan ended");
             continue;
         }
-        if let Some(status) = ChildStatus::from_raw(waited.status) {
+        if let Some(status) = ChildStatus::from_raw(raw) {
             break status;
         }
     };
-    // Orphans that died alongside the child: reap them now rather than leave
-    // zombies for as long as crashwatch still runs.
-    while let Ok(Some(waited)) = sys::waitpid(-1, libc::WNOHANG) {
-        tracing::debug!(pid = waited.pid, "reaped an orphaned descendant");
-    }
     Ok(status)
+}
+
+/// Reaps every finished child of the calling thread (orphans reparented to
+/// it) without blocking.
+fn reap_orphans() {
+    while let Ok(Some((pid, status))) = sys::ptrace::waitpid(-1, libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG) {
+        tracing::debug!(pid, status, "reaped an orphaned descendant");
+    }
 }
 
 fn forward(pid: libc::pid_t, signal: i32, group: bool) {
@@ -189,9 +251,9 @@ fn forward(pid: libc::pid_t, signal: i32, group: bool) {
     // Every forwarded signal is a standard one, which nix can represent.
     let Ok(sig) = nix::sys::signal::Signal::try_from(signal) else { return };
     // ESRCH only means the child is already gone.
-    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig) {
-        if e != nix::errno::Errno::ESRCH {
-            tracing::warn!(pid, "failed to forward {} to the child: {e}", signals::name(signal));
-        }
+    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig)
+        && e != nix::errno::Errno::ESRCH
+    {
+        tracing::warn!(pid, "failed to forward {} to the child: {e}", signals::name(signal));
     }
 }

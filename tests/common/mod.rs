@@ -6,8 +6,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// The crashwatch binary under test, with a private spool.
@@ -23,7 +23,7 @@ pub fn testdata(name: &str) -> PathBuf {
 
 /// Compiles `testdata/NAME.c` (once per test process) and returns the binary.
 pub fn fixture(name: &str) -> PathBuf {
-    fixture_with(name, &["-O1", "-g"])
+    fixture_with(name, &["-O0", "-g", "-Wall", "-Werror", "-pthread", "-fno-omit-frame-pointer"])
 }
 
 pub fn fixture_with(name: &str, flags: &[&str]) -> PathBuf {
@@ -47,7 +47,6 @@ pub fn fixture_with(name: &str, flags: &[&str]) -> PathBuf {
             .arg("-o")
             .arg(&tmp)
             .arg(&src)
-            .arg("-lpthread")
             .status()
             .expect("gcc is needed to build the test fixtures");
         assert!(status.success(), "gcc failed on {}", src.display());
@@ -64,18 +63,18 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
 }
 
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stdout.read_to_end(&mut v).unwrap();
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stderr.read_to_end(&mut v).unwrap();
-        v
-    });
+    // Read whichever pipes the caller has not taken, each on its own thread.
+    fn collect(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut v).unwrap();
+            }
+            v
+        })
+    }
+    let out = collect(child.stdout.take());
+    let err = collect(child.stderr.take());
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -157,3 +156,66 @@ pub fn tail_texts(report: &serde_json::Value) -> Vec<String> {
 }
 
 pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// Builds `testdata/NAME.rs` with rustc (panic=abort, debug info).
+pub fn rust_fixture(name: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}-rs"));
+    let tmp = dir.join(format!("{name}-rs.{}", std::process::id()));
+    let status = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .args(["-C", "panic=abort", "-g", "--edition", "2021", "-o"])
+        .arg(&tmp)
+        .arg(testdata(&format!("{name}.rs")))
+        .status()
+        .expect("rustc is needed to build the Rust fixtures");
+    assert!(status.success(), "rustc failed on {name}.rs");
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// What a minidump says about the crash, read back with the `minidump` crate.
+#[derive(Debug)]
+pub struct DumpFacts {
+    pub exception_code: u32,
+    pub exception_flags: u32,
+    pub crashing_tid: u32,
+    pub thread_ids: Vec<u32>,
+    pub crashing_thread_name: Option<String>,
+    /// Whether the crashing thread's instruction pointer lies in the main
+    /// module: the crash context was recorded, not a signal frame.
+    pub rip_in_main_module: bool,
+}
+
+pub fn read_dump(path: &Path) -> DumpFacts {
+    use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, MinidumpThreadNames, Module};
+    let dump = Minidump::read_path(path).unwrap_or_else(|e| panic!("unreadable dump {}: {e}", path.display()));
+    let exception: MinidumpException = dump.get_stream().expect("exception stream");
+    let threads: MinidumpThreadList = dump.get_stream().expect("thread list");
+    let names: Option<MinidumpThreadNames> = dump.get_stream().ok();
+    let modules: Option<MinidumpModuleList> = dump.get_stream().ok();
+    let system: minidump::MinidumpSystemInfo = dump.get_stream().expect("system info");
+    let crashing_tid = exception.get_crashing_thread_id();
+    let rip = exception.context(&system, None).map(|ctx| ctx.get_instruction_pointer());
+    let main = modules.as_ref().and_then(|m| m.main_module().map(|m| (m.base_address(), m.size())));
+    DumpFacts {
+        exception_code: exception.raw.exception_record.exception_code,
+        exception_flags: exception.raw.exception_record.exception_flags,
+        crashing_tid,
+        thread_ids: threads.threads.iter().map(|t| t.raw.thread_id).collect(),
+        crashing_thread_name: names.and_then(|n| n.get_name(crashing_tid).map(|s| s.into_owned())),
+        rip_in_main_module: matches!((rip, main), (Some(rip), Some((base, size))) if (base..base + size).contains(&rip)),
+    }
+}
+
+/// The value of `key=N` printed by a fixture on stdout.
+pub fn printed(stdout: &[u8], key: &str) -> i64 {
+    let text = String::from_utf8_lossy(stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {text:?}"))
+        .parse()
+        .unwrap()
+}

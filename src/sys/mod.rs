@@ -1,13 +1,15 @@
-//! The raw process syscalls crashwatch needs and `std` does not offer: a
-//! fork whose child is held before `execve`, raw `waitpid` statuses, and the
-//! child-subreaper flag.
+//! The raw syscalls crashwatch needs and `std` does not offer: a fork whose
+//! child is held before `execve` and the child-subreaper flag here; ptrace,
+//! raw `waitpid` statuses and thread-directed signals in [`ptrace`].
 //!
-//! This is the one module of process control allowed `unsafe`. Everything
+//! This module and its child are the only code allowed `unsafe`. Everything
 //! between `fork` and `execve` runs in a child forked from a multithreaded
 //! process, so it may only call async-signal-safe functions: no allocation,
 //! no locks, no `std::io`. Every buffer the child touches is prepared by
 //! [`ExecPlan::new`] before the fork.
-#![allow(unsafe_code)] // fork/exec and raw waitpid: see the module doc.
+#![allow(unsafe_code)] // fork/exec: see the module doc.
+
+pub mod ptrace;
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -160,34 +162,6 @@ pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 /// fast, and more room for it to write while crashwatch is busy.
 pub fn grow_pipe(fd: BorrowedFd<'_>, bytes: i32) {
     let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(bytes));
-}
-
-/// A `waitpid` result with the status word left raw: `nix` cannot represent
-/// real-time signals, which glibc uses internally and ptrace reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waited {
-    pub pid: libc::pid_t,
-    pub status: libc::c_int,
-}
-
-/// `waitpid(pid, flags)`, retried on EINTR. `Ok(None)` when `WNOHANG` found
-/// nothing ready.
-pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<Waited>> {
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
-        match r {
-            -1 => {
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::EINTR) {
-                    return Err(err);
-                }
-            }
-            0 => return Ok(None),
-            pid => return Ok(Some(Waited { pid, status })),
-        }
-    }
 }
 
 /// Makes this process a child subreaper: orphaned descendants are

@@ -1,0 +1,242 @@
+//! The tracer: decides what to do with every stop of the traced child.
+//!
+//! The supervisor's tracer thread forks the child, calls [`Tracer::seize`]
+//! before releasing it from its sync pipe, then loops on
+//! [`crate::sys::ptrace::wait_any`] and feeds each `(pid, status)` to
+//! [`Tracer::handle`]. All ptrace requests, including the whole crash path and
+//! minidump-writer's own attaches, run on that thread: the kernel records the
+//! tracer as a thread, and requests from any other thread fail with `ESRCH`.
+//!
+//! Per-stop decisions (a seized tracee, see `wait_status` for the encoding):
+//!
+//! ```text
+//!  exit / killed                       → Handled::Ended (caller checks the pid)
+//!  event stop: clone/fork/vfork/exec   → PTRACE_CONT(0)
+//!  PTRACE_EVENT_STOP + stop signal     → PTRACE_LISTEN (stay in group-stop,
+//!                                        but keep reporting, e.g. SIGCONT)
+//!  PTRACE_EVENT_STOP + SIGTRAP         → PTRACE_CONT(0) (new task / interrupt)
+//!  signal-delivery-stop for S:
+//!     S ∈ {SEGV BUS ILL FPE ABRT SYS TRAP}
+//!     and S has no handler and is not ignored → crash path (capture)
+//!     otherwise                        → PTRACE_CONT(S): passes through
+//! ```
+//!
+//! The handler check reads `SigCgt`/`SigIgn` of `/proc/TID/status` at the
+//! stop: the JVM, Go and Rust install SIGSEGV handlers and recover from (or
+//! report) faults themselves; those signals must pass untouched. A fault that
+//! arrives while its signal is blocked has already had its handler reset to
+//! `SIG_DFL` by the kernel at send time, so the masks read here are the ones
+//! that decide the process's fate.
+//!
+//! Contract with the caller: every status `waitpid` returns for our tracees
+//! must be fed to `handle`, in order, before the next `waitpid`. The crash
+//! path waits for specific tasks' stops; a stop the caller reaped but did not
+//! feed would be waited for in vain until `stop_timeout`.
+
+pub mod siginfo;
+pub mod wait_status;
+
+use std::collections::HashSet;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::capture::procfs;
+use crate::capture::{self, CaptureRequest};
+use crate::ptrace::wait_status::{WaitStatus, is_stop_signal};
+use crate::sys::ptrace as sys;
+
+pub use crate::capture::CrashCapture;
+
+/// A process or thread id as the kernel uses it (`pid_t`).
+pub type Pid = i32;
+
+/// How the child is traced.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    /// Also trace processes the child forks (and capture their crashes).
+    pub follow_forks: bool,
+    /// Where dumps (and preserved deleted files) are written as new files.
+    pub scratch_dir: PathBuf,
+    /// Bound on each wait for threads to stop during a capture (and on
+    /// minidump-writer's own stop wait). Threads that miss it are captured
+    /// running or not at all; the capture itself proceeds.
+    pub stop_timeout: Duration,
+}
+
+/// Errors from setting up tracing.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("failed to seize process {pid} with ptrace")]
+    Seize {
+        pid: i32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("scratch directory {path} is not usable")]
+    ScratchDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What one `waitpid` status meant for the caller.
+#[derive(Debug)]
+pub enum Handled {
+    /// A ptrace stop was handled; nothing for the caller to do.
+    Event,
+    /// A fatal signal was captured; the process has been released and will
+    /// die of `capture.signal` (its exit arrives as a later status).
+    Crash(Box<CrashCapture>),
+    /// A task or untraced child ended: the status is the caller's to
+    /// interpret (it checks whether it was the main child).
+    Ended,
+}
+
+/// The signals whose default action is to dump core because the thread did
+/// something wrong, and that the crash path captures.
+pub const CRASH_SIGNALS: [i32; 7] =
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT, libc::SIGSYS, libc::SIGTRAP];
+
+/// True if `signal` is a crash signal and the process neither handles nor
+/// ignores it, so delivering it will kill the process.
+pub fn is_fatal(signal: i32, masks: &procfs::SignalMasks) -> bool {
+    CRASH_SIGNALS.contains(&signal) && masks.is_default(signal)
+}
+
+/// The ptrace state of one supervised child and its descendants.
+#[derive(Debug)]
+pub struct Tracer {
+    opts: TraceOptions,
+    /// Tasks interrupted by a capture whose stop did not arrive in time: they
+    /// are still our tracees, and are detached as soon as they report.
+    laggards: HashSet<i32>,
+}
+
+impl Tracer {
+    /// Called on the tracer thread after fork, before the sync byte is
+    /// written: the child is blocked in `read` and is not stopped by this.
+    pub fn seize(child: Pid, opts: TraceOptions) -> Result<Tracer, TraceError> {
+        let meta = std::fs::metadata(&opts.scratch_dir)
+            .and_then(|m| if m.is_dir() { Ok(m) } else { Err(io::Error::from(io::ErrorKind::NotADirectory)) });
+        if let Err(source) = meta {
+            return Err(TraceError::ScratchDir { path: opts.scratch_dir.clone(), source });
+        }
+        let mut options = libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
+        if opts.follow_forks {
+            options |= libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK;
+        }
+        sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
+        tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
+        Ok(Tracer { opts, laggards: HashSet::new() })
+    }
+
+    /// Handles one `(pid, status)` from `waitpid(-1, __WALL)`.
+    ///
+    /// Continues, listens or passes signals on as needed, and runs the crash
+    /// path inline when a fatal signal would kill the process. No error path
+    /// leaves a task stopped: a ptrace request that fails with anything but
+    /// `ESRCH` (task gone) is retried as a detach.
+    pub fn handle(&mut self, pid: i32, status: i32) -> Handled {
+        let decoded = WaitStatus::decode(status);
+        if decoded.is_exit() {
+            self.laggards.remove(&pid);
+            return Handled::Ended;
+        }
+        if self.laggards.remove(&pid) {
+            // Its process was captured and released without it; let it go,
+            // with whatever signal it was about to receive.
+            let signal = match decoded {
+                WaitStatus::SignalStop(sig) => sig,
+                _ => 0,
+            };
+            resume(pid, ResumeHow::Detach(signal));
+            return Handled::Event;
+        }
+        match decoded {
+            WaitStatus::EventStop { event, signal } => {
+                if event == sys::PTRACE_EVENT_STOP && is_stop_signal(signal) {
+                    resume(pid, ResumeHow::Listen);
+                } else {
+                    if matches!(event, libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK)
+                        && let Ok(new) = sys::get_event_msg(pid)
+                    {
+                        tracing::trace!(pid, new_task = new, event, "task created");
+                    }
+                    resume(pid, ResumeHow::Cont(0));
+                }
+                Handled::Event
+            }
+            WaitStatus::SignalStop(signal) => self.signal_stop(pid, signal),
+            // Not requested (no WCONTINUED) or not decodable: nothing is stopped.
+            WaitStatus::Continued | WaitStatus::Unknown(_) => Handled::Event,
+            WaitStatus::Exited(_) | WaitStatus::Signaled { .. } => Handled::Ended,
+        }
+    }
+
+    fn signal_stop(&mut self, tid: i32, signal: i32) -> Handled {
+        let started = Instant::now();
+        if CRASH_SIGNALS.contains(&signal) {
+            match procfs::task_status(tid) {
+                Ok(status) if is_fatal(signal, &status.masks) => {
+                    let outcome = capture::capture(CaptureRequest {
+                        tgid: status.tgid,
+                        tid,
+                        signal,
+                        masks: status.masks,
+                        scratch_dir: &self.opts.scratch_dir,
+                        stop_timeout: self.opts.stop_timeout,
+                        started,
+                    });
+                    self.laggards.extend(outcome.laggards);
+                    return Handled::Crash(Box::new(outcome.capture));
+                }
+                Ok(_) => {}
+                // Most likely the task is being killed (SIGKILL) right now;
+                // delivering the signal is the only sensible thing left.
+                Err(e) => tracing::debug!(tid, signal, error = %e, "cannot read task status"),
+            }
+        }
+        resume(tid, ResumeHow::Cont(signal));
+        Handled::Event
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ResumeHow {
+    Cont(i32),
+    Listen,
+    Detach(i32),
+}
+
+/// Resumes a stopped tracee. `ESRCH` means it is gone (e.g. SIGKILLed while
+/// stopped). A failed `PTRACE_LISTEN` (the stop was not a real group-stop)
+/// falls back to `PTRACE_CONT`; any other failure to a detach, so the task
+/// never stays stopped because of us (at the price of no longer tracing it).
+fn resume(tid: i32, how: ResumeHow) {
+    let result = match how {
+        ResumeHow::Cont(sig) => sys::cont(tid, sig),
+        ResumeHow::Listen => sys::listen(tid),
+        ResumeHow::Detach(sig) => sys::detach(tid, sig),
+    };
+    let err = match result {
+        Ok(()) => return,
+        Err(e) if sys::is_esrch(&e) => return,
+        Err(e) => e,
+    };
+    tracing::warn!(tid, ?how, error = %err, "ptrace resume failed");
+    let sig = match how {
+        ResumeHow::Listen => match sys::cont(tid, 0) {
+            Ok(()) => return,
+            Err(e) if sys::is_esrch(&e) => return,
+            Err(_) => 0,
+        },
+        ResumeHow::Cont(sig) | ResumeHow::Detach(sig) => sig,
+    };
+    if let Err(e) = sys::detach(tid, sig)
+        && !sys::is_esrch(&e)
+    {
+        tracing::error!(tid, error = %e, "cannot detach; task may stay stopped");
+    }
+}

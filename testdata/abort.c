@@ -1,0 +1,6 @@
+/* abort(): SIGABRT sent by glibc with tgkill (si_code SI_TKILL). */
+#include <stdlib.h>
+
+int main(void) {
+    abort();
+}

@@ -1,0 +1,5 @@
+/* int3 outside a debugger: SIGTRAP. */
+int main(void) {
+    __asm__ volatile("int3");
+    return 0;
+}

@@ -1,11 +1,12 @@
 #define _GNU_SOURCE
-/* usage: pending_signal usr1|rt
+/* usage: pending_signal usr1|rt FIFO
  * Two threads stopped at once: a second thread in a signal-delivery-stop for
  * SIGUSR1 (handled), the main thread in its SIGSEGV stop. Both block until
- * the test, which has stopped reaping, writes to stdin, so both stops are
- * queued in the kernel when the tracer looks. (waitpid reports the leader
- * first, so the crash is on the main thread.)
+ * the test, which has stopped reaping, writes a byte to FIFO, so both stops
+ * are queued in the kernel when the tracer looks. (waitpid reports the
+ * leader first, so the crash is on the main thread.)
  * Prints "signal_tid=N" and "main_tid=M". */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,7 +45,9 @@ int main(int argc, char **argv) {
     pthread_t t;
     pthread_create(&t, NULL, signaller, NULL);
     char b;
-    if (read(0, &b, 1) != 1) return 3; /* the test says go */
+    /* O_RDWR: opening a FIFO so never blocks; the read below does. */
+    int go = argc > 2 ? open(argv[2], O_RDWR) : 0;
+    if (go < 0 || read(go, &b, 1) != 1) return 3; /* the test says go */
     if (write(go_fd[1], "g", 1) != 1) return 4;
     *(volatile int *)0 = 1;
     return 0;

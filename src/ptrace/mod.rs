@@ -240,3 +240,6 @@ fn resume(tid: i32, how: ResumeHow) {
         tracing::error!(tid, error = %e, "cannot detach; task may stay stopped");
     }
 }
+
+#[cfg(test)]
+mod tests;

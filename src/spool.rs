@@ -108,6 +108,19 @@ impl Spool {
         self.root.join("tmp")
     }
 
+    /// Removes scratch files older than `age`: dumps of a crashwatch that was
+    /// killed while it captured. Younger ones may belong to another
+    /// crashwatch sharing the spool, writing right now.
+    pub fn clean_scratch(&self, age: std::time::Duration) {
+        let Ok(entries) = fs::read_dir(self.scratch_dir()) else { return };
+        for entry in entries.flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
+            if old && fs::remove_file(entry.path()).is_ok() {
+                tracing::info!("removed {}, left by an interrupted capture", entry.path().display());
+            }
+        }
+    }
+
     /// Moves `file` (from the scratch directory) into report `id`'s
     /// directory as `name`; returns its size. The report itself is saved
     /// after its files, so a `report.json` never names a missing file.
@@ -235,6 +248,21 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, ["f.json"]);
+    }
+
+    #[test]
+    fn clean_scratch_removes_only_old_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::at(tmp.path());
+        spool.create().unwrap();
+        let (old, new) = (spool.scratch_dir().join("old.dmp"), spool.scratch_dir().join("new.dmp"));
+        fs::write(&old, b"x").unwrap();
+        fs::write(&new, b"x").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        spool.clean_scratch(std::time::Duration::from_secs(3600));
+        assert!(!old.exists());
+        assert!(new.exists());
     }
 
     #[test]

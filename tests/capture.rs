@@ -374,3 +374,24 @@ fn a_thread_stuck_in_vfork_is_left_behind_without_hanging() {
     assert_eq!(facts.exception_code, libc::SIGSEGV as u32);
     assert_eq!(facts.thread_ids, [pid as u32]);
 }
+
+#[test]
+fn the_kernels_own_core_dump_still_happens_after_the_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -c unlimited && exec \"$@\"", "sh", env!("CARGO_BIN_EXE_crashwatch"), "run", "--"])
+        .arg(fixture("segv_nested"))
+        .current_dir(dir.path())
+        .env("CRASHWATCH_SPOOL_DIR", &spool);
+    let out = run_with_timeout(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSEGV));
+    let report = only_report(&spool);
+    assert!(report["crash"]["minidump"].is_object());
+    assert_eq!(report["status"]["signaled"]["core_dumped"], true, "{report:#}");
+    // Where the kernel puts it depends on core_pattern; with the default
+    // pattern it is a file named core in the working directory.
+    if std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap().trim() == "core" {
+        assert!(dir.path().join("core").metadata().unwrap().len() > 0);
+    }
+}

@@ -34,6 +34,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long the crash path waits for each group of threads to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Scratch files older than this were left by an interrupted capture.
+const SCRATCH_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// How many of the last lines the summary on stderr repeats.
 const SUMMARY_LINES: usize = 10;
 
@@ -41,7 +44,10 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let config = RunConfig::new(args, spool_dir).map_err(|e| Failure::new(2, e))?;
     let spool = Spool::at(&config.spool_dir);
     let spool = match spool.create() {
-        Ok(()) => Some(spool),
+        Ok(()) => {
+            spool.clean_scratch(SCRATCH_MAX_AGE);
+            Some(spool)
+        }
         Err(e) => {
             // The program must run even when its reports cannot be kept.
             tracing::warn!("{}; reports of this run will not be kept", Chain(&e));

@@ -88,6 +88,12 @@ pub struct RunArgs {
     #[arg(long, env = "CRASHWATCH_FOLLOW_FORKS", conflicts_with = "no_ptrace")]
     pub follow_forks: bool,
 
+    /// Run the child in a new memory cgroup with this limit (K, M, G
+    /// suffixes), removed afterwards; its OOM kill is then reported with the
+    /// limit and the peak
+    #[arg(long, value_name = "BYTES", env = "CRASHWATCH_MEMORY_LIMIT", value_parser = parse_bytes)]
+    pub memory_limit: Option<u64>,
+
     /// Sentry DSN that reports are sent to (without one, reports stay in the spool)
     #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
     pub dsn: Option<String>,

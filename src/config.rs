@@ -23,6 +23,8 @@ pub struct RunConfig {
     /// Trace the child to capture crashes as minidumps.
     pub ptrace: bool,
     pub follow_forks: bool,
+    /// Put the child in a new memory cgroup with this limit, bytes.
+    pub memory_limit: Option<u64>,
     pub dsn: Option<String>,
     pub release: Option<String>,
     pub environment: Option<String>,
@@ -55,6 +57,7 @@ impl RunConfig {
             subreaper: args.subreaper,
             ptrace: !args.no_ptrace,
             follow_forks: args.follow_forks,
+            memory_limit: args.memory_limit,
             dsn: args.dsn.filter(|d| !d.is_empty()),
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),

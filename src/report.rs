@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::capture::CrashCapture;
+use crate::capture::memory::Memory;
+use crate::capture::oom::Oom;
 use crate::logs::{Line, Stream};
 use crate::signals;
 use crate::supervise::{ChildStatus, Finished};
@@ -25,6 +27,8 @@ pub enum Kind {
     Exit,
     /// Killed by a signal.
     Signal,
+    /// Killed by the kernel's OOM killer.
+    Oom,
     /// Ended after crashwatch was asked to stop it (a stop signal was
     /// forwarded), other than by a crash signal: an orderly shutdown, kept
     /// locally but not a crash.
@@ -36,6 +40,7 @@ impl Kind {
         match self {
             Kind::Exit => "exit",
             Kind::Signal => "signal",
+            Kind::Oom => "oom",
             Kind::Stopped => "stopped",
         }
     }
@@ -69,6 +74,12 @@ pub struct CrashReport {
     /// caught about to die of a crash signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<Crash>,
+    /// Why a SIGKILL is taken for the OOM killer's (kind `oom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom: Option<Oom>,
+    /// The child's memory while it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
     /// The child's last lines, oldest first.
     pub log_tail: Vec<LogLine>,
     /// False when a descendant kept the child's pipes open and the tail was
@@ -275,6 +286,8 @@ impl CrashReport {
             release: ending.release,
             environment: ending.environment,
             crash: None,
+            oom: None,
+            memory: None,
             log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
             log_tail_complete: ending.log_tail_complete,
             notes: Vec::new(),
@@ -352,6 +365,21 @@ impl CrashReport {
                 let _ = writeln!(out, "Note        {note}");
             }
         }
+        if let Some(oom) = &self.oom {
+            if let Some(n) = oom.cgroup_oom_kills {
+                let _ = writeln!(
+                    out,
+                    "OOM         the child's cgroup counted {n} OOM kill{}",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            if let Some(line) = &oom.kernel_line {
+                let _ = writeln!(out, "Kernel      {line}");
+            }
+        }
+        if let Some(memory) = &self.memory {
+            let _ = writeln!(out, "Memory      {}", memory_line(memory));
+        }
         for note in &self.notes {
             let _ = writeln!(out, "Note        {note}");
         }
@@ -414,12 +442,33 @@ pub fn timestamp(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_else(|_| t.to_string())
 }
 
-/// `812 B`, `19.6 KiB`, `4.7 MiB`.
+/// `peak 63.9 MiB of a 64.0 MiB limit (cgroup …), last RSS 12.0 MiB`
+pub fn memory_line(memory: &Memory) -> String {
+    let mut parts = Vec::new();
+    match memory.cgroup.as_ref() {
+        Some(cg) => {
+            let peak = cg.peak.or(memory.peak_rss).map_or_else(|| "unknown".into(), human_bytes);
+            match cg.limit {
+                Some(limit) => parts.push(format!("peak {peak} of a {} limit", human_bytes(limit))),
+                None => parts.push(format!("peak {peak}, no limit")),
+            }
+            parts.push(format!("cgroup {}", cg.path.display()));
+        }
+        None => parts.push(format!("peak RSS {}", memory.peak_rss.map_or_else(|| "unknown".into(), human_bytes))),
+    }
+    if let Some(rss) = memory.samples.iter().rev().find_map(|s| s.rss) {
+        parts.push(format!("last RSS {}", human_bytes(rss)));
+    }
+    parts.join(", ")
+}
+
+/// `812 B`, `19.6 KiB`, `4.7 MiB`, `2.0 GiB`.
 pub fn human_bytes(n: u64) -> String {
     match n {
         0..1024 => format!("{n} B"),
         1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
-        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.1} GiB", n as f64 / 1_073_741_824.0),
     }
 }
 

@@ -1,5 +1,8 @@
-//! The crash path: from one thread's fatal signal-delivery-stop to a minidump
-//! on disk and a process that dies of its real signal.
+//! What is captured of a dying child. This file is the crash path: from one
+//! thread's fatal signal-delivery-stop to a minidump on disk and a process
+//! that dies of its real signal. Beside it: [`procfs`] (the facts `/proc`
+//! gives), [`cgroup`], [`memory`], [`kmsg`] and [`oom`] (how much memory the
+//! child used, and whether the OOM killer ended it).
 //!
 //! ```text
 //!  T in signal-delivery-stop for S (fatal, no handler)
@@ -45,10 +48,14 @@
 //! panics — the [`Hold`] guard detaches, re-queues and sends `SIGCONT` in its
 //! `Drop` whatever was not done yet.
 
+pub mod cgroup;
 mod context;
 mod dump;
 mod error;
 mod hold;
+pub mod kmsg;
+pub mod memory;
+pub mod oom;
 mod preserve;
 pub mod procfs;
 mod stop;

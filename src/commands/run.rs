@@ -16,6 +16,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::capture::CrashCapture;
+use crate::capture::cgroup::MemoryCgroup;
+use crate::capture::memory::Sampler;
+use crate::capture::oom::OomWatch;
 use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::config::RunConfig;
@@ -36,6 +39,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Scratch files older than this were left by an interrupted capture.
 const SCRATCH_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How often the child's memory is sampled.
+const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many of the last lines the summary on stderr repeats.
 const SUMMARY_LINES: usize = 10;
@@ -65,6 +71,36 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
                 .is_ok());
 
     let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
+
+    // Memory: the child's cgroup (a new one under --memory-limit), the
+    // witnesses of an OOM kill, and a sampler while it runs.
+    let own_cgroup =
+        MemoryCgroup::of_process(0).inspect_err(|e| tracing::debug!("no memory cgroup: {}", Chain(e))).ok();
+    let limited = match config.memory_limit {
+        Some(limit) => {
+            let parent = own_cgroup.as_ref().ok_or_else(|| {
+                Failure::new(
+                    125,
+                    anyhow::anyhow!("--memory-limit needs the memory cgroup controller, which is not mounted here"),
+                )
+            })?;
+            let name = format!("crashwatch-{}", std::process::id());
+            Some(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?)
+        }
+        None => None,
+    };
+    let child_cgroup = limited.clone().or(own_cgroup);
+    let oom_watch = OomWatch::start(child_cgroup.clone());
+    let sampler = Arc::new(Mutex::new(None));
+    let on_started = {
+        let sampler = Arc::clone(&sampler);
+        Box::new(move |pid| match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL) {
+            Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
+            Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
+        })
+    };
+    let before_exec: Option<supervise::BeforeExec> =
+        limited.clone().map(|cg| Box::new(move |pid| cg.add(pid).map_err(Into::into)) as supervise::BeforeExec);
     let exe = prepared.path.clone();
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(|e| Failure::new(125, e))?;
     let (stderr_read, stderr_write) = pipe().map_err(|e| Failure::new(125, e))?;
@@ -126,9 +162,26 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         signal_group: config.signal_group,
         reap_orphans,
         trace,
+        before_exec,
+        on_started: Some(on_started),
         on_crash,
     };
-    let finished = supervise::supervise(spec).map_err(|e| match e {
+    let finished = supervise::supervise(spec);
+    // Everything the cgroup knows is read before it is removed.
+    let memory = sampler.lock().unwrap_or_else(|e| e.into_inner()).take().map(Sampler::finish);
+    let oom = match &finished {
+        Ok(Finished { pid, status: ChildStatus::Signaled { signal: libc::SIGKILL, .. }, .. }) => oom_watch.assess(*pid),
+        _ => None,
+    };
+    if let Some(cg) = &limited
+        && let Err(e) = cg.remove()
+    {
+        tracing::warn!(
+            "failed to remove the cgroup {}: {e}; processes of the child may still be in it",
+            cg.dir.display()
+        );
+    }
+    let finished = finished.map_err(|e| match e {
         SuperviseError::Spawn(e) => Failure::new(e.exit_code(), e),
         e => Failure::new(125, e),
     })?;
@@ -155,6 +208,11 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         if let (Some(spool), Some(capture)) = (&spool, &crash) {
             report.crash = Some(keep_crash(spool, &report.id, capture));
         }
+        if oom.is_some() {
+            report.kind = Kind::Oom;
+        }
+        report.oom = oom;
+        report.memory = memory;
         let saved = spool.as_ref().map(|spool| spool.save(&report));
         summarize(&report, saved);
     }
@@ -259,6 +317,10 @@ fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>) {
     text.push('\n');
     if let Some(crash) = &report.crash {
         text.push_str(&format!("crash: {}\n", crash.headline()));
+    }
+    if report.kind == Kind::Oom {
+        let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
+        text.push_str(&format!("the kernel's OOM killer killed it: {memory}\n"));
     }
     if !report.log_tail.is_empty() && !stopped {
         let shown = report.log_tail.len().min(SUMMARY_LINES);

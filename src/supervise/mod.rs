@@ -69,11 +69,20 @@ pub struct Spec {
     pub reap_orphans: bool,
     /// Trace the child to capture its crashes; `None` to only supervise.
     pub trace: Option<TraceOptions>,
+    /// Called on the tracer thread while the child is held before exec: the
+    /// last moment to put it in a cgroup. An error kills the held child and
+    /// fails the start.
+    pub before_exec: Option<BeforeExec>,
+    /// Called on the calling thread once the child runs, with its pid.
+    pub on_started: Option<Box<dyn FnOnce(libc::pid_t) + Send>>,
     /// Called on the tracer thread with the child's pid and every crash
     /// captured (of the child, or of a descendant with `follow_forks`), as
     /// soon as the crashed process has been released to die of its signal.
     pub on_crash: Box<dyn FnMut(libc::pid_t, Box<CrashCapture>) + Send>,
 }
+
+/// See [`Spec::before_exec`].
+pub type BeforeExec = Box<dyn FnOnce(libc::pid_t) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send>;
 
 /// How a supervised child ended.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +110,12 @@ pub enum SuperviseError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to prepare child {pid} before it ran")]
+    BeforeExec {
+        pid: libc::pid_t,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the tracer thread of child {pid} panicked; the child may still be running")]
     TracerPanicked { pid: libc::pid_t },
 }
@@ -112,7 +127,8 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// Runs the child described by `spec` to its end.
-pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
+pub fn supervise(mut spec: Spec) -> Result<Finished, SuperviseError> {
+    let on_started = spec.on_started.take();
     let mut signals = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
     let stop = Arc::new(AtomicUsize::new(0));
     for signal in signals::STOP {
@@ -142,6 +158,9 @@ pub fn supervise(spec: Spec) -> Result<Finished, SuperviseError> {
         };
     };
     tracing::debug!(pid, "child started");
+    if let Some(on_started) = on_started {
+        on_started(pid);
+    }
     for signal in signals.forever() {
         if signal == libc::SIGCHLD {
             reap_orphans();
@@ -173,12 +192,20 @@ fn start_and_wait(
     started: mpsc::Sender<(libc::pid_t, SystemTime)>,
     stop: &AtomicUsize,
 ) -> Result<(ChildStatus, SystemTime, Option<i32>), SuperviseError> {
-    let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, .. } = spec;
+    let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, before_exec, .. } = spec;
     let held = spawn::fork(&prepared, &stdout, &stderr, take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
     drop(stdout);
     drop(stderr);
     let pid = held.pid;
+    if let Some(before_exec) = before_exec
+        && let Err(source) = before_exec(pid)
+    {
+        // Never run the program other than as asked (a memory limit).
+        let _ = sys::ptrace::kill(pid, libc::SIGKILL);
+        let _ = sys::ptrace::waitpid(pid, libc::__WALL);
+        return Err(SuperviseError::BeforeExec { pid, source });
+    }
     // Seize before the release, so the tracer sees the first instruction.
     let mut tracer = trace.and_then(|opts| match Tracer::seize(pid, opts) {
         Ok(tracer) => Some(tracer),

@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""Crash capture time and tracing overhead of `crashwatch run`.
+
+    python3 benches/capture.py [--runs-capture 7] [--runs-overhead 7]
+                               [--runs-http 5] [--wrk-duration 5]
+                               [--no-build | --exe PATH] [--skip-http]
+
+Builds crashwatch (release) and compiles the C fixtures from testdata/ with
+`gcc -O2 -pthread` into a temporary directory, installs `wrk` with apt-get
+when it is missing (as root), then measures, alternating the runs with and
+without crashwatch so both see the same machine state:
+
+1. Crash capture: `many_threads N 0` for 1, 6, 50 and 500 threads and
+   `many_threads 49 200` (50 threads, 200 MB of touched heap). From each
+   report: `crash.capture_ms` (fatal stop -> minidump written),
+   `crash.minidump.size`, `crash.threads`; the capture's phases from
+   crashwatch's debug log (CRASHWATCH_LOG=debug for these runs); and the wall
+   time of the whole crashing run, bare and under crashwatch.
+2. Tracing overhead, bare / `crashwatch run --no-ptrace` / `crashwatch run`:
+   (a) bench_threads: 10,000 threads created and joined one at a time;
+   (b) bench_signals: 100,000 raise(SIGUSR1) with a handler;
+   (c) bench_http (2 epoll workers, keep-alive, fixed 200) loaded with
+       `wrk -t2 -c32 -d5s` on 127.0.0.1: requests/s.
+   crashwatch's own CPU time is wait4()'s rusage of the crashwatch process
+   (which includes its reaped child) minus the getrusage(RUSAGE_SELF) the
+   child prints just before it exits.
+
+Every run is checked (exit status, one report with a minidump and the
+expected thread count, wrk without socket errors or non-2xx answers); a
+failed check stops the script. Core dumps are disabled (RLIMIT_CORE 0) for
+all runs, bare and supervised alike. Each section starts with one discarded
+warm-up run of every variant. Servers are killed at the end, whatever
+happens. Prints markdown tables; medians with all runs; ratios are
+crashwatch / bare.
+"""
+import argparse
+import atexit
+import json
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTDATA = os.path.join(ROOT, "testdata")
+CRASHERS = [  # (extra threads, heap MB)
+    (0, 0),
+    (5, 0),
+    (49, 0),
+    (499, 0),
+    (49, 200),
+]
+LIVE = []  # servers and supervisors still running: killed at exit
+
+
+def kill_live():
+    for p in LIVE:
+        if p.returncode is None:
+            try:
+                p.kill()
+                p.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired, ChildProcessError):
+                pass
+
+
+def apt_install(packages, updated=[False]):
+    if os.geteuid() != 0:
+        sys.exit(f"missing {' '.join(packages)}: install them (apt-get install -y {' '.join(packages)})")
+    if not updated[0]:
+        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+        updated[0] = True
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", *packages], check=True, stdout=subprocess.DEVNULL, env=env)
+
+
+def ensure_tools(need_wrk):
+    missing = []
+    if not shutil.which("gcc"):
+        missing += ["gcc", "libc6-dev"]
+    if need_wrk and not shutil.which("wrk"):
+        missing.append("wrk")
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
+        apt_install(missing)
+
+
+def build(args, tmp):
+    if args.exe:
+        exe = os.path.abspath(args.exe)
+    else:
+        exe = os.path.join(ROOT, "target", "release", "crashwatch")
+        if not args.no_build:
+            subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"no crashwatch binary at {exe}")
+    bins = {}
+    for name in ["many_threads", "bench_threads", "bench_signals", "bench_http"]:
+        out = os.path.join(tmp, name)
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", out, os.path.join(TESTDATA, name + ".c")], check=True)
+        bins[name] = out
+    return exe, bins
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    ncpu = len(os.sched_getaffinity(0))
+    return {
+        "nproc": ncpu,
+        "model": model,
+        "short": f"{ncpu}× {model}",
+        "long": f"nproc {ncpu}, {model}, {mem_kib / (1 << 20):.1f} GiB, Linux {platform.release()}",
+    }
+
+
+def git_rev(exe):
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = "?"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{version} (tree {rev})"
+
+
+DEBUG_ENV = dict(os.environ, CRASHWATCH_LOG="debug")  # crashwatch logs the capture's phases at debug
+
+
+def run(cmd, timeout=300, env=None):
+    """Runs cmd with stdout and stderr in files; returns (seconds, exit status
+    as subprocess gives it, cpu seconds from wait4 (user+sys, including the
+    process's reaped descendants), stdout, stderr)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        LIVE.append(p)
+        timer = threading.Timer(timeout, p.kill)  # a hung run fails instead of hanging the script
+        timer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        elapsed = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        LIVE.remove(p)
+        out.seek(0)
+        err.seek(0)
+        return elapsed, p.returncode, ru.ru_utime + ru.ru_stime, out.read().decode(errors="replace"), \
+            err.read().decode(errors="replace")
+
+
+def child_cpu(stdout):
+    """CPU seconds the bench program reported for itself (RUSAGE_SELF)."""
+    m = re.search(r"utime_us=(\d+) stime_us=(\d+)", stdout)
+    if not m:
+        raise RuntimeError(f"no rusage line in the program's output: {stdout!r}")
+    return (int(m.group(1)) + int(m.group(2))) / 1e6
+
+
+def fmt_runs(values, fmt):
+    return " ".join(fmt.format(v) for v in values)
+
+
+def size_str(n):
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    return f"{n / 1024:.1f} KiB"
+
+
+def table(header, rows):
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    print()
+
+
+# ---------------------------------------------------------------- section 1
+
+def capture_bench(exe, bins, runs, mach, tmp):
+    print("## 1. Crash capture: fatal stop → minidump written\n")
+    print(f"machine: {mach['long']}; {runs} runs per crasher, alternating bare and crashwatch "
+          "(after one discarded warm-up of each); a fresh spool per run.\n")
+    results = []
+    for extra, heap in CRASHERS:
+        prog = [bins["many_threads"], str(extra), str(heap)]
+        bare_t, cw_t, cap, size, threads, phases = [], [], [], [], set(), []
+        for i in range(runs + 1):
+            t, rc, _, _, err = run(prog)
+            if rc != -signal.SIGSEGV:
+                raise RuntimeError(f"bare {prog} ended with {rc}, expected SIGSEGV: {err}")
+            spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
+            t2, rc2, _, _, err2 = run([exe, "--spool-dir", spool, "run", "--", *prog], env=DEBUG_ENV)
+            if rc2 != 128 + signal.SIGSEGV:
+                raise RuntimeError(f"crashwatch run {prog} exited {rc2}, expected 139: {err2}")
+            listing = subprocess.run([exe, "--spool-dir", spool, "list", "--json"], capture_output=True, text=True,
+                                     check=True).stdout
+            reports = [json.loads(line) for line in listing.splitlines() if line.strip()]
+            if len(reports) != 1 or not (reports[0].get("crash") or {}).get("minidump"):
+                raise RuntimeError(f"expected one report with a minidump, got: {listing}\n{err2}")
+            crash = reports[0]["crash"]
+            if crash["threads"] != extra + 1:
+                raise RuntimeError(f"report has {crash['threads']} threads, expected {extra + 1}")
+            shutil.rmtree(spool)
+            if i == 0:
+                continue  # warm-up
+            bare_t.append(t)
+            cw_t.append(t2)
+            cap.append(crash["capture_ms"])
+            m = re.search(r"capture phases stop_threads_ms=([\d.]+) settle_ms=([\d.]+) dump_ms=([\d.]+)", err2)
+            if m:
+                phases.append(tuple(float(x) for x in m.groups()))
+            size.append(crash["minidump"]["size"])
+            threads.add(crash["threads"])
+        results.append(((extra, heap), bare_t, cw_t, cap, size, threads, phases))
+
+    rows = []
+    for (extra, heap), _, _, cap, size, threads, phases in results:
+        ph = "–"
+        if len(phases) == len(cap):
+            ph = " / ".join(f"{statistics.median([p[k] for p in phases]):.2f}" for k in range(3))
+        rows.append([
+            f"`crashwatch run -- many_threads {extra} {heap}`",
+            mach["short"],
+            f"{extra + 1}" + (f", {heap} MB heap" if heap else ""),
+            f"**{statistics.median(cap):.2f} ms**",
+            fmt_runs(cap, "{:.2f}"),
+            ph,
+            size_str(statistics.median(size)),
+            fmt_runs(size, "{}"),
+        ])
+    table(["command", "machine", "threads", "capture_ms median", "capture_ms runs",
+           "phases: stop threads / settle / minidump-writer (ms, medians)", "dump size median",
+           "dump sizes (bytes)"], rows)
+
+    print("Wall time of the whole crashing run (start → reaped), bare vs under crashwatch "
+          "(includes start-up, thread creation under ptrace, the capture, the report):\n")
+    rows = []
+    for (extra, heap), bare_t, cw_t, *_ in results:
+        b, c = statistics.median(bare_t), statistics.median(cw_t)
+        rows.append([
+            f"`many_threads {extra} {heap}`",
+            mach["short"],
+            f"{b * 1000:.1f} ms",
+            fmt_runs([x * 1000 for x in bare_t], "{:.1f}"),
+            f"{c * 1000:.1f} ms",
+            fmt_runs([x * 1000 for x in cw_t], "{:.1f}"),
+            f"**{c / b:.2f}×** (+{(c - b) * 1000:.1f} ms)",
+        ])
+    table(["command", "machine", "bare median", "bare runs (ms)", "crashwatch median", "crashwatch runs (ms)",
+           "ratio crashwatch/bare"], rows)
+
+
+# ---------------------------------------------------------------- section 2
+
+def variants(exe, spool):
+    return [
+        ("bare", []),
+        ("crashwatch --no-ptrace", [exe, "--spool-dir", spool, "run", "--no-ptrace", "--"]),
+        ("crashwatch", [exe, "--spool-dir", spool, "run", "--"]),
+    ]
+
+
+def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name):
+    spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
+    vs = variants(exe, spool)
+    wall = {name: [] for name, _ in vs}
+    inner = {name: [] for name, _ in vs}
+    sup_cpu = {name: [] for name, _ in vs}
+    for i in range(runs + 1):
+        for name, prefix in vs:
+            t, rc, cpu, out, err = run(prefix + prog)
+            if rc != 0:
+                raise RuntimeError(f"{name} {prog} exited {rc}: {err}")
+            if i == 0:
+                continue
+            wall[name].append(t)
+            inner[name].append(int(re.search(r"elapsed_us=(\d+)", out).group(1)) / 1e6)
+            sup_cpu[name].append(cpu - child_cpu(out))
+    shutil.rmtree(spool)
+
+    print(title + "\n")
+    base = statistics.median(wall["bare"])
+    rows = []
+    for name, prefix in vs:
+        m = statistics.median(wall[name])
+        cmd = "crashwatch run" + (" --no-ptrace" if "no-ptrace" in name else "") + " -- " if prefix else ""
+        rows.append([
+            f"`{cmd}{label}`",
+            mach["short"],
+            f"**{m:.3f} s**",
+            fmt_runs(wall[name], "{:.3f}"),
+            f"{statistics.median(inner[name]):.3f} s",
+            "1.00×" if name == "bare" else f"**{m / base:.2f}×**",
+            "–" if name == "bare" else f"{statistics.median(sup_cpu[name]) * 1000:.0f} ms",
+        ])
+    table(["command", "machine", "wall median", "wall runs (s)", "loop only (program's clock)",
+           "ratio /bare", "crashwatch's own CPU (median)"], rows)
+    cw, bare = statistics.median(inner["crashwatch"]), statistics.median(inner["bare"])
+    print(f"Traced cost per {unit_name}: {(cw - bare) / unit_count * 1e6:+.2f} µs of loop time "
+          f"({bare / unit_count * 1e6:.2f} µs bare → {cw / unit_count * 1e6:.2f} µs traced); crashwatch's own CPU "
+          f"{statistics.median(sup_cpu['crashwatch']) / unit_count * 1e6:.2f} µs per {unit_name}.\n")
+
+
+def wait_line(p, prefix, timeout):
+    """Reads p.stdout (a pipe) until a line starting with prefix arrives."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    while b"\n" not in buf or not any(l.startswith(prefix) for l in buf.split(b"\n")[:-1]):
+        left = deadline - time.monotonic()
+        if left <= 0 or p.poll() is not None:
+            raise RuntimeError(f"server did not print {prefix!r} (got {buf!r})")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"server closed stdout before {prefix!r} (got {buf!r})")
+            buf += chunk
+    for line in buf.split(b"\n"):
+        if line.startswith(prefix):
+            return line.decode()
+
+
+def stop_server(p, timeout=10):
+    """SIGTERM (crashwatch forwards it), wait, SIGKILL if needed; returns
+    (cpu seconds from wait4 or None, rest of stdout)."""
+    p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    cpu = None
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            p.returncode = os.waitstatus_to_exitcode(status)
+            cpu = ru.ru_utime + ru.ru_stime
+            break
+        if time.monotonic() > deadline:
+            p.kill()
+            p.wait()
+            break
+        time.sleep(0.005)
+    rest = p.stdout.read().decode(errors="replace")
+    p.stdout.close()
+    LIVE.remove(p)
+    return cpu, rest
+
+
+def http_once(prefix, server, wrk_cmd, duration):
+    p = subprocess.Popen(prefix + server, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    LIVE.append(p)
+    try:
+        port = int(wait_line(p, b"port=", 10).split("=")[1])
+        res = subprocess.run(wrk_cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                             timeout=duration + 30)
+    finally:
+        cpu, rest = stop_server(p)
+    if res.returncode != 0:
+        raise RuntimeError(f"wrk failed: {res.stderr}")
+    m = re.search(r"Requests/sec:\s*([\d.]+)", res.stdout)
+    if not m:
+        raise RuntimeError(f"no Requests/sec in wrk's output: {res.stdout}")
+    bad = re.findall(r"(Socket errors:.*|Non-2xx or 3xx responses:.*)", res.stdout)
+    if bad:
+        raise RuntimeError(f"wrk saw errors: {bad}")
+    if p.returncode != 0:
+        raise RuntimeError(f"server ended with {p.returncode}")
+    sup = cpu - child_cpu(rest) if cpu is not None else None
+    return float(m.group(1)), sup
+
+
+def http_bench(exe, bins, runs, duration, threads, mach, tmp):
+    wrk = shutil.which("wrk")
+    wrk_cmd = [wrk, "-t2", "-c32", f"-d{duration}s"]
+    server = [bins["bench_http"], str(threads)]
+    spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
+    vs = variants(exe, spool)
+    rps = {name: [] for name, _ in vs}
+    sup_cpu = {name: [] for name, _ in vs}
+    for i in range(runs + 1):
+        for name, prefix in vs:
+            r, sup = http_once(prefix, server, wrk_cmd, duration if i else 1)
+            if i == 0:
+                continue
+            rps[name].append(r)
+            sup_cpu[name].append(sup)
+    shutil.rmtree(spool)
+
+    print(f"### 2c. HTTP server under load: `wrk -t2 -c32 -d{duration}s http://127.0.0.1:PORT/` "
+          f"(wrk {wrk_version(wrk)}) against `bench_http {threads}` ({threads} epoll workers, keep-alive, "
+          f"fixed 200 of 2 bytes)\n")
+    base = statistics.median(rps["bare"])
+    rows = []
+    for name, prefix in vs:
+        m = statistics.median(rps[name])
+        cmd = "crashwatch run" + (" --no-ptrace" if "no-ptrace" in name else "") + " -- " if prefix else ""
+        cpus = [c for c in sup_cpu[name] if c is not None]
+        rows.append([
+            f"`{cmd}bench_http {threads}`",
+            mach["short"],
+            f"**{m:,.0f} req/s**",
+            fmt_runs(rps[name], "{:.0f}"),
+            "1.00×" if name == "bare" else f"**{m / base:.3f}×**",
+            "–" if name == "bare" or not cpus else f"{statistics.median(cpus) * 1000:.0f} ms",
+        ])
+    table(["command", "machine", "req/s median", "req/s runs", "ratio /bare (throughput)",
+           f"crashwatch's own CPU per {duration} s run (median)"], rows)
+
+
+def wrk_version(wrk):
+    out = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+    m = re.search(r"wrk\s+(\S+)", out.stdout + out.stderr)
+    return m.group(1) if m else "?"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs-capture", type=int, default=7)
+    ap.add_argument("--runs-overhead", type=int, default=7)
+    ap.add_argument("--runs-http", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=10_000)
+    ap.add_argument("--signals", type=int, default=100_000)
+    ap.add_argument("--wrk-duration", type=int, default=5)
+    ap.add_argument("--http-threads", type=int, default=2)
+    ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use target/release/crashwatch as it is")
+    ap.add_argument("--exe", help="crashwatch binary to measure (implies --no-build)")
+    args = ap.parse_args()
+    started = time.monotonic()
+    atexit.register(kill_live)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    ensure_tools(need_wrk=not args.skip_http)
+    tmp = tempfile.mkdtemp(prefix="crashwatch-bench-capture-")
+    atexit.register(shutil.rmtree, tmp, True)
+    exe, bins = build(args, tmp)
+    mach = machine()
+    print("# crashwatch capture and tracing benchmark\n")
+    print(f"- machine: {mach['long']}")
+    print(f"- crashwatch: {git_rev(exe)}, {exe}")
+    print(f"- C fixtures: gcc -O2 -pthread; RLIMIT_CORE 0 for every run\n")
+
+    capture_bench(exe, bins, args.runs_capture, mach, tmp)
+
+    print("## 2. Tracing overhead\n")
+    print(f"machine: {mach['long']}; {args.runs_overhead} runs (HTTP: {args.runs_http}) of each, "
+          "alternating bare / crashwatch --no-ptrace / crashwatch (after one discarded warm-up of each). "
+          "`--no-ptrace` is the supervisor without tracing (pipes, signals): the difference to it is ptrace's cost. "
+          "crashwatch's own CPU = wait4 rusage of crashwatch − the program's own getrusage(RUSAGE_SELF).\n")
+    program_bench(f"### 2a. {args.threads:,} threads created and joined one at a time (`bench_threads {args.threads}`)",
+                  exe, [bins["bench_threads"], str(args.threads)], f"bench_threads {args.threads}",
+                  args.runs_overhead, mach, tmp, args.threads, "thread")
+    program_bench(f"### 2b. {args.signals:,} handled signals (`bench_signals {args.signals}`: raise(SIGUSR1) in a loop)",
+                  exe, [bins["bench_signals"], str(args.signals)], f"bench_signals {args.signals}",
+                  args.runs_overhead, mach, tmp, args.signals, "signal")
+    if not args.skip_http:
+        http_bench(exe, bins, args.runs_http, args.wrk_duration, args.http_threads, mach, tmp)
+
+    print(f"Total time of this script: {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

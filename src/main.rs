@@ -24,8 +24,10 @@ use std::fmt;
 use clap::Parser;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+
+use crate::logs::console::{LogWriter, Priority};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 fn main() {
@@ -43,17 +45,34 @@ fn main() {
 }
 
 /// crashwatch's own log lines go to stderr as `crashwatch: …`, through the
-/// console that keeps them from splitting a line of the child's.
+/// console that keeps them from splitting a line of the child's (and gives
+/// them journald priorities).
 fn init_logging() {
     let filter = EnvFilter::try_from_env("CRASHWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(logs::console::LogWriter::default)
-        .event_format(Prefixed)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(ByLevel).event_format(Prefixed).init();
 }
 
-/// `crashwatch: warning: message key=value`
+/// A writer per event, carrying the event's priority.
+struct ByLevel;
+
+impl<'a> MakeWriter<'a> for ByLevel {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter::new(Priority::Info)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LogWriter {
+        LogWriter::new(match *meta.level() {
+            Level::ERROR => Priority::Error,
+            Level::WARN => Priority::Warning,
+            Level::INFO => Priority::Info,
+            Level::DEBUG | Level::TRACE => Priority::Debug,
+        })
+    }
+}
+
+/// `warning: message key=value` (the console adds `crashwatch: `).
 struct Prefixed;
 
 impl<S, N> FormatEvent<S, N> for Prefixed
@@ -68,7 +87,7 @@ where
             Level::INFO => "",
             Level::DEBUG | Level::TRACE => "debug: ",
         };
-        write!(writer, "crashwatch: {level}")?;
+        write!(writer, "{level}")?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

@@ -23,6 +23,7 @@ use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::config::RunConfig;
 use crate::errors::Chain;
+use crate::logs::console::Priority;
 use crate::logs::{self, Console, Pumps, Ring};
 use crate::ptrace::TraceOptions;
 use crate::report::{self, Crash, CrashReport, Ending, FileRef, Kind, Preserved};
@@ -343,6 +344,7 @@ fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>) {
         Some(Err(e)) => text.push_str(&format!("error: the report could not be saved: {}\n", Chain(&e))),
         None => text.push_str("the report was not saved: the spool directory is unusable\n"),
     }
-    let prefixed: String = text.lines().map(|l| format!("crashwatch: {l}\n")).collect();
-    Console::get().own_lines(prefixed.as_bytes());
+    // A crash is worth a warning in the journal; an orderly stop is news.
+    let priority = if stopped { Priority::Info } else { Priority::Warning };
+    Console::get().say(priority, &text);
 }

@@ -8,6 +8,11 @@
 //! it does not (a progress bar, a prompt), a newline is inserted first. That
 //! inserted byte is the only change crashwatch ever makes to the stream, and
 //! only while it has something to say.
+//!
+//! crashwatch's own lines start with `crashwatch: `. When stderr is the
+//! journal (systemd sets `JOURNAL_STREAM` to the device and inode of the
+//! stream it connected), each line also starts with its syslog priority,
+//! `<3>` for errors to `<7>` for debug, which journald strips and records.
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -27,17 +32,31 @@ struct State {
     broken: bool,
 }
 
+/// The syslog priority of one of crashwatch's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Error = 3,
+    Warning = 4,
+    Info = 6,
+    Debug = 7,
+}
+
 /// The process-wide console.
 pub struct Console {
     stderr: Mutex<State>,
     line_done: Condvar,
+    journal: bool,
 }
 
 impl Console {
     /// The console of this process.
     pub fn get() -> &'static Console {
         static CONSOLE: OnceLock<Console> = OnceLock::new();
-        CONSOLE.get_or_init(|| Console { stderr: Mutex::new(State::default()), line_done: Condvar::new() })
+        CONSOLE.get_or_init(|| Console {
+            stderr: Mutex::new(State::default()),
+            line_done: Condvar::new(),
+            journal: stderr_is_journal(),
+        })
     }
 
     /// Writes the child's stderr bytes through. Returns false once our own
@@ -58,8 +77,23 @@ impl Console {
         true
     }
 
-    /// Writes one or more complete lines of crashwatch's own.
-    pub fn own_lines(&self, text: &[u8]) {
+    /// Writes crashwatch's own lines, each as `crashwatch: LINE`, with the
+    /// priority prefix when stderr is the journal.
+    pub fn say(&self, priority: Priority, text: &str) {
+        let mut out = String::with_capacity(text.len() + 16);
+        for line in text.lines() {
+            if self.journal {
+                out.push_str(&format!("<{}>", priority as u8));
+            }
+            out.push_str("crashwatch: ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        self.own_lines(out.as_bytes());
+    }
+
+    /// Writes complete lines as they are.
+    fn own_lines(&self, text: &[u8]) {
         let mut state = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = Instant::now() + MID_LINE_WAIT;
         while state.mid_line && !state.broken {
@@ -77,10 +111,24 @@ impl Console {
     }
 }
 
-/// A `tracing` writer that hands each formatted event to [`Console::own_lines`].
-#[derive(Default)]
+/// Whether fd 2 is the stream systemd connected to the journal.
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else { return false };
+    let Ok(stat) = nix::sys::stat::fstat(io::stderr()) else { return false };
+    dev.parse() == Ok(stat.st_dev) && ino.parse() == Ok(stat.st_ino)
+}
+
+/// A `tracing` writer that hands each formatted event to [`Console::say`].
 pub struct LogWriter {
+    priority: Priority,
     buf: Vec<u8>,
+}
+
+impl LogWriter {
+    pub fn new(priority: Priority) -> LogWriter {
+        LogWriter { priority, buf: Vec::new() }
+    }
 }
 
 impl Write for LogWriter {
@@ -97,7 +145,7 @@ impl Write for LogWriter {
 impl Drop for LogWriter {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            Console::get().own_lines(&self.buf);
+            Console::get().say(self.priority, &String::from_utf8_lossy(&self.buf));
         }
     }
 }

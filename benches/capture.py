@@ -3,12 +3,14 @@
 
     python3 benches/capture.py [--runs-capture 7] [--runs-overhead 7]
                                [--runs-http 5] [--wrk-duration 5]
+                               [--http-threads 1] [--wait-quiet 300]
                                [--no-build | --exe PATH] [--skip-http]
 
-Builds crashwatch (release) and compiles the C fixtures from testdata/ with
-`gcc -O2 -pthread` into a temporary directory, installs `wrk` with apt-get
-when it is missing (as root), then measures, alternating the runs with and
-without crashwatch so both see the same machine state:
+Builds crashwatch (`cargo build --release`) and compiles the C fixtures
+from testdata/ with `gcc -O2 -pthread` into a temporary directory; as root,
+installs `wrk` (and gcc) with apt-get when missing. Then measures,
+alternating the runs with and without crashwatch so both see the same
+machine state:
 
 1. Crash capture: `many_threads N 0` for 1, 6, 50 and 500 threads and
    `many_threads 49 200` (50 threads, 200 MB of touched heap). From each
@@ -19,8 +21,8 @@ without crashwatch so both see the same machine state:
 2. Tracing overhead, bare / `crashwatch run --no-ptrace` / `crashwatch run`:
    (a) bench_threads: 10,000 threads created and joined one at a time;
    (b) bench_signals: 100,000 raise(SIGUSR1) with a handler;
-   (c) bench_http (2 epoll workers, keep-alive, fixed 200) loaded with
-       `wrk -t2 -c32 -d5s` on 127.0.0.1: requests/s.
+   (c) bench_http (one epoll worker by default, keep-alive, fixed 200)
+       loaded with `wrk -t2 -c32 -d5s` on 127.0.0.1: requests/s.
    crashwatch's own CPU time is wait4()'s rusage of the crashwatch process
    (which includes its reaped child) minus the getrusage(RUSAGE_SELF) the
    child prints just before it exits.
@@ -28,10 +30,11 @@ without crashwatch so both see the same machine state:
 Every run is checked (exit status, one report with a minidump and the
 expected thread count, wrk without socket errors or non-2xx answers); a
 failed check stops the script. Core dumps are disabled (RLIMIT_CORE 0) for
-all runs, bare and supervised alike. Each section starts with one discarded
-warm-up run of every variant. Servers are killed at the end, whatever
-happens. Prints markdown tables; medians with all runs; ratios are
-crashwatch / bare.
+all runs, bare and supervised alike. Each section first waits (up to
+--wait-quiet seconds) for the machine to be idle, does one discarded warm-up
+run of every variant, and ends by saying how much CPU other processes used
+meanwhile. Servers are killed at the end, whatever happens. Prints markdown
+tables: medians with all runs; ratios are crashwatch / bare.
 """
 import argparse
 import atexit
@@ -62,13 +65,39 @@ CRASHERS = [  # (extra threads, heap MB)
 LIVE = []  # servers and supervisors still running: killed at exit
 
 
+def descendants(pid):
+    """Pids below pid (read from /proc/PID/task/*/children), deepest last."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def kill_live():
+    """At exit: SIGKILL every server or supervisor still running, and what it
+    started (a --no-ptrace child would outlive a killed crashwatch)."""
     for p in LIVE:
         if p.returncode is None:
+            for pid in [p.pid, *descendants(p.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             try:
-                p.kill()
                 p.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired, ChildProcessError):
+            except (subprocess.TimeoutExpired, ChildProcessError):
                 pass
 
 
@@ -126,6 +155,74 @@ def machine():
         "short": f"{ncpu}× {model}",
         "long": f"nproc {ncpu}, {model}, {mem_kib / (1 << 20):.1f} GiB, Linux {platform.release()}",
     }
+
+
+def cpu_times():
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def busy_fraction(seconds=1.0):
+    """Share of all CPUs busy over `seconds` while this script only sleeps."""
+    t0, i0 = cpu_times()
+    time.sleep(seconds)
+    t1, i1 = cpu_times()
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+class OtherLoad:
+    """CPU time used by processes other than this script and its children
+    (busy time in /proc/stat minus our own rusage) over a section."""
+
+    def __init__(self):
+        self.t0, self.i0 = cpu_times()
+        self.ours0 = self.ours()
+        self.wall0 = time.monotonic()
+
+    @staticmethod
+    def ours():
+        a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+    def report(self):
+        t1, i1 = cpu_times()
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = ((t1 - self.t0) - (i1 - self.i0)) / hz
+        others = max(busy - (self.ours() - self.ours0), 0.0)
+        wall = time.monotonic() - self.wall0
+        if wall < 2:
+            return "(Section too short to tell how busy other processes kept the machine.)\n"
+        share = others / (wall * len(os.sched_getaffinity(0)))
+        flag = "" if share < 0.05 else " — the machine was shared: treat these figures with care"
+        return (f"Other processes used {others:.1f} CPU-s during this section ({share * 100:.0f}% of the machine "
+                f"over {wall:.0f} s){flag}.\n")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+WAITED = [0.0]  # seconds spent waiting for other load to stop
+
+
+def wait_quiet(limit_s, threshold=0.10):
+    """Waits (up to limit_s) until the machine is idle apart from us; returns
+    a line saying how busy it was when the measurements started."""
+    start = time.monotonic()
+    busy = busy_fraction()
+    while busy > threshold and time.monotonic() - start < limit_s:
+        busy = busy_fraction(2.0)
+    waited = time.monotonic() - start
+    WAITED[0] += waited
+    note = f"other load just before: {busy * 100:.0f}% of all CPUs busy (1 s sample), loadavg {loadavg()}"
+    if busy > threshold:
+        note += f" — NOT QUIET after waiting {waited:.0f} s: results are noisy, rerun on an idle machine"
+    elif waited > 2:
+        note += f" (waited {waited:.0f} s for the machine to be idle)"
+    return note
 
 
 def git_rev(exe):
@@ -192,8 +289,10 @@ def table(header, rows):
 
 # ---------------------------------------------------------------- section 1
 
-def capture_bench(exe, bins, runs, mach, tmp):
+def capture_bench(exe, bins, runs, mach, tmp, quiet_s):
     print("## 1. Crash capture: fatal stop → minidump written\n")
+    print(wait_quiet(quiet_s) + "\n")
+    load = OtherLoad()
     print(f"machine: {mach['long']}; {runs} runs per crasher, alternating bare and crashwatch "
           "(after one discarded warm-up of each); a fresh spool per run.\n")
     results = []
@@ -264,6 +363,7 @@ def capture_bench(exe, bins, runs, mach, tmp):
         ])
     table(["command", "machine", "bare median", "bare runs (ms)", "crashwatch median", "crashwatch runs (ms)",
            "ratio crashwatch/bare"], rows)
+    print(load.report())
 
 
 # ---------------------------------------------------------------- section 2
@@ -276,7 +376,10 @@ def variants(exe, spool):
     ]
 
 
-def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name):
+def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name, quiet_s):
+    print(title + "\n")
+    print(wait_quiet(quiet_s) + "\n")
+    load = OtherLoad()
     spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
     vs = variants(exe, spool)
     wall = {name: [] for name, _ in vs}
@@ -294,7 +397,6 @@ def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_nam
             sup_cpu[name].append(cpu - child_cpu(out))
     shutil.rmtree(spool)
 
-    print(title + "\n")
     base = statistics.median(wall["bare"])
     rows = []
     for name, prefix in vs:
@@ -315,6 +417,7 @@ def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_nam
     print(f"Traced cost per {unit_name}: {(cw - bare) / unit_count * 1e6:+.2f} µs of loop time "
           f"({bare / unit_count * 1e6:.2f} µs bare → {cw / unit_count * 1e6:.2f} µs traced); crashwatch's own CPU "
           f"{statistics.median(sup_cpu['crashwatch']) / unit_count * 1e6:.2f} µs per {unit_name}.\n")
+    print(load.report())
 
 
 def wait_line(p, prefix, timeout):
@@ -383,10 +486,15 @@ def http_once(prefix, server, wrk_cmd, duration):
     return float(m.group(1)), sup
 
 
-def http_bench(exe, bins, runs, duration, threads, mach, tmp):
+def http_bench(exe, bins, runs, duration, threads, mach, tmp, quiet_s):
     wrk = shutil.which("wrk")
+    print(f"### 2c. HTTP server under load: `wrk -t2 -c32 -d{duration}s http://127.0.0.1:PORT/` "
+          f"(wrk {wrk_version(wrk)}) against `bench_http {threads}` ({threads} epoll worker(s), keep-alive, "
+          f"fixed 200 of 2 bytes)\n")
+    print(wait_quiet(quiet_s) + "\n")
     wrk_cmd = [wrk, "-t2", "-c32", f"-d{duration}s"]
     server = [bins["bench_http"], str(threads)]
+    load = OtherLoad()
     spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
     vs = variants(exe, spool)
     rps = {name: [] for name, _ in vs}
@@ -400,9 +508,6 @@ def http_bench(exe, bins, runs, duration, threads, mach, tmp):
             sup_cpu[name].append(sup)
     shutil.rmtree(spool)
 
-    print(f"### 2c. HTTP server under load: `wrk -t2 -c32 -d{duration}s http://127.0.0.1:PORT/` "
-          f"(wrk {wrk_version(wrk)}) against `bench_http {threads}` ({threads} epoll workers, keep-alive, "
-          f"fixed 200 of 2 bytes)\n")
     base = statistics.median(rps["bare"])
     rows = []
     for name, prefix in vs:
@@ -419,6 +524,7 @@ def http_bench(exe, bins, runs, duration, threads, mach, tmp):
         ])
     table(["command", "machine", "req/s median", "req/s runs", "ratio /bare (throughput)",
            f"crashwatch's own CPU per {duration} s run (median)"], rows)
+    print(load.report())
 
 
 def wrk_version(wrk):
@@ -435,8 +541,10 @@ def main():
     ap.add_argument("--threads", type=int, default=10_000)
     ap.add_argument("--signals", type=int, default=100_000)
     ap.add_argument("--wrk-duration", type=int, default=5)
-    ap.add_argument("--http-threads", type=int, default=2)
+    ap.add_argument("--http-threads", type=int, default=1, help="epoll workers of bench_http (default 1)")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--wait-quiet", type=float, default=300,
+                    help="before each section, wait up to this many seconds for other load to stop (default 300)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/crashwatch as it is")
     ap.add_argument("--exe", help="crashwatch binary to measure (implies --no-build)")
     args = ap.parse_args()
@@ -453,9 +561,10 @@ def main():
     print("# crashwatch capture and tracing benchmark\n")
     print(f"- machine: {mach['long']}")
     print(f"- crashwatch: {git_rev(exe)}, {exe}")
-    print(f"- C fixtures: gcc -O2 -pthread; RLIMIT_CORE 0 for every run\n")
+    print("- C fixtures: gcc -O2 -pthread; RLIMIT_CORE 0 for every run")
+    print()
 
-    capture_bench(exe, bins, args.runs_capture, mach, tmp)
+    capture_bench(exe, bins, args.runs_capture, mach, tmp, args.wait_quiet)
 
     print("## 2. Tracing overhead\n")
     print(f"machine: {mach['long']}; {args.runs_overhead} runs (HTTP: {args.runs_http}) of each, "
@@ -464,14 +573,16 @@ def main():
           "crashwatch's own CPU = wait4 rusage of crashwatch − the program's own getrusage(RUSAGE_SELF).\n")
     program_bench(f"### 2a. {args.threads:,} threads created and joined one at a time (`bench_threads {args.threads}`)",
                   exe, [bins["bench_threads"], str(args.threads)], f"bench_threads {args.threads}",
-                  args.runs_overhead, mach, tmp, args.threads, "thread")
+                  args.runs_overhead, mach, tmp, args.threads, "thread", args.wait_quiet)
     program_bench(f"### 2b. {args.signals:,} handled signals (`bench_signals {args.signals}`: raise(SIGUSR1) in a loop)",
                   exe, [bins["bench_signals"], str(args.signals)], f"bench_signals {args.signals}",
-                  args.runs_overhead, mach, tmp, args.signals, "signal")
+                  args.runs_overhead, mach, tmp, args.signals, "signal", args.wait_quiet)
     if not args.skip_http:
-        http_bench(exe, bins, args.runs_http, args.wrk_duration, args.http_threads, mach, tmp)
+        http_bench(exe, bins, args.runs_http, args.wrk_duration, args.http_threads, mach, tmp, args.wait_quiet)
 
-    print(f"Total time of this script: {time.monotonic() - started:.0f} s")
+    print(f"loadavg at the end: {loadavg()} (this script keeps about one CPU busy itself)")
+    total = time.monotonic() - started
+    print(f"Total time of this script: {total:.0f} s, of which {WAITED[0]:.0f} s waiting for the machine to be idle.")
 
 
 if __name__ == "__main__":

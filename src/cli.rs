@@ -48,6 +48,9 @@ pub enum Command {
     Show(ShowArgs),
     /// Check that crashwatch can do its job here: trace a child, keep reports
     Doctor,
+    /// Deliver the reports waiting in the spool to Sentry; exit 1 if any
+    /// could not be sent
+    Send(SendArgs),
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +117,22 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Sentry DSN to send to
+    #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
+    pub dsn: Option<String>,
+
+    /// Give up after this many seconds; what is not sent by then stays in
+    /// the spool
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+
+    /// Also print what became of the reports as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
 }

@@ -1,23 +1,7 @@
-//! crashwatch: an out-of-process crash supervisor for Linux servers.
-//!
-//! `main` parses the command line, sets up crashwatch's own logging and maps
-//! the outcome of the subcommand to an exit code; everything else lives in
-//! the modules, whose data flows one way:
-//! supervise → logs → report → spool.
+//! The `crashwatch` binary: parses the command line, sets up crashwatch's
+//! own logging and maps the outcome of the subcommand to an exit code.
+//! Everything else is in the library (`src/lib.rs`).
 #![deny(unsafe_code)]
-
-mod capture;
-mod cli;
-mod commands;
-mod config;
-mod errors;
-mod logs;
-mod ptrace;
-mod report;
-mod signals;
-mod spool;
-mod supervise;
-mod sys;
 
 use std::fmt;
 
@@ -25,7 +9,8 @@ use clap::Parser;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 
-use crate::logs::console::{LogWriter, Priority};
+use crashwatch::logs::console::{LogWriter, Priority};
+use crashwatch::{cli, commands};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;

@@ -4,11 +4,13 @@
 pub mod doctor;
 pub mod list;
 pub mod run;
+pub mod send;
 pub mod show;
 
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
+use crate::sentry::Dsn;
 use crate::spool::Spool;
 
 /// An error that ends crashwatch, with the exit code it ends with.
@@ -31,6 +33,19 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::List(args) => list::list(&spool(cli.spool_dir), &args),
         Command::Show(args) => show::show(&spool(cli.spool_dir), &args),
         Command::Doctor => doctor::doctor(&spool(cli.spool_dir)),
+        Command::Send(args) => send::send(&spool(cli.spool_dir), &args),
+    }
+}
+
+/// Parses a DSN given on the command line or in SENTRY_DSN: a bad one is a
+/// usage error (exit 2) that says what is wrong with it, before anything runs.
+pub fn parse_dsn(dsn: Option<&str>) -> Result<Option<Dsn>, Failure> {
+    match dsn.map(str::trim).filter(|d| !d.is_empty()) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<Dsn>()
+            .map(Some)
+            .map_err(|e| Failure::new(2, anyhow::Error::new(e).context("the DSN (--dsn or SENTRY_DSN) is not valid"))),
     }
 }
 

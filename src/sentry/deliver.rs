@@ -1,0 +1,70 @@
+//! The outbox of a spool and one flush of it, for the commands that deliver
+//! (`run` at the child's end, `send`, `test`). Delivery is async (reqwest);
+//! crashwatch is not, so each flush runs on a current-thread runtime of its
+//! own, which exists only while it sends.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sentry::{Dsn, FlushError, FlushSummary, Outbox, OutboxConfig, OutboxError, SystemClock};
+use crate::sentry::{UploadError, Uploader, UploaderConfig, flush};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("failed to set up the HTTP client")]
+    Client(#[source] UploadError),
+    #[error("failed to start the delivery runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+}
+
+/// The outbox of the spool at `spool`: `SPOOL/outbox`.
+pub fn open_outbox(spool: &Path, max_bytes: Option<u64>) -> Result<Outbox, OutboxError> {
+    let mut config = OutboxConfig::default();
+    if let Some(max) = max_bytes {
+        config.max_bytes = max;
+    }
+    Outbox::open(spool.join("outbox"), config, Arc::new(SystemClock))
+}
+
+/// Sends what is due in `outbox` to `dsn` until done or `limit` passes.
+pub fn flush_for(outbox: &Outbox, dsn: &Dsn, limit: Duration) -> Result<FlushSummary, DeliverError> {
+    let uploader =
+        Uploader::new(dsn.clone(), UploaderConfig::default(), Arc::new(SystemClock)).map_err(DeliverError::Client)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DeliverError::Runtime)?;
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + limit;
+        Ok(flush(outbox, &uploader, deadline).await?)
+    })
+}
+
+impl FlushSummary {
+    /// Whether anything is still waiting after this flush.
+    pub fn left_behind(&self) -> usize {
+        self.retry_later + self.rate_limited + self.busy + self.not_attempted
+    }
+
+    /// `1 sent, 2 waiting (rate limited), 1 rejected`
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("{} sent", self.sent)];
+        let waiting = [
+            (self.retry_later, "to retry"),
+            (self.rate_limited, "rate limited"),
+            (self.busy, "being sent by another crashwatch"),
+            (self.not_attempted, "not attempted"),
+        ];
+        for (n, why) in waiting {
+            if n > 0 {
+                parts.push(format!("{n} waiting ({why})"));
+            }
+        }
+        if self.rejected > 0 {
+            parts.push(format!("{} rejected by Relay (kept in the outbox's rejected/)", self.rejected));
+        }
+        parts.join(", ")
+    }
+}

@@ -1,0 +1,335 @@
+//! Sending what the outbox holds, until done or until a deadline.
+//!
+//! A container gets 10 seconds between SIGTERM and SIGKILL, so a flush takes a
+//! deadline and stops starting requests at it; a request in flight is cut at
+//! the deadline too (its timeout never reaches past it). Whatever did not make
+//! it stays pending for the next process: the outbox is the only state.
+//!
+//! For each pending entry, oldest first:
+//!
+//! ```text
+//! claim ── busy (another process) ─────────────────────────► skip
+//!   │
+//!   ├── backoff not over ──────────────────────────────────► retry_later
+//!   ├── error/default category limited ────────────────────► rate_limited
+//!   ├── attachments limited, for less than the patience ───► rate_limited
+//!   ├── attachments limited for longer: send without them (client report)
+//!   ▼
+//! send ── 2xx ─► delete                                      sent
+//!   ├── 429 ─► persist the limits, entry untouched           rate_limited
+//!   ├── 413 ─► rewrite without the minidump, then without
+//!   │          any attachment, and send again; an event
+//!   │          alone that is still too large is rejected
+//!   ├── other 4xx ─► rejected/ with Relay's detail           rejected
+//!   └── 5xx, timeout, refused ─► backoff                     retry_later
+//!        (a network error also ends this flush: Relay is
+//!         not reachable, the other entries would only wait
+//!         for the same timeout)
+//! ```
+//!
+//! A request cut short by the deadline counts no failed attempt. Losses tied
+//! to the envelope being sent (the minidump after a 413, rate-limited
+//! attachments) travel in that envelope's own `client_report` item; the others
+//! (rejections, outbox evictions) are counted in the outbox and sent at the end
+//! as one standalone `client_report`.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::sentry::client_report::{DiscardReason, DiscardedCounts};
+use crate::sentry::clock::unix_millis;
+use crate::sentry::dsn::Dsn;
+use crate::sentry::envelope::{self, EnvelopeError, RawEnvelope, RawItem};
+use crate::sentry::outbox::{Claim, Outbox, OutboxError, Rejection};
+use crate::sentry::rate_limit::LimitedPart;
+use crate::sentry::upload::{UploadError, Uploader, error_chain};
+
+/// What one flush did. Every pending entry looked at lands in one field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlushSummary {
+    /// Accepted by Relay and deleted.
+    pub sent: usize,
+    /// Still pending because of a retryable failure or a backoff not over.
+    pub retry_later: usize,
+    /// Refused by Relay for good and moved to `rejected/`.
+    pub rejected: usize,
+    /// Held back by a rate limit.
+    pub rate_limited: usize,
+    /// Being sent by another process.
+    pub busy: usize,
+    /// Not looked at: the deadline passed or Relay was unreachable.
+    pub not_attempted: usize,
+    /// Whether the deadline ended the flush.
+    pub deadline_reached: bool,
+}
+
+/// Why a flush could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// The outbox could not be read or updated.
+    #[error("failed to use the outbox")]
+    Outbox(#[from] OutboxError),
+    /// A background task (reading, compressing) died.
+    #[error("failed to read an outbox entry")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+enum Next {
+    Continue,
+    StopNetwork,
+}
+
+/// Sends everything due in `outbox` through `uploader` until `deadline`.
+pub async fn flush(outbox: &Outbox, uploader: &Uploader, deadline: Instant) -> Result<FlushSummary, FlushError> {
+    let mut summary = FlushSummary::default();
+    uploader.merge_rate_limits(&outbox.rate_limits()?);
+    let ids = outbox.pending()?;
+    let mut network_down = false;
+
+    for (index, id) in ids.iter().enumerate() {
+        if Instant::now() >= deadline {
+            summary.deadline_reached = true;
+            summary.not_attempted += ids.len() - index;
+            break;
+        }
+        if network_down {
+            summary.not_attempted += ids.len() - index;
+            break;
+        }
+        let Some(claim) = outbox.claim(id)? else {
+            summary.busy += 1;
+            continue;
+        };
+        match flush_entry(outbox, uploader, claim, deadline, &mut summary).await? {
+            Next::Continue => {}
+            Next::StopNetwork => network_down = true,
+        }
+    }
+
+    if !network_down && Instant::now() < deadline {
+        send_client_report(outbox, uploader, deadline).await?;
+    }
+    tracing::info!(?summary, "outbox flushed");
+    Ok(summary)
+}
+
+async fn flush_entry(
+    outbox: &Outbox,
+    uploader: &Uploader,
+    mut claim: Claim<'_>,
+    deadline: Instant,
+    summary: &mut FlushSummary,
+) -> Result<Next, FlushError> {
+    let now = uploader.clock().now();
+    if !claim.is_due(now) {
+        summary.retry_later += 1;
+        return Ok(Next::Continue);
+    }
+    let limits = uploader.rate_limits();
+    if let Some(until) = limits.limited_until(LimitedPart::Event, now) {
+        claim.note(&format!("rate limited until {}", envelope::format_timestamp(until)))?;
+        summary.rate_limited += 1;
+        return Ok(Next::Continue);
+    }
+    let mut strip_attachments = false;
+    if claim.state().summary.attachments > 0
+        && let Some(until) = limits.limited_until(LimitedPart::Attachments, now)
+    {
+        let wait = until.duration_since(now).unwrap_or_default();
+        if wait <= uploader.config().attachment_limit_patience {
+            claim.note(&format!("attachments rate limited until {}", envelope::format_timestamp(until)))?;
+            summary.rate_limited += 1;
+            return Ok(Next::Continue);
+        }
+        strip_attachments = true;
+    }
+
+    let event_id = claim.state().event_id.clone();
+    // 413 is answered by shrinking: at most minidump, then all attachments.
+    for _ in 0..3 {
+        let stored = read_entry(&claim).await?;
+        let sent_at = uploader.clock().now();
+        let body = match prepare_body(&stored, sent_at, uploader.dsn(), strip_attachments) {
+            Ok(body) => body,
+            Err(error) => {
+                // Our own file no longer parses: sending it would only earn a
+                // 400, so it is set aside like one, with our reason.
+                tracing::error!(entry = claim.id(), %error, "outbox entry is corrupt");
+                reject(outbox, claim, 0, Some(error_chain(&error)), Vec::new(), summary)?;
+                return Ok(Next::Continue);
+            }
+        };
+        let full_timeout = uploader.config().timeout_for(body.len());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let cut_by_deadline = remaining < full_timeout;
+        let result = uploader.send(body, full_timeout.min(remaining)).await;
+        match result {
+            Ok(accepted) => {
+                if !accepted.rate_limits.is_empty() {
+                    outbox.record_rate_limits(&accepted.rate_limits)?;
+                }
+                tracing::info!(entry = claim.id(), event_id, "crash report delivered");
+                claim.complete()?;
+                summary.sent += 1;
+                return Ok(Next::Continue);
+            }
+            Err(UploadError::RateLimited { limits }) => {
+                // The envelope is kept: a crash is worth sending once the limit
+                // is over, and Relay already counted this one as rate limited.
+                outbox.record_rate_limits(&limits)?;
+                claim.note("rate limited by relay (429)")?;
+                tracing::warn!(entry = claim.id(), event_id, "relay rate limited the crash report");
+                summary.rate_limited += 1;
+                return Ok(Next::Continue);
+            }
+            Err(UploadError::PayloadTooLarge { detail }) => {
+                tracing::warn!(entry = claim.id(), event_id, ?detail, "relay refused the crash report as too large");
+                if !shrink(&mut claim, &stored, uploader.clock().now())? {
+                    reject(outbox, claim, 413, detail, Vec::new(), summary)?;
+                    return Ok(Next::Continue);
+                }
+            }
+            Err(UploadError::Rejected { status, detail, causes }) => {
+                reject(outbox, claim, status, detail, causes, summary)?;
+                return Ok(Next::Continue);
+            }
+            Err(UploadError::Timeout(_)) if cut_by_deadline => {
+                // Our deadline, not Relay, ended the request: no attempt is
+                // counted and the entry keeps its schedule.
+                claim.note("interrupted by the flush deadline")?;
+                tracing::warn!(entry = claim.id(), event_id, "flush deadline cut an upload short");
+                summary.not_attempted += 1;
+                summary.deadline_reached = true;
+                return Ok(Next::Continue);
+            }
+            Err(error) => {
+                let message = error_chain(&error);
+                let next = claim.retry_later(&message)?;
+                tracing::warn!(
+                    entry = claim.id(),
+                    event_id,
+                    error = message,
+                    next_attempt_at = unix_millis(next),
+                    "crash report not delivered, will retry"
+                );
+                summary.retry_later += 1;
+                return Ok(if error.is_network_error() { Next::StopNetwork } else { Next::Continue });
+            }
+        }
+    }
+    // Three 413s in a row cannot happen with the shrinking above (the third
+    // body is the event alone, rejected on its 413), but if it did, waiting
+    // is the safe answer.
+    claim.retry_later("relay kept refusing the envelope as too large")?;
+    summary.retry_later += 1;
+    Ok(Next::Continue)
+}
+
+async fn read_entry(claim: &Claim<'_>) -> Result<Vec<u8>, FlushError> {
+    // A minidump envelope of tens of MiB is read off the async threads.
+    let path = claim.envelope_path();
+    let read = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || std::fs::read(path)
+    })
+    .await
+    .map_err(FlushError::Task)?;
+    read.map_err(|source| FlushError::Outbox(OutboxError::Io { action: "read", path, source }))
+}
+
+/// The body to send: the stored envelope with a fresh `sent_at` (Relay uses it
+/// to correct clock drift, so it must be the time of *this* request) and the
+/// current DSN, minus attachments when they are rate limited.
+fn prepare_body(
+    stored: &[u8],
+    sent_at: SystemTime,
+    dsn: &Dsn,
+    strip_attachments: bool,
+) -> Result<Vec<u8>, EnvelopeError> {
+    if !strip_attachments {
+        return envelope::with_fresh_header(stored, sent_at, dsn);
+    }
+    let mut raw = RawEnvelope::parse(stored)?;
+    raw.refresh_header(sent_at, dsn);
+    raw.drop_attachments(|_| true, DiscardReason::RatelimitBackoff, "attachments rate limited", sent_at);
+    Ok(raw.to_vec())
+}
+
+/// Rewrites the stored entry smaller after a 413. Returns false when there is
+/// nothing left to drop.
+fn shrink(claim: &mut Claim<'_>, stored: &[u8], now: SystemTime) -> Result<bool, FlushError> {
+    let Ok(mut raw) = RawEnvelope::parse(stored) else {
+        return Ok(false);
+    };
+    let before = raw.summary();
+    let dropped = if before.has_minidump {
+        raw.drop_attachments(RawItem::is_minidump, DiscardReason::SendError, "too large for relay (413)", now)
+    } else {
+        raw.drop_attachments(|_| true, DiscardReason::SendError, "too large for relay (413)", now)
+    };
+    if dropped == 0 && before.attachments == 0 {
+        return Ok(false);
+    }
+    let after = raw.summary();
+    claim.replace(&raw.to_vec(), after)?;
+    Ok(true)
+}
+
+fn reject(
+    outbox: &Outbox,
+    claim: Claim<'_>,
+    status: u16,
+    detail: Option<String>,
+    causes: Vec<String>,
+    summary: &mut FlushSummary,
+) -> Result<(), FlushError> {
+    let state = claim.state().clone();
+    tracing::error!(
+        entry = claim.id(),
+        event_id = state.event_id,
+        status,
+        ?detail,
+        ?causes,
+        "relay rejected the crash report; moved to rejected/"
+    );
+    let rejection = Rejection {
+        event_id: state.event_id.clone(),
+        status,
+        detail,
+        causes,
+        rejected_at_ms: unix_millis(outbox.clock().now()),
+    };
+    claim.reject(&rejection)?;
+    let mut lost = DiscardedCounts::default();
+    state.summary.discard_all(DiscardReason::SendError, &mut lost);
+    outbox.record_discarded(&lost)?;
+    summary.rejected += 1;
+    Ok(())
+}
+
+async fn send_client_report(outbox: &Outbox, uploader: &Uploader, deadline: Instant) -> Result<(), FlushError> {
+    let pending = outbox.discarded()?;
+    let now = uploader.clock().now();
+    if pending.is_empty() || uploader.rate_limits().all_limited_until(now).is_some() {
+        return Ok(());
+    }
+    let body = envelope::client_report_envelope(uploader.dsn(), &pending, now);
+    let timeout = uploader.config().request_timeout.min(deadline.saturating_duration_since(Instant::now()));
+    match uploader.send(body, timeout).await {
+        Ok(_) => outbox.forget_discarded(&pending)?,
+        Err(UploadError::RateLimited { limits }) => {
+            outbox.record_rate_limits(&limits)?;
+        }
+        // Client reports are best effort; a rejected one is not retried.
+        Err(error @ UploadError::Rejected { .. }) => {
+            tracing::warn!(error = error_chain(&error), "relay rejected the client report");
+            outbox.forget_discarded(&pending)?;
+        }
+        Err(error) => {
+            tracing::debug!(error = error_chain(&error), "client report not delivered");
+        }
+    }
+    Ok(())
+}

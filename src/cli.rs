@@ -97,6 +97,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", env = "CRASHWATCH_MEMORY_LIMIT", value_parser = parse_bytes)]
     pub memory_limit: Option<u64>,
 
+    /// Set RUST_BACKTRACE=1 for the child (unless it is set), so a Rust
+    /// panic's report has its frames
+    #[arg(long, env = "CRASHWATCH_RUST_BACKTRACE")]
+    pub rust_backtrace: bool,
+
+    /// Also send reports of a plain non-zero exit (no signal, no OOM, no
+    /// recognised panic) to Sentry; they are always kept locally
+    #[arg(long, env = "CRASHWATCH_REPORT_EXIT_CODES")]
+    pub report_exit_codes: bool,
+
     /// Sentry DSN that reports are sent to (without one, reports stay in the spool)
     #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
     pub dsn: Option<String>,

@@ -25,6 +25,8 @@ pub struct RunConfig {
     pub follow_forks: bool,
     /// Put the child in a new memory cgroup with this limit, bytes.
     pub memory_limit: Option<u64>,
+    /// Send reports of plain non-zero exits too.
+    pub report_exit_codes: bool,
     pub dsn: Option<String>,
     pub release: Option<String>,
     pub environment: Option<String>,
@@ -58,21 +60,28 @@ impl RunConfig {
             ptrace: !args.no_ptrace,
             follow_forks: args.follow_forks,
             memory_limit: args.memory_limit,
+            report_exit_codes: args.report_exit_codes,
             dsn: args.dsn.filter(|d| !d.is_empty()),
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),
-            env: child_env(std::env::vars_os()),
+            env: child_env(std::env::vars_os(), args.rust_backtrace),
         })
     }
 }
 
 /// The child's environment: ours, plus `PYTHONUNBUFFERED=1` unless the user
 /// chose otherwise, so that a Python program's last lines are not lost in
-/// its buffer when it dies.
-fn child_env(ours: impl Iterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+/// its buffer when it dies; and `RUST_BACKTRACE=1` if asked for and unset.
+fn child_env(ours: impl Iterator<Item = (OsString, OsString)>, rust_backtrace: bool) -> Vec<(OsString, OsString)> {
     let mut env: Vec<_> = ours.collect();
-    if !env.iter().any(|(k, _)| k == "PYTHONUNBUFFERED") {
-        env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    let mut default = |key: &str, value: &str| {
+        if !env.iter().any(|(k, _)| k == key) {
+            env.push((key.into(), value.into()));
+        }
+    };
+    default("PYTHONUNBUFFERED", "1");
+    if rust_backtrace {
+        default("RUST_BACKTRACE", "1");
     }
     env
 }
@@ -83,9 +92,14 @@ mod tests {
 
     #[test]
     fn python_is_unbuffered_unless_the_user_says_otherwise() {
-        let env = child_env([("PATH".into(), "/bin".into())].into_iter());
+        let env = child_env([("PATH".into(), "/bin".into())].into_iter(), false);
         assert!(env.contains(&("PYTHONUNBUFFERED".into(), "1".into())));
-        let env = child_env([("PYTHONUNBUFFERED".into(), "".into())].into_iter());
+        assert!(!env.iter().any(|(k, _)| k == "RUST_BACKTRACE"));
+        let env = child_env([("PYTHONUNBUFFERED".into(), "".into())].into_iter(), false);
         assert_eq!(env, [("PYTHONUNBUFFERED".into(), "".into())]);
+        let env = child_env([("RUST_BACKTRACE".into(), "full".into())].into_iter(), true);
+        assert!(env.contains(&("RUST_BACKTRACE".into(), "full".into())));
+        let env = child_env(std::iter::empty(), true);
+        assert!(env.contains(&("RUST_BACKTRACE".into(), "1".into())));
     }
 }

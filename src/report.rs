@@ -29,6 +29,9 @@ pub enum Kind {
     Signal,
     /// Killed by the kernel's OOM killer.
     Oom,
+    /// Exited after its runtime reported a crash on stderr: a panic, an
+    /// uncaught exception, a sanitizer's error.
+    Panic,
     /// Ended after crashwatch was asked to stop it (a stop signal was
     /// forwarded), other than by a crash signal: an orderly shutdown, kept
     /// locally but not a crash.
@@ -41,6 +44,7 @@ impl Kind {
             Kind::Exit => "exit",
             Kind::Signal => "signal",
             Kind::Oom => "oom",
+            Kind::Panic => "panic",
             Kind::Stopped => "stopped",
         }
     }
@@ -77,6 +81,10 @@ pub struct CrashReport {
     /// Why a SIGKILL is taken for the OOM killer's (kind `oom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom: Option<Oom>,
+    /// The crash as the child's runtime told it on stderr (a Rust panic, a Go
+    /// panic, a Python traceback…), parsed from the log tail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic: Option<crate::capture::crash_story::Crash>,
     /// The child's memory while it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
@@ -287,6 +295,7 @@ impl CrashReport {
             environment: ending.environment,
             crash: None,
             oom: None,
+            panic: None,
             memory: None,
             log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
             log_tail_complete: ending.log_tail_complete,
@@ -377,6 +386,15 @@ impl CrashReport {
                 let _ = writeln!(out, "Kernel      {line}");
             }
         }
+        if let Some(panic) = &self.panic {
+            let _ = writeln!(out, "Panic       {}", panic_headline(panic));
+            for frame in panic.frames.iter().rev().take(PANIC_FRAMES) {
+                let _ = writeln!(out, "              at {}", frame_line(frame));
+            }
+            if panic.frames.len() > PANIC_FRAMES {
+                let _ = writeln!(out, "              … {} more frames", panic.frames.len() - PANIC_FRAMES);
+            }
+        }
         if let Some(memory) = &self.memory {
             let _ = writeln!(out, "Memory      {}", memory_line(memory));
         }
@@ -440,6 +458,37 @@ impl EscapeControls for str {
 pub fn timestamp(t: OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_else(|_| t.to_string())
+}
+
+/// How many frames of a parsed panic `crashwatch show` prints.
+const PANIC_FRAMES: usize = 12;
+
+/// `Rust panic in thread 'worker': the answer was 42`
+pub fn panic_headline(panic: &crate::capture::crash_story::Crash) -> String {
+    let mut s = format!("{:?}", panic.runtime);
+    if !panic.kind.is_empty() {
+        let _ = write!(s, " {}", panic.kind);
+    }
+    if let Some(thread) = &panic.thread {
+        let _ = write!(s, " in thread '{thread}'");
+    }
+    let first_line = panic.value.lines().next().unwrap_or_default();
+    if !first_line.is_empty() {
+        let _ = write!(s, ": {first_line}");
+    }
+    s
+}
+
+/// `function (file:line:col)`, innermost frames first in `show`.
+fn frame_line(frame: &crate::capture::crash_story::Frame) -> String {
+    let function = frame.function.as_deref().unwrap_or("?");
+    let file = frame.filename.as_deref().or(frame.abs_path.as_deref());
+    match (file, frame.lineno, frame.colno) {
+        (Some(file), Some(line), Some(col)) => format!("{function} ({file}:{line}:{col})"),
+        (Some(file), Some(line), None) => format!("{function} ({file}:{line})"),
+        (Some(file), None, _) => format!("{function} ({file})"),
+        (None, ..) => function.to_string(),
+    }
 }
 
 /// `peak 63.9 MiB of a 64.0 MiB limit (cgroup …), last RSS 12.0 MiB`

@@ -260,6 +260,12 @@ fn rust_panic_abort_in_a_named_thread() {
     let tail = tail_texts(&run.report());
     assert!(tail.iter().any(|l| l.starts_with("thread 'worker'") && l.contains("panicked at")), "{tail:#?}");
     assert!(tail.iter().any(|l| l == "the answer was 42"), "{tail:#?}");
+    // One report: the minidump and the parsed panic together.
+    let report = run.report();
+    assert_eq!(report["kind"], "signal");
+    assert_eq!(report["panic"]["runtime"], "Rust");
+    assert_eq!(report["panic"]["thread"], "worker");
+    assert_eq!(report["panic"]["value"], "the answer was 42");
 }
 
 #[test]

@@ -50,6 +50,7 @@
 
 pub mod cgroup;
 mod context;
+pub mod crash_story;
 mod dump;
 mod error;
 mod hold;

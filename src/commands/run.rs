@@ -212,12 +212,32 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         if oom.is_some() {
             report.kind = Kind::Oom;
         }
+        report.panic = runtime_crash(&report);
+        if report.panic.is_some() && report.kind == Kind::Exit {
+            report.kind = Kind::Panic;
+        }
         report.oom = oom;
         report.memory = memory;
         let saved = spool.as_ref().map(|spool| spool.save(&report));
         summarize(&report, saved);
     }
     Ok(finished.status.exit_code())
+}
+
+/// How many lines may follow a crash story in the tail for it to count as
+/// how the child died (a shutdown message or two); a story further back was
+/// logged and survived.
+const STORY_TRAILING_LINES: usize = 20;
+
+/// The crash the child's runtime reported on its way out, if any.
+fn runtime_crash(report: &CrashReport) -> Option<crate::capture::crash_story::Crash> {
+    use crate::capture::crash_story::{TailLine, detect};
+    let tail: Vec<TailLine<'_>> = report
+        .log_tail
+        .iter()
+        .map(|l| TailLine { stderr: l.stream == crate::logs::Stream::Stderr, text: &l.text })
+        .collect();
+    detect(&tail).filter(|story| tail.len().saturating_sub(story.last_line + 1) <= STORY_TRAILING_LINES)
 }
 
 /// Moves a capture's files from the scratch directory into report `id` and
@@ -318,6 +338,9 @@ fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>) {
     text.push('\n');
     if let Some(crash) = &report.crash {
         text.push_str(&format!("crash: {}\n", crash.headline()));
+    }
+    if let Some(panic) = &report.panic {
+        text.push_str(&format!("panic: {}\n", report::panic_headline(panic)));
     }
     if report.kind == Kind::Oom {
         let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();

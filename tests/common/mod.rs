@@ -159,14 +159,19 @@ pub const LIMIT: Duration = Duration::from_secs(120);
 
 /// Builds `testdata/NAME.rs` with rustc (panic=abort, debug info).
 pub fn rust_fixture(name: &str) -> PathBuf {
+    rust_fixture_with(name, "abort")
+}
+
+/// Builds `testdata/NAME.rs` with rustc, debug info and `-C panic=PANIC`.
+pub fn rust_fixture_with(name: &str, panic: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("{name}-rs"));
-    let tmp = dir.join(format!("{name}-rs.{}", std::process::id()));
+    let out = dir.join(format!("{name}-{panic}-rs"));
+    let tmp = dir.join(format!("{name}-{panic}-rs.{}", std::process::id()));
     let status = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
-        .args(["-C", "panic=abort", "-g", "--edition", "2021", "-o"])
+        .args(["-C", &format!("panic={panic}"), "-g", "--edition", "2021", "-o"])
         .arg(&tmp)
         .arg(testdata(&format!("{name}.rs")))
         .status()

@@ -1,0 +1,3 @@
+module example.com/crashy
+
+go 1.19

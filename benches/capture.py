@@ -3,7 +3,7 @@
 
     python3 benches/capture.py [--runs-capture 7] [--runs-overhead 7]
                                [--runs-http 5] [--wrk-duration 5]
-                               [--http-threads 1] [--wait-quiet 300]
+                               [--http-threads 1] [--wait-quiet 600]
                                [--no-build | --exe PATH] [--skip-http]
 
 Builds crashwatch (`cargo build --release`) and compiles the C fixtures
@@ -30,9 +30,10 @@ machine state:
 Every run is checked (exit status, one report with a minidump and the
 expected thread count, wrk without socket errors or non-2xx answers); a
 failed check stops the script. Core dumps are disabled (RLIMIT_CORE 0) for
-all runs, bare and supervised alike. Each section first waits (up to
---wait-quiet seconds) for the machine to be idle, does one discarded warm-up
-run of every variant, and ends by saying how much CPU other processes used
+all runs, bare and supervised alike. Before each section and each round of
+alternated runs the script waits for the machine to be idle (at most
+--wait-quiet seconds in all); each section does one discarded warm-up run of
+every variant first, and ends by saying how much CPU other processes used
 meanwhile. Servers are killed at the end, whatever happens. Prints markdown
 tables: medians with all runs; ratios are crashwatch / bare.
 """
@@ -158,28 +159,35 @@ def machine():
 
 
 def cpu_times():
+    """(busy, steal) jiffies of all CPUs: busy = user+nice+system+irq+softirq
+    (loopback networking runs in softirqs, which getrusage charges to the
+    task); steal is time the hypervisor gave to other guests."""
     with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields[:8]), idle
+        f = [int(x) for x in f.readline().split()[1:]]
+    return f[0] + f[1] + f[2] + f[5] + f[6], f[7]
 
 
-def busy_fraction(seconds=1.0):
+def busy_fraction(seconds):
     """Share of all CPUs busy over `seconds` while this script only sleeps."""
-    t0, i0 = cpu_times()
+    b0, _ = cpu_times()
     time.sleep(seconds)
-    t1, i1 = cpu_times()
-    return 1 - (i1 - i0) / max(t1 - t0, 1)
+    b1, _ = cpu_times()
+    return (b1 - b0) / (os.sysconf("SC_CLK_TCK") * seconds * NCPU)
+
+
+NCPU = len(os.sched_getaffinity(0))
 
 
 class OtherLoad:
     """CPU time used by processes other than this script and its children
     (busy time in /proc/stat minus our own rusage) over a section."""
 
-    def __init__(self):
-        self.t0, self.i0 = cpu_times()
+    def __init__(self, quiet):
+        self.quiet = quiet
+        self.b0, self.s0 = cpu_times()
         self.ours0 = self.ours()
         self.wall0 = time.monotonic()
+        self.waited0, self.busy_waiting0 = quiet.waited, quiet.busy_waiting
 
     @staticmethod
     def ours():
@@ -187,17 +195,23 @@ class OtherLoad:
         return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
     def report(self):
-        t1, i1 = cpu_times()
+        b1, s1 = cpu_times()
         hz = os.sysconf("SC_CLK_TCK")
-        busy = ((t1 - self.t0) - (i1 - self.i0)) / hz
-        others = max(busy - (self.ours() - self.ours0), 0.0)
-        wall = time.monotonic() - self.wall0
+        # Time spent waiting for the machine to be idle is left out.
+        busy = (b1 - self.b0) - (self.quiet.busy_waiting - self.busy_waiting0)
+        others = max(busy / hz - (self.ours() - self.ours0), 0.0)
+        steal = (s1 - self.s0) / hz
+        wall = time.monotonic() - self.wall0 - (self.quiet.waited - self.waited0)
         if wall < 2:
             return "(Section too short to tell how busy other processes kept the machine.)\n"
-        share = others / (wall * len(os.sched_getaffinity(0)))
-        flag = "" if share < 0.05 else " — the machine was shared: treat these figures with care"
-        return (f"Other processes used {others:.1f} CPU-s during this section ({share * 100:.0f}% of the machine "
-                f"over {wall:.0f} s){flag}.\n")
+        share = others / (wall * NCPU)
+        text = (f"Other processes used {others:.1f} CPU-s while this section ran ({share * 100:.0f}% of the machine "
+                f"over {wall:.0f} s, waits for idleness left out)")
+        if steal > 0.01 * wall * NCPU:
+            text += f"; the hypervisor stole {steal:.1f} CPU-s"
+        if share >= 0.05:
+            text += " — the machine was shared: treat these figures with care"
+        return text + ".\n"
 
 
 def loadavg():
@@ -205,24 +219,35 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-WAITED = [0.0]  # seconds spent waiting for other load to stop
+class Quiet:
+    """Waits for other load to stop, within a budget for the whole script:
+    before each section, and before each round of alternated runs."""
 
+    THRESHOLD = 0.10
 
-def wait_quiet(limit_s, threshold=0.10):
-    """Waits (up to limit_s) until the machine is idle apart from us; returns
-    a line saying how busy it was when the measurements started."""
-    start = time.monotonic()
-    busy = busy_fraction()
-    while busy > threshold and time.monotonic() - start < limit_s:
-        busy = busy_fraction(2.0)
-    waited = time.monotonic() - start
-    WAITED[0] += waited
-    note = f"other load just before: {busy * 100:.0f}% of all CPUs busy (1 s sample), loadavg {loadavg()}"
-    if busy > threshold:
-        note += f" — NOT QUIET after waiting {waited:.0f} s: results are noisy, rerun on an idle machine"
-    elif waited > 2:
-        note += f" (waited {waited:.0f} s for the machine to be idle)"
-    return note
+    def __init__(self, budget_s):
+        self.budget = budget_s
+        self.waited = 0.0  # seconds
+        self.busy_waiting = 0  # busy jiffies of all CPUs while waiting
+
+    def wait(self, sample_s=0.3):
+        start, b0 = time.monotonic(), cpu_times()[0]
+        busy = busy_fraction(sample_s)
+        while busy > self.THRESHOLD and self.waited + (time.monotonic() - start) < self.budget:
+            busy = busy_fraction(1.0)
+        waited = time.monotonic() - start
+        self.waited += waited
+        self.busy_waiting += cpu_times()[0] - b0
+        return busy, waited
+
+    def section(self):
+        busy, waited = self.wait(1.0)
+        note = f"other load just before: {busy * 100:.0f}% of all CPUs busy (1 s sample), loadavg {loadavg()}"
+        if busy > self.THRESHOLD:
+            note += " — NOT QUIET (waiting budget spent): results are noisy, rerun on an idle machine"
+        elif waited > 2:
+            note += f" (waited {waited:.0f} s for the machine to be idle)"
+        return note + "\n"
 
 
 def git_rev(exe):
@@ -289,10 +314,10 @@ def table(header, rows):
 
 # ---------------------------------------------------------------- section 1
 
-def capture_bench(exe, bins, runs, mach, tmp, quiet_s):
+def capture_bench(exe, bins, runs, mach, tmp, quiet):
     print("## 1. Crash capture: fatal stop → minidump written\n")
-    print(wait_quiet(quiet_s) + "\n")
-    load = OtherLoad()
+    print(quiet.section())
+    load = OtherLoad(quiet)
     print(f"machine: {mach['long']}; {runs} runs per crasher, alternating bare and crashwatch "
           "(after one discarded warm-up of each); a fresh spool per run.\n")
     results = []
@@ -300,6 +325,7 @@ def capture_bench(exe, bins, runs, mach, tmp, quiet_s):
         prog = [bins["many_threads"], str(extra), str(heap)]
         bare_t, cw_t, cap, size, threads, phases = [], [], [], [], set(), []
         for i in range(runs + 1):
+            quiet.wait()
             t, rc, _, _, err = run(prog)
             if rc != -signal.SIGSEGV:
                 raise RuntimeError(f"bare {prog} ended with {rc}, expected SIGSEGV: {err}")
@@ -376,16 +402,17 @@ def variants(exe, spool):
     ]
 
 
-def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name, quiet_s):
+def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name, quiet):
     print(title + "\n")
-    print(wait_quiet(quiet_s) + "\n")
-    load = OtherLoad()
+    print(quiet.section())
+    load = OtherLoad(quiet)
     spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
     vs = variants(exe, spool)
     wall = {name: [] for name, _ in vs}
     inner = {name: [] for name, _ in vs}
     sup_cpu = {name: [] for name, _ in vs}
     for i in range(runs + 1):
+        quiet.wait()
         for name, prefix in vs:
             t, rc, cpu, out, err = run(prefix + prog)
             if rc != 0:
@@ -486,20 +513,21 @@ def http_once(prefix, server, wrk_cmd, duration):
     return float(m.group(1)), sup
 
 
-def http_bench(exe, bins, runs, duration, threads, mach, tmp, quiet_s):
+def http_bench(exe, bins, runs, duration, threads, mach, tmp, quiet):
     wrk = shutil.which("wrk")
     print(f"### 2c. HTTP server under load: `wrk -t2 -c32 -d{duration}s http://127.0.0.1:PORT/` "
           f"(wrk {wrk_version(wrk)}) against `bench_http {threads}` ({threads} epoll worker(s), keep-alive, "
           f"fixed 200 of 2 bytes)\n")
-    print(wait_quiet(quiet_s) + "\n")
+    print(quiet.section())
     wrk_cmd = [wrk, "-t2", "-c32", f"-d{duration}s"]
     server = [bins["bench_http"], str(threads)]
-    load = OtherLoad()
+    load = OtherLoad(quiet)
     spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
     vs = variants(exe, spool)
     rps = {name: [] for name, _ in vs}
     sup_cpu = {name: [] for name, _ in vs}
     for i in range(runs + 1):
+        quiet.wait()
         for name, prefix in vs:
             r, sup = http_once(prefix, server, wrk_cmd, duration if i else 1)
             if i == 0:
@@ -543,8 +571,9 @@ def main():
     ap.add_argument("--wrk-duration", type=int, default=5)
     ap.add_argument("--http-threads", type=int, default=1, help="epoll workers of bench_http (default 1)")
     ap.add_argument("--skip-http", action="store_true")
-    ap.add_argument("--wait-quiet", type=float, default=300,
-                    help="before each section, wait up to this many seconds for other load to stop (default 300)")
+    ap.add_argument("--wait-quiet", type=float, default=600,
+                    help="before each section and each round of runs, wait for other load to stop, "
+                         "at most this many seconds in all (default 600; 0: never wait)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/crashwatch as it is")
     ap.add_argument("--exe", help="crashwatch binary to measure (implies --no-build)")
     args = ap.parse_args()
@@ -558,13 +587,14 @@ def main():
     atexit.register(shutil.rmtree, tmp, True)
     exe, bins = build(args, tmp)
     mach = machine()
+    quiet = Quiet(args.wait_quiet)
     print("# crashwatch capture and tracing benchmark\n")
     print(f"- machine: {mach['long']}")
     print(f"- crashwatch: {git_rev(exe)}, {exe}")
     print("- C fixtures: gcc -O2 -pthread; RLIMIT_CORE 0 for every run")
     print()
 
-    capture_bench(exe, bins, args.runs_capture, mach, tmp, args.wait_quiet)
+    capture_bench(exe, bins, args.runs_capture, mach, tmp, quiet)
 
     print("## 2. Tracing overhead\n")
     print(f"machine: {mach['long']}; {args.runs_overhead} runs (HTTP: {args.runs_http}) of each, "
@@ -573,16 +603,16 @@ def main():
           "crashwatch's own CPU = wait4 rusage of crashwatch − the program's own getrusage(RUSAGE_SELF).\n")
     program_bench(f"### 2a. {args.threads:,} threads created and joined one at a time (`bench_threads {args.threads}`)",
                   exe, [bins["bench_threads"], str(args.threads)], f"bench_threads {args.threads}",
-                  args.runs_overhead, mach, tmp, args.threads, "thread", args.wait_quiet)
+                  args.runs_overhead, mach, tmp, args.threads, "thread", quiet)
     program_bench(f"### 2b. {args.signals:,} handled signals (`bench_signals {args.signals}`: raise(SIGUSR1) in a loop)",
                   exe, [bins["bench_signals"], str(args.signals)], f"bench_signals {args.signals}",
-                  args.runs_overhead, mach, tmp, args.signals, "signal", args.wait_quiet)
+                  args.runs_overhead, mach, tmp, args.signals, "signal", quiet)
     if not args.skip_http:
-        http_bench(exe, bins, args.runs_http, args.wrk_duration, args.http_threads, mach, tmp, args.wait_quiet)
+        http_bench(exe, bins, args.runs_http, args.wrk_duration, args.http_threads, mach, tmp, quiet)
 
     print(f"loadavg at the end: {loadavg()} (this script keeps about one CPU busy itself)")
     total = time.monotonic() - started
-    print(f"Total time of this script: {total:.0f} s, of which {WAITED[0]:.0f} s waiting for the machine to be idle.")
+    print(f"Total time of this script: {total:.0f} s, of which {quiet.waited:.0f} s waiting for the machine to be idle.")
 
 
 if __name__ == "__main__":

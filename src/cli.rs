@@ -51,6 +51,8 @@ pub enum Command {
     /// Deliver the reports waiting in the spool to Sentry; exit 1 if any
     /// could not be sent
     Send(SendArgs),
+    /// Send a test event to the DSN and report Relay's answer
+    Test(TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +113,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
     pub dsn: Option<String>,
 
+    /// Seconds to spend sending reports when the child has ended; what is
+    /// not sent by then stays in the spool (the default fits the 10 s a
+    /// container gets between SIGTERM and SIGKILL)
+    #[arg(long, value_name = "SECS", env = "CRASHWATCH_FLUSH_TIMEOUT", default_value_t = 8)]
+    pub flush_timeout: u64,
+
+    /// Bound on the reports waiting to be sent; the oldest are dropped first
+    /// (K, M, G suffixes)
+    #[arg(long, value_name = "BYTES", env = "CRASHWATCH_SPOOL_MAX_BYTES", value_parser = parse_bytes)]
+    pub spool_max_bytes: Option<u64>,
+
     /// Release recorded in reports
     #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
     pub release: Option<String>,
@@ -145,6 +158,17 @@ pub struct SendArgs {
     /// Also print what became of the reports as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Sentry DSN to test
+    #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
+    pub dsn: Option<String>,
+
+    /// Give up after this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,10 @@ pub struct RunConfig {
     /// Send reports of plain non-zero exits too.
     pub report_exit_codes: bool,
     pub dsn: Option<String>,
+    /// How long to spend sending reports at the child's end.
+    pub flush_timeout: std::time::Duration,
+    /// Bound on the outbox.
+    pub spool_max_bytes: Option<u64>,
     pub release: Option<String>,
     pub environment: Option<String>,
     /// The child's environment.
@@ -62,6 +66,8 @@ impl RunConfig {
             memory_limit: args.memory_limit,
             report_exit_codes: args.report_exit_codes,
             dsn: args.dsn.filter(|d| !d.is_empty()),
+            flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
+            spool_max_bytes: args.spool_max_bytes,
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),
             env: child_env(std::env::vars_os(), args.rust_backtrace),

@@ -27,4 +27,5 @@ pub mod sentry;
 pub mod signals;
 pub mod spool;
 pub mod supervise;
+pub mod symbolicate;
 pub mod sys;

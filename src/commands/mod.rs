@@ -1,11 +1,13 @@
 //! One module per subcommand. Each returns the process's exit code or a
 //! [`Failure`] that says what went wrong and which code to exit with.
 
+pub mod delivery;
 pub mod doctor;
 pub mod list;
 pub mod run;
 pub mod send;
 pub mod show;
+pub mod test_event;
 
 use std::path::PathBuf;
 
@@ -34,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Show(args) => show::show(&spool(cli.spool_dir), &args),
         Command::Doctor => doctor::doctor(&spool(cli.spool_dir)),
         Command::Send(args) => send::send(&spool(cli.spool_dir), &args),
+        Command::Test(args) => test_event::test(&args),
     }
 }
 

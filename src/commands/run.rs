@@ -21,6 +21,7 @@ use crate::capture::memory::Sampler;
 use crate::capture::oom::OomWatch;
 use crate::cli::RunArgs;
 use crate::commands::Failure;
+use crate::commands::delivery::Delivery;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::console::Priority;
@@ -49,6 +50,8 @@ const SUMMARY_LINES: usize = 10;
 
 pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let config = RunConfig::new(args, spool_dir).map_err(|e| Failure::new(2, e))?;
+    // A bad DSN stops crashwatch before the child starts, with the reason.
+    let dsn = super::parse_dsn(config.dsn.as_deref())?;
     let spool = Spool::at(&config.spool_dir);
     let spool = match spool.create() {
         Ok(()) => {
@@ -61,9 +64,6 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             None
         }
     };
-    if config.dsn.is_some() {
-        tracing::debug!("a DSN is set; delivery to Sentry is not built yet, reports stay in the spool");
-    }
     let pid1 = nix::unistd::getpid().as_raw() == 1;
     let reap_orphans = pid1
         || (config.subreaper
@@ -72,6 +72,15 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
                 .is_ok());
 
     let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
+    let delivery = Arc::new(Delivery::new(
+        dsn,
+        spool.as_ref(),
+        config.spool_max_bytes,
+        config.flush_timeout,
+        config.report_exit_codes,
+    ));
+    // Reports an earlier run could not deliver go out now, beside the child.
+    delivery.flush_in_background();
 
     // Memory: the child's cgroup (a new one under --memory-limit), the
     // witnesses of an OOM kill, and a sampler while it runs.
@@ -120,6 +129,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let on_crash = {
         let child_crashes = Arc::clone(&child_crashes);
         let spool = spool.clone();
+        let delivery = Arc::clone(&delivery);
         let (ring, release, environment) = (Arc::clone(&ring), config.release.clone(), config.environment.clone());
         Box::new(move |child: libc::pid_t, capture: Box<CrashCapture>| {
             announce(&capture);
@@ -150,7 +160,14 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             );
             if let Some(spool) = &spool {
                 report.crash = Some(keep_crash(spool, &report.id, &capture));
-                summarize(&report, Some(spool.save(&report)));
+                let saved = spool.save(&report);
+                if let Ok(dir) = &saved
+                    && delivery.queue(&report, dir, None)
+                {
+                    // Not on the tracer thread: the child keeps running.
+                    delivery.flush_in_background();
+                }
+                summarize(&report, Some(saved), delivery.kept_local_because(&report));
             }
         })
     };
@@ -219,8 +236,14 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         report.oom = oom;
         report.memory = memory;
         let saved = spool.as_ref().map(|spool| spool.save(&report));
-        summarize(&report, saved);
+        if let Some(Ok(dir)) = &saved {
+            delivery.queue(&report, dir, None);
+        }
+        summarize(&report, saved, delivery.kept_local_because(&report));
     }
+    // Whatever is waiting (this report, a descendant's, an earlier run's)
+    // goes out now, within the flush deadline.
+    delivery.finish();
     Ok(finished.status.exit_code())
 }
 
@@ -320,7 +343,7 @@ fn pty_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The few lines a person at the terminal (or in the journal) needs.
-fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>) {
+fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>, kept_local: Option<&str>) {
     let verb = if matches!(report.status, ChildStatus::Signaled { .. }) { "was " } else { "" };
     let mut text = format!(
         "{} (pid {}) {verb}{} after {}",
@@ -363,6 +386,10 @@ fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>) {
                 dir.display(),
                 report.short_id()
             ));
+            if let Some(why) = kept_local {
+                text.push_str(why);
+                text.push('\n');
+            }
         }
         Some(Err(e)) => text.push_str(&format!("error: the report could not be saved: {}\n", Chain(&e))),
         None => text.push_str("the report was not saved: the spool directory is unusable\n"),

@@ -13,8 +13,8 @@ pub fn send(spool: &Spool, args: &SendArgs) -> Result<i32, Failure> {
     let dsn = super::parse_dsn(args.dsn.as_deref())?
         .ok_or_else(|| Failure::new(2, anyhow::anyhow!("no DSN to send to: give --dsn or set SENTRY_DSN")))?;
     let outbox = deliver::open_outbox(spool.root(), None).map_err(|e| Failure::new(1, e))?;
-    let summary =
-        deliver::flush_for(&outbox, &dsn, Duration::from_secs(args.timeout)).map_err(|e| Failure::new(1, e))?;
+    let summary = deliver::flush_for(&outbox, &dsn, Duration::from_secs(args.timeout), deliver::Mode::Now)
+        .map_err(|e| Failure::new(1, e))?;
     if args.json {
         let mut line = serde_json::to_vec(&summary).expect("a summary always serialises");
         line.push(b'\n');

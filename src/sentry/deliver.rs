@@ -8,7 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sentry::{Dsn, FlushError, FlushSummary, Outbox, OutboxConfig, OutboxError, SystemClock};
-use crate::sentry::{UploadError, Uploader, UploaderConfig, flush};
+use crate::sentry::{UploadError, Uploader, UploaderConfig, flush, flush_now};
+
+/// Which entries a flush tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Those whose retry backoff is over (automatic delivery).
+    Due,
+    /// All of them (an operator's `crashwatch send`).
+    Now,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
@@ -31,14 +40,18 @@ pub fn open_outbox(spool: &Path, max_bytes: Option<u64>) -> Result<Outbox, Outbo
     Outbox::open(spool.join("outbox"), config, Arc::new(SystemClock))
 }
 
-/// Sends what is due in `outbox` to `dsn` until done or `limit` passes.
-pub fn flush_for(outbox: &Outbox, dsn: &Dsn, limit: Duration) -> Result<FlushSummary, DeliverError> {
+/// Sends what `mode` selects in `outbox` to `dsn` until done or `limit`
+/// passes.
+pub fn flush_for(outbox: &Outbox, dsn: &Dsn, limit: Duration, mode: Mode) -> Result<FlushSummary, DeliverError> {
     let uploader =
         Uploader::new(dsn.clone(), UploaderConfig::default(), Arc::new(SystemClock)).map_err(DeliverError::Client)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DeliverError::Runtime)?;
     runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + limit;
-        Ok(flush(outbox, &uploader, deadline).await?)
+        Ok(match mode {
+            Mode::Due => flush(outbox, &uploader, deadline).await?,
+            Mode::Now => flush_now(outbox, &uploader, deadline).await?,
+        })
     })
 }
 

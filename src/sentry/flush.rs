@@ -83,6 +83,22 @@ enum Next {
 
 /// Sends everything due in `outbox` through `uploader` until `deadline`.
 pub async fn flush(outbox: &Outbox, uploader: &Uploader, deadline: Instant) -> Result<FlushSummary, FlushError> {
+    flush_entries(outbox, uploader, deadline, false).await
+}
+
+/// Like [`flush`], but also tries the entries still in their retry backoff:
+/// an operator asked for it (`crashwatch send`). Relay's rate limits are
+/// still honoured; those are Relay's orders, not our caution.
+pub async fn flush_now(outbox: &Outbox, uploader: &Uploader, deadline: Instant) -> Result<FlushSummary, FlushError> {
+    flush_entries(outbox, uploader, deadline, true).await
+}
+
+async fn flush_entries(
+    outbox: &Outbox,
+    uploader: &Uploader,
+    deadline: Instant,
+    ignore_backoff: bool,
+) -> Result<FlushSummary, FlushError> {
     let mut summary = FlushSummary::default();
     uploader.merge_rate_limits(&outbox.rate_limits()?);
     let ids = outbox.pending()?;
@@ -102,7 +118,7 @@ pub async fn flush(outbox: &Outbox, uploader: &Uploader, deadline: Instant) -> R
             summary.busy += 1;
             continue;
         };
-        match flush_entry(outbox, uploader, claim, deadline, &mut summary).await? {
+        match flush_entry(outbox, uploader, claim, deadline, ignore_backoff, &mut summary).await? {
             Next::Continue => {}
             Next::StopNetwork => network_down = true,
         }
@@ -111,7 +127,7 @@ pub async fn flush(outbox: &Outbox, uploader: &Uploader, deadline: Instant) -> R
     if !network_down && Instant::now() < deadline {
         send_client_report(outbox, uploader, deadline).await?;
     }
-    tracing::info!(?summary, "outbox flushed");
+    tracing::debug!(?summary, "outbox flushed");
     Ok(summary)
 }
 
@@ -120,10 +136,11 @@ async fn flush_entry(
     uploader: &Uploader,
     mut claim: Claim<'_>,
     deadline: Instant,
+    ignore_backoff: bool,
     summary: &mut FlushSummary,
 ) -> Result<Next, FlushError> {
     let now = uploader.clock().now();
-    if !claim.is_due(now) {
+    if !ignore_backoff && !claim.is_due(now) {
         summary.retry_later += 1;
         return Ok(Next::Continue);
     }

@@ -1,0 +1,401 @@
+//! A [`CrashReport`] (with its symbolicated stacks, when there is a dump) as
+//! a Sentry event, and the envelope that carries it with the minidump and the
+//! log tail.
+//!
+//! The event is a native crash event as Relay expects one: `level: fatal`,
+//! one exception whose mechanism says how the child died (`signalhandler`,
+//! `oom`, `panic`, `exit`) with `handled: false` and the signal in
+//! `meta.signal`; every thread, the crashed one's frames on the exception
+//! too, oldest first (Sentry's order; the symbolicator's is innermost first);
+//! `debug_meta` ELF images with the build-id as `code_id` and `debug_id`;
+//! contexts; tags; the log tail as breadcrumbs. It is built as JSON rather
+//! than with sentry-types' `Event`, whose frame and image types lack fields
+//! native events need (`trust`, `instruction_addr_adjustment`, `code_file`).
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::capture::crash_story;
+use crate::logs::Stream;
+use crate::report::{self, CrashReport, Kind};
+use crate::sentry::{Attachment, AttachmentSource, Envelope, EnvelopeError, EventId};
+use crate::signals;
+use crate::supervise::ChildStatus;
+use crate::symbolicate::{self, Symbolicated};
+
+/// Lines of the log tail sent as breadcrumbs (the attachment has them all).
+const BREADCRUMBS: usize = 100;
+
+/// Whether a report is worth sending: crashes, OOM kills and panics always;
+/// a plain non-zero exit only when asked; an orderly stop never.
+pub fn should_send(report: &CrashReport, report_exit_codes: bool) -> bool {
+    match report.kind {
+        Kind::Signal | Kind::Oom | Kind::Panic => true,
+        Kind::Exit => report_exit_codes,
+        Kind::Stopped => false,
+    }
+}
+
+/// The envelope of `report`, whose files are in `report_dir`.
+pub fn envelope(
+    report: &CrashReport,
+    report_dir: &Path,
+    stacks: Option<&Symbolicated>,
+) -> Result<Envelope, EnvelopeError> {
+    let id: EventId = report.id.parse()?;
+    let mut envelope = Envelope::new(id, event(report, stacks))?;
+    if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()) {
+        envelope.add_attachment(Attachment::minidump(
+            "minidump.dmp",
+            AttachmentSource::File(report_dir.join(&dump.file)),
+        ))?;
+    }
+    if !report.log_tail.is_empty() {
+        envelope.add_attachment(Attachment::text("log-tail.txt", AttachmentSource::Bytes(log_text(report))))?;
+    }
+    Ok(envelope)
+}
+
+/// The event JSON.
+pub fn event(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
+    let crashed_frames = stacks.and_then(crashed_thread_frames);
+    let platform = match (&report.panic, &report.crash) {
+        (Some(panic), None) => panic.runtime.platform(),
+        _ => "native",
+    };
+    let mut event = json!({
+        "event_id": report.id,
+        "timestamp": report.ended_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "platform": platform,
+        "level": "fatal",
+        "logger": "crashwatch",
+        "server_name": report.hostname,
+        "exception": {"values": exceptions(report, crashed_frames)},
+        "contexts": contexts(report, stacks),
+        "tags": tags(report),
+        "extra": {"argv": report.program.argv, "report_id": report.id},
+        "breadcrumbs": {"values": breadcrumbs(report)},
+    });
+    let object = event.as_object_mut().expect("an object");
+    if let Some(release) = &report.release {
+        object.insert("release".into(), json!(release));
+    }
+    if let Some(environment) = &report.environment {
+        object.insert("environment".into(), json!(environment));
+    }
+    if let Some(stacks) = stacks {
+        object.insert("threads".into(), json!({"values": threads(stacks)}));
+        object.insert("debug_meta".into(), json!({"images": images(stacks)}));
+    }
+    event
+}
+
+/// The exceptions, oldest cause first (Sentry's order); the last one is how
+/// the child died.
+fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value> {
+    let mut values = Vec::new();
+    let (kind, value, mechanism, story_frames) = match (&report.panic, report.kind) {
+        (Some(panic), _) => {
+            for cause in panic.chained.iter().rev() {
+                values.push(json!({
+                    "type": exception_type(cause),
+                    "value": cause.value,
+                    "stacktrace": story_stacktrace(cause),
+                    "mechanism": {"type": "chained", "handled": false},
+                }));
+            }
+            (exception_type(panic), panic.value.clone(), "panic", story_stacktrace(panic))
+        }
+        (None, Kind::Oom) => {
+            let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
+            ("OOM".to_string(), format!("killed by the kernel's OOM killer: {memory}"), "oom", Value::Null)
+        }
+        (None, _) => match (&report.crash, report.status) {
+            (Some(crash), _) => (crash.signal_name.clone(), crash.headline(), "signalhandler", Value::Null),
+            (None, ChildStatus::Signaled { signal, .. }) => {
+                (signals::name(signal), format!("killed by {}", signals::name(signal)), "signalhandler", Value::Null)
+            }
+            (None, ChildStatus::Exited(code)) => {
+                ("NonZeroExit".into(), format!("exited with code {code}"), "exit", Value::Null)
+            }
+        },
+    };
+    let mut mechanism = json!({"type": mechanism, "handled": false});
+    let signal = report.crash.as_ref().map(|c| (c.signal, Some(c.code))).or(match report.status {
+        ChildStatus::Signaled { signal, .. } => Some((signal, None)),
+        ChildStatus::Exited(_) => None,
+    });
+    if let Some((number, code)) = signal {
+        let mut meta = json!({"number": number, "name": signals::name(number)});
+        if let Some(code) = code {
+            meta["code"] = json!(code);
+            if let Some(name) = signals::code_name(number, code) {
+                meta["code_name"] = json!(name);
+            }
+        }
+        mechanism["meta"] = json!({"signal": meta});
+    }
+    let mut exception = json!({"type": kind, "value": value, "mechanism": mechanism});
+    // A minidump's crashed thread is the most exact stack there is; the
+    // parsed story's frames stand in where there is no dump.
+    let stacktrace = crashed_frames.unwrap_or(story_frames);
+    if !stacktrace.is_null() {
+        exception["stacktrace"] = stacktrace;
+    }
+    if let Some(crash) = &report.crash {
+        exception["thread_id"] = json!(crash.tid);
+    }
+    values.push(exception);
+    values
+}
+
+fn exception_type(story: &crash_story::Crash) -> String {
+    if story.kind.is_empty() { format!("{:?}", story.runtime) } else { story.kind.clone() }
+}
+
+fn story_stacktrace(story: &crash_story::Crash) -> Value {
+    if story.frames.is_empty() {
+        return Value::Null;
+    }
+    let frames: Vec<Value> = story
+        .frames
+        .iter()
+        .map(|f| {
+            let mut frame = Map::new();
+            let mut put = |k: &str, v: Value| {
+                if !v.is_null() {
+                    frame.insert(k.into(), v);
+                }
+            };
+            put("function", json!(f.function));
+            put("module", json!(f.module));
+            put("package", json!(f.package));
+            put("filename", json!(f.filename));
+            put("abs_path", json!(f.abs_path));
+            put("lineno", json!(f.lineno));
+            put("colno", json!(f.colno));
+            put("instruction_addr", json!(f.instruction_addr));
+            put("in_app", json!(f.in_app));
+            Value::Object(frame)
+        })
+        .collect();
+    json!({"frames": frames})
+}
+
+/// The crashed thread's symbolicated frames as a Sentry stacktrace.
+fn crashed_thread_frames(stacks: &Symbolicated) -> Option<Value> {
+    let thread = stacks.threads.get(stacks.crashing_thread?)?;
+    Some(stacktrace(thread, stacks))
+}
+
+fn stacktrace(thread: &symbolicate::Thread, stacks: &Symbolicated) -> Value {
+    let frames: Vec<Value> = thread.frames.iter().rev().map(|f| native_frame(f, stacks)).collect();
+    // The symbolicator already made caller addresses point into the call.
+    json!({"frames": frames, "instruction_addr_adjustment": "none"})
+}
+
+fn native_frame(frame: &symbolicate::Frame, stacks: &Symbolicated) -> Value {
+    let module = frame.module_base.and_then(|base| stacks.modules.iter().find(|m| m.base == base));
+    let mut out = Map::new();
+    out.insert("instruction_addr".into(), json!(report::hex(frame.instruction)));
+    if let Some(base) = frame.module_base {
+        out.insert("image_addr".into(), json!(report::hex(base)));
+    }
+    if let Some(addr) = frame.function_address {
+        out.insert("symbol_addr".into(), json!(report::hex(addr)));
+    }
+    if let Some(function) = &frame.function {
+        out.insert("function".into(), json!(function));
+    }
+    if let Some(file) = &frame.file {
+        let name = Path::new(file).file_name().map_or(file.clone(), |n| n.to_string_lossy().into_owned());
+        out.insert("filename".into(), json!(name));
+        out.insert("abs_path".into(), json!(file));
+    }
+    if let Some(line) = frame.line {
+        out.insert("lineno".into(), json!(line));
+    }
+    if let Some(module) = module {
+        out.insert("package".into(), json!(module.code_file));
+        out.insert("in_app".into(), json!(is_in_app(&module.code_file)));
+    }
+    out.insert("trust".into(), json!(frame.trust));
+    Value::Object(out)
+}
+
+/// Frames of the program itself, not of the system's libraries, are the
+/// application's: Sentry groups issues by them.
+fn is_in_app(code_file: &str) -> bool {
+    const SYSTEM: [&str; 6] = ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/", "linux-vdso"];
+    !SYSTEM.iter().any(|prefix| code_file.starts_with(prefix) || code_file.contains("linux-vdso"))
+}
+
+fn threads(stacks: &Symbolicated) -> Vec<Value> {
+    stacks
+        .threads
+        .iter()
+        .enumerate()
+        .map(|(i, thread)| {
+            let crashed = stacks.crashing_thread == Some(i);
+            let mut value = json!({"id": thread.tid, "crashed": crashed, "current": crashed});
+            if let Some(name) = &thread.name {
+                value["name"] = json!(name);
+            }
+            if !thread.frames.is_empty() {
+                value["stacktrace"] = stacktrace(thread, stacks);
+            }
+            value
+        })
+        .collect()
+}
+
+fn images(stacks: &Symbolicated) -> Vec<Value> {
+    stacks
+        .modules
+        .iter()
+        .map(|m| {
+            let mut image = json!({
+                "type": "elf",
+                "code_file": m.code_file,
+                "image_addr": report::hex(m.base),
+                "image_size": m.size,
+            });
+            if let Some(code_id) = &m.code_id {
+                image["code_id"] = json!(code_id.to_ascii_lowercase());
+            }
+            if let Some(debug_id) = m.debug_id.as_deref().and_then(sentry_debug_id) {
+                image["debug_id"] = json!(debug_id);
+            }
+            image
+        })
+        .collect()
+}
+
+/// Sentry's form of a Breakpad debug id: `ABCDEF…0` (32 hex digits of the
+/// build-id read as a GUID, then the age) → `abcdef01-…` (age appended when
+/// non-zero). Both are derived from the build-id the same way.
+pub fn sentry_debug_id(breakpad: &str) -> Option<String> {
+    if breakpad.len() < 32 || !breakpad.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex = breakpad[..32].to_ascii_lowercase();
+    let mut id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+    let age = &breakpad[32..];
+    if !age.is_empty() && u32::from_str_radix(age, 16).is_ok_and(|a| a != 0) {
+        id.push('-');
+        id.push_str(&age.to_ascii_lowercase());
+    }
+    Some(id)
+}
+
+fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
+    let uname = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uname.as_ref().map(|u| f(u).to_string_lossy().into_owned())
+    };
+    let arch = stacks.map(|s| s.cpu.clone()).or_else(|| field(|u| u.machine()));
+    let mut crashwatch = json!({
+        "report_id": report.id,
+        "kind": report.kind.name(),
+        "pid": report.program.pid,
+        "executable": report.program.exe,
+        "status": report.status.to_string(),
+        "exit_code": report.exit_code,
+        "ran_seconds": report.duration().as_seconds_f64(),
+    });
+    if let Some(crash) = &report.crash {
+        crashwatch["capture_ms"] = json!(crash.capture_ms);
+        crashwatch["threads"] = json!(crash.threads);
+        if let Some(e) = &crash.minidump_error {
+            crashwatch["minidump_error"] = json!(e);
+        }
+    }
+    if let Some(diagnosis) = stacks.and_then(|s| s.diagnosis.as_ref()) {
+        crashwatch["diagnosis"] = json!(diagnosis);
+    }
+    if let Some(memory) = &report.memory {
+        crashwatch["memory"] = json!(report::memory_line(memory));
+    }
+    if let Some(oom) = &report.oom {
+        crashwatch["oom"] = json!(oom);
+    }
+    let mut contexts = json!({
+        "os": {"type": "os", "name": "Linux", "kernel_version": field(|u| u.release())},
+        "device": {"type": "device", "arch": arch},
+        "crashwatch": crashwatch,
+    });
+    if let Some(panic) = &report.panic {
+        contexts["runtime"] = json!({"type": "runtime", "name": format!("{:?}", panic.runtime)});
+    }
+    contexts
+}
+
+fn tags(report: &CrashReport) -> Value {
+    let mut tags = json!({
+        "exit_status": report.exit_code.to_string(),
+        "pid": report.program.pid.to_string(),
+        "kind": report.kind.name(),
+        "program": report.program_name(),
+    });
+    if let ChildStatus::Signaled { signal, .. } = report.status {
+        tags["signal"] = json!(signals::name(signal));
+    }
+    tags
+}
+
+fn breadcrumbs(report: &CrashReport) -> Vec<Value> {
+    let skip = report.log_tail.len().saturating_sub(BREADCRUMBS);
+    report.log_tail[skip..]
+        .iter()
+        .map(|line| {
+            json!({
+                "timestamp": line.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                "type": "default",
+                "category": line.stream.name(),
+                "level": if line.stream == Stream::Stderr { "warning" } else { "info" },
+                "message": line.text,
+            })
+        })
+        .collect()
+}
+
+/// The log tail as a text attachment: `TIME stream| line`.
+fn log_text(report: &CrashReport) -> Vec<u8> {
+    let mut out = String::new();
+    for line in &report.log_tail {
+        let at = line.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        out.push_str(&format!("{at} {}| {}", line.stream.name(), line.text));
+        if line.omitted > 0 {
+            out.push_str(&format!(" […{} bytes not kept]", line.omitted));
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_ids_take_sentrys_form() {
+        assert_eq!(
+            sentry_debug_id("B2A3C6E1F0D24B6A8C1D2E3F4A5B6C7D0").as_deref(),
+            Some("b2a3c6e1-f0d2-4b6a-8c1d-2e3f4a5b6c7d")
+        );
+        assert_eq!(
+            sentry_debug_id("B2A3C6E1F0D24B6A8C1D2E3F4A5B6C7D1").as_deref(),
+            Some("b2a3c6e1-f0d2-4b6a-8c1d-2e3f4a5b6c7d-1")
+        );
+        assert_eq!(sentry_debug_id("short"), None);
+    }
+
+    #[test]
+    fn system_libraries_are_not_in_app() {
+        assert!(is_in_app("/srv/app/bin/server"));
+        assert!(!is_in_app("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(!is_in_app("/lib/x86_64-linux-gnu/libpthread.so.0"));
+        assert!(!is_in_app("linux-vdso.so.1"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Reports reach Relay from the real binary: a fake Relay on loopback that
+//! validates what Relay validates, real crashers under `crashwatch run`.
+
+#[path = "common/mod.rs"]
+mod bin;
+#[path = "sentry_common/mod.rs"]
+mod sentry_common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+
+use bin::{LIMIT, crashwatch, fixture, only_report, run_with_timeout};
+use sentry_common::WAIT;
+use sentry_common::relay::{FakeRelay, Outcome, Reply, dsn_for, unused_port};
+use serde_json::Value;
+
+/// Runs a blocking command off the runtime's threads, so the fake Relay
+/// keeps answering.
+async fn blocking(cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || run_with_timeout(cmd, LIMIT)).await.unwrap()
+}
+
+/// A crasher that prints a line (`crash_tid=N`) before thread 5 of 6 dies.
+fn run_crasher(spool: &std::path::Path, dsn: &str, flags: &[&str]) -> Command {
+    let mut cmd = crashwatch(spool);
+    cmd.args(["run", "--dsn", dsn]).args(flags).arg("--").arg(fixture("thread5_of_6"));
+    cmd
+}
+
+fn send(spool: &std::path::Path, dsn: &str) -> Command {
+    let mut cmd = crashwatch(spool);
+    cmd.args(["send", "--json", "--dsn", dsn]);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_arrives_once_with_event_minidump_and_log() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let out = blocking(run_crasher(spool.path(), &relay.dsn(), &[])).await;
+    assert_eq!(out.status.code(), Some(128 + 11), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = only_report(spool.path());
+    relay.with(|s| {
+        assert!(s.invalid().is_empty(), "{:?}", s.invalid());
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1);
+        let envelope = events[0];
+        assert_eq!(envelope.event_id(), report["id"].as_str());
+        assert_eq!(envelope.item_types(), ["event", "attachment:event.minidump", "attachment:event.attachment"]);
+        let event = envelope.event().unwrap();
+        assert_eq!((event["level"].as_str(), event["platform"].as_str()), (Some("fatal"), Some("native")));
+        let exception = &event["exception"]["values"][0];
+        assert_eq!(exception["type"], "SIGSEGV");
+        assert_eq!(exception["mechanism"]["type"], "signalhandler");
+        assert_eq!(exception["mechanism"]["handled"], false);
+        assert_eq!(exception["mechanism"]["meta"]["signal"]["number"], 11);
+        assert_eq!(exception["mechanism"]["meta"]["signal"]["code_name"], "SEGV_MAPERR");
+        assert_eq!(exception["thread_id"], report["crash"]["tid"]);
+        assert_eq!(event["tags"]["exit_status"], "139");
+        let minidump = envelope.items.iter().find(|i| i.attachment_type() == Some("event.minidump")).unwrap();
+        assert_eq!(minidump.payload.len() as u64, report["crash"]["minidump"]["size"].as_u64().unwrap());
+        assert!(minidump.payload.starts_with(b"MDMP"));
+        let log = envelope.items.iter().find(|i| i.attachment_type() == Some("event.attachment")).unwrap();
+        assert_eq!(log.header["content_type"], "text/plain");
+        let log = String::from_utf8_lossy(&log.payload);
+        assert!(log.trim_end().ends_with(&format!("stdout| crash_tid={}", report["crash"]["tid"])), "{log}");
+        assert_eq!(event["breadcrumbs"]["values"][0]["message"], format!("crash_tid={}", report["crash"]["tid"]));
+    });
+    // Delivered and gone from the outbox: a send finds nothing.
+    let out = blocking(send(spool.path(), &relay.dsn())).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(relay.with(|s| s.requests.len()), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_down_for_the_whole_run_then_send_delivers() {
+    let addr = unused_port();
+    let dsn = dsn_for(addr);
+    let spool = tempfile::tempdir().unwrap();
+    let out = blocking(run_crasher(spool.path(), &dsn, &[])).await;
+    assert_eq!(out.status.code(), Some(128 + 11));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stays in the spool") || stderr.contains("stay in the spool"), "{stderr}");
+
+    // Still down: send fails, saying so.
+    let out = blocking(send(spool.path(), &dsn)).await;
+    assert_eq!(out.status.code(), Some(1));
+
+    let relay = FakeRelay::start_on(addr).await;
+    let out = blocking(send(spool.path(), &dsn)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["sent"], 1);
+    relay.with(|s| assert_eq!(s.accepted_events().len(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_upload_then_send_delivers_exactly_once() {
+    let relay = FakeRelay::start().await;
+    relay.script([Reply::Hold]);
+    let spool = tempfile::tempdir().unwrap();
+    let mut run = tokio::process::Command::from(run_crasher(spool.path(), &relay.dsn(), &["--flush-timeout", "600"]));
+    let mut run =
+        run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true).spawn().unwrap();
+    relay
+        .wait_until("crashwatch's upload to be in flight", WAIT, |s| {
+            s.requests.iter().any(|r| r.outcome == Outcome::Holding)
+        })
+        .await;
+    run.start_kill().unwrap(); // SIGKILL
+    assert_eq!(run.wait().await.unwrap().signal(), Some(9));
+    relay
+        .wait_until("the killed upload to be abandoned", WAIT, |s| {
+            s.requests.iter().any(|r| r.outcome == Outcome::Abandoned)
+        })
+        .await;
+
+    let out = blocking(send(spool.path(), &relay.dsn())).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    relay.with(|s| {
+        let outcomes: Vec<_> = s.requests.iter().map(|r| r.outcome.clone()).collect();
+        assert_eq!(outcomes, [Outcome::Abandoned, Outcome::Accepted]);
+        assert_eq!(s.accepted_events().len(), 1);
+    });
+}
+
+#[test]
+fn bad_dsns_stop_crashwatch_before_the_child_starts() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let cases = [
+        ("not a url", "not a URL"),
+        ("ftp://0123456789abcdef0123456789abcdef@relay.example/42", "scheme"),
+        ("https://relay.example/42", "public key"),
+        ("https://0123456789abcdef0123456789abcdef@relay.example/", "project id"),
+        ("https://0123456789abcdef0123456789abcdef@relay.example/project", "project id"),
+    ];
+    for (dsn, reason) in cases {
+        let out = crashwatch(spool.path()).args(["run", "--dsn", dsn, "--", "touch"]).arg(&marker).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{dsn}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("crashwatch: error: the DSN (--dsn or SENTRY_DSN) is not valid: ")
+                && stderr.to_lowercase().contains(&reason.to_lowercase()),
+            "{dsn}: {stderr}"
+        );
+        assert!(!marker.exists(), "{dsn}: the child ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_and_plain_exits_are_kept_local_unless_asked() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--dsn", &relay.dsn(), "--", "sh", "-c", "exit 3"]);
+    assert_eq!(blocking(cmd).await.status.code(), Some(3));
+    assert_eq!(only_report(spool.path())["kind"], "exit");
+    assert_eq!(relay.with(|s| s.requests.len()), 0, "a plain exit is not sent by default");
+
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--report-exit-codes", "--dsn", &relay.dsn(), "--", "sh", "-c", "exit 3"]);
+    assert_eq!(blocking(cmd).await.status.code(), Some(3));
+    relay.with(|s| {
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1);
+        let exception = &events[0].event().unwrap()["exception"]["values"][0];
+        assert_eq!(exception["type"], "NonZeroExit");
+        assert_eq!(exception["value"], "exited with code 3");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashwatch_test_reports_relays_answer() {
+    let relay = FakeRelay::start().await;
+    let mut cmd = crashwatch(std::path::Path::new("/nonexistent"));
+    cmd.args(["test", "--dsn", &relay.dsn()]);
+    let out = blocking(cmd).await;
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("OK: ") && stdout.contains("accepted test event"), "{stdout}");
+    relay.with(|s| {
+        let event = s.accepted_events()[0].event().unwrap();
+        assert_eq!(event["tags"]["crashwatch_test"], "true");
+    });
+
+    relay.script([Reply::Error { status: 403, detail: "event submission rejected with_reason: ProjectId".into() }]);
+    let mut cmd = crashwatch(std::path::Path::new("/nonexistent"));
+    cmd.args(["test", "--dsn", &relay.dsn()]);
+    let out = blocking(cmd).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("FAIL: ") && stdout.contains("ProjectId"), "{stdout}");
+}

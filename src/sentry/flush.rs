@@ -44,7 +44,8 @@ use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope::{self, EnvelopeError, RawEnvelope, RawItem};
 use crate::sentry::outbox::{Claim, Outbox, OutboxError, Rejection};
 use crate::sentry::rate_limit::LimitedPart;
-use crate::sentry::upload::{UploadError, Uploader, error_chain};
+use crate::errors::Chain;
+use crate::sentry::upload::{UploadError, Uploader};
 
 /// What one flush did. Every pending entry looked at lands in one field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -174,7 +175,7 @@ async fn flush_entry(
                 // Our own file no longer parses: sending it would only earn a
                 // 400, so it is set aside like one, with our reason.
                 tracing::error!(entry = claim.id(), %error, "outbox entry is corrupt");
-                reject(outbox, claim, 0, Some(error_chain(&error)), Vec::new(), summary)?;
+                reject(outbox, claim, 0, Some(Chain(&error).to_string()), Vec::new(), summary)?;
                 return Ok(Next::Continue);
             }
         };
@@ -222,7 +223,7 @@ async fn flush_entry(
                 return Ok(Next::Continue);
             }
             Err(error) => {
-                let message = error_chain(&error);
+                let message = Chain(&error).to_string();
                 let next = claim.retry_later(&message)?;
                 tracing::warn!(
                     entry = claim.id(),
@@ -341,11 +342,11 @@ async fn send_client_report(outbox: &Outbox, uploader: &Uploader, deadline: Inst
         }
         // Client reports are best effort; a rejected one is not retried.
         Err(error @ UploadError::Rejected { .. }) => {
-            tracing::warn!(error = error_chain(&error), "relay rejected the client report");
+            tracing::warn!(error = %Chain(&error), "relay rejected the client report");
             outbox.forget_discarded(&pending)?;
         }
         Err(error) => {
-            tracing::debug!(error = error_chain(&error), "client report not delivered");
+            tracing::debug!(error = %Chain(&error), "client report not delivered");
         }
     }
     Ok(())

@@ -306,14 +306,3 @@ pub fn gzip(data: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-/// Renders an error and its sources as one line, for logs and state files.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}

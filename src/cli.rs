@@ -53,6 +53,9 @@ pub enum Command {
     Send(SendArgs),
     /// Send a test event to the DSN and report Relay's answer
     Test(TestArgs),
+    /// Print a minidump's stacks, symbolicated from the binaries and debug
+    /// files on this machine (exit 1 for an unusable dump)
+    Symbolicate(SymbolicateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +161,38 @@ pub struct SendArgs {
     /// Also print what became of the reports as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SymbolicateArgs {
+    /// The minidump
+    pub dump: PathBuf,
+
+    /// Print the stacks as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// A Breakpad symbol directory (DIR/MODULE/DEBUGID/MODULE.sym); repeatable
+    #[arg(long, value_name = "DIR")]
+    pub symbols: Vec<PathBuf>,
+
+    /// A Breakpad symbol server (same layout under the URL); repeatable
+    #[arg(long, value_name = "URL")]
+    pub symbol_url: Vec<String>,
+
+    /// Keep .sym files downloaded from symbol servers here
+    #[arg(long, value_name = "DIR")]
+    pub symbol_cache: Option<PathBuf>,
+
+    /// A directory holding .build-id/xx/rest.debug files, searched before
+    /// /usr/lib/debug; repeatable
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Vec<PathBuf>,
+
+    /// Use COPY for the module recorded as RECORDED (a binary replaced on
+    /// disk since the crash); its build-id is checked; repeatable
+    #[arg(long, value_name = "RECORDED=COPY")]
+    pub replace: Vec<String>,
 }
 
 #[derive(Debug, Args)]

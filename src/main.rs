@@ -33,7 +33,9 @@ fn main() {
 /// console that keeps them from splitting a line of the child's (and gives
 /// them journald priorities).
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("CRASHWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Libraries' own warnings (minidump's about stream quirks) are noise to
+    // an operator; CRASHWATCH_LOG shows them when asked.
+    let filter = EnvFilter::try_from_env("CRASHWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("error,crashwatch=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(ByLevel).event_format(Prefixed).init();
 }
 

@@ -125,6 +125,14 @@ pub struct Crash {
     /// Why there is no minidump.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minidump_error: Option<String>,
+    /// What rust-minidump saw in the crash: a null dereference, a stack
+    /// overflow, a non-canonical address, a bad jump…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
+    /// The symbolicated stacks of every thread (`crashwatch symbolicate
+    /// --json` of the minidump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<FileRef>,
     /// Deleted executables and libraries copied before the process died.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preserved: Vec<Preserved>,
@@ -176,6 +184,8 @@ impl Crash {
             threads: capture.threads,
             minidump,
             minidump_error,
+            diagnosis: None,
+            stacks: None,
             preserved,
             capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
             notes,
@@ -491,19 +501,17 @@ fn frame_line(frame: &crate::capture::crash_story::Frame) -> String {
     }
 }
 
-/// `peak 63.9 MiB of a 64.0 MiB limit (cgroup …), last RSS 12.0 MiB`
+/// `peak RSS 12.0 MiB, cgroup peak 63.9 MiB of a 64.0 MiB limit (/sys/fs/…)`.
+/// A cgroup's peak is shown only when the cgroup has a limit: without one
+/// the cgroup may be shared (a whole session's), and its peak is not the
+/// child's.
 pub fn memory_line(memory: &Memory) -> String {
-    let mut parts = Vec::new();
-    match memory.cgroup.as_ref() {
-        Some(cg) => {
-            let peak = cg.peak.or(memory.peak_rss).map_or_else(|| "unknown".into(), human_bytes);
-            match cg.limit {
-                Some(limit) => parts.push(format!("peak {peak} of a {} limit", human_bytes(limit))),
-                None => parts.push(format!("peak {peak}, no limit")),
-            }
-            parts.push(format!("cgroup {}", cg.path.display()));
-        }
-        None => parts.push(format!("peak RSS {}", memory.peak_rss.map_or_else(|| "unknown".into(), human_bytes))),
+    let mut parts = vec![format!("peak RSS {}", memory.peak_rss.map_or_else(|| "unknown".into(), human_bytes))];
+    if let Some(cg) = &memory.cgroup
+        && let Some(limit) = cg.limit
+    {
+        let peak = cg.peak.map_or_else(|| "unknown".into(), human_bytes);
+        parts.push(format!("cgroup peak {peak} of a {} limit ({})", human_bytes(limit), cg.path.display()));
     }
     if let Some(rss) = memory.samples.iter().rev().find_map(|s| s.rss) {
         parts.push(format!("last RSS {}", human_bytes(rss)));

@@ -80,6 +80,26 @@ fn null_write_in_a_nested_call_is_segv_at_zero() {
     assert!(facts.rip_in_main_module, "the crash context, not a signal frame");
     let stderr = run.stderr();
     assert!(stderr.contains("crashwatch: caught SIGSEGV (SEGV_MAPERR) at 0x0 in thread 'segv_nested-O0g"), "{stderr}");
+    // Symbolicated at crash time: the diagnosis and the top frames, with
+    // lines, in the summary and in the report's stacks.
+    assert!(stderr.contains("crashwatch: diagnosis: null pointer dereference\n"), "{stderr}");
+    for (i, (function, line)) in [("level3", 4), ("level2", 5), ("level1", 6), ("main", 9)].iter().enumerate() {
+        let frame = format!(
+            "crashwatch:   #{i} segv_nested-O0gWallWerrorpthreadfnoomitframepointer!{function} (segv_nested.c:{line})\n"
+        );
+        assert!(stderr.contains(&frame), "{frame} missing in {stderr}");
+    }
+    assert_eq!(crash_field(&run, "diagnosis"), "null pointer dereference");
+    let stacks: Value =
+        serde_json::from_slice(&std::fs::read(run.dump_path().with_file_name("stacks.json")).unwrap()).unwrap();
+    let crashed = &stacks["threads"][stacks["crashing_thread"].as_u64().unwrap() as usize];
+    assert_eq!(crashed["frames"][0]["function"], "level3");
+    assert_eq!(crashed["frames"][0]["line"], 4);
+    // `show` prints them.
+    let id = run.report()["id"].as_str().unwrap().to_string();
+    let show = crashwatch(run.spool.path()).args(["show", &id]).output().unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains("Thread 0 (crashed)") && show.contains("!level2 ("), "{show}");
 }
 
 #[test]
@@ -211,6 +231,10 @@ fn deleted_executable_is_preserved_in_the_report() {
     assert_eq!(preserved[0]["original"], victim.display().to_string());
     let kept = run.dump_path().with_file_name(preserved[0]["file"].as_str().unwrap());
     assert_eq!(std::fs::read(kept).unwrap(), original);
+    // The binary is gone from disk, yet the stacks have its names: the
+    // preserved copy was used.
+    let stderr = run.stderr();
+    assert!(stderr.contains("crashwatch:   #0 victim-bin!main (self_delete.c:"), "{stderr}");
 }
 
 #[test]

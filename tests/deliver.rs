@@ -57,6 +57,26 @@ async fn a_crash_arrives_once_with_event_minidump_and_log() {
         assert_eq!(exception["mechanism"]["meta"]["signal"]["code_name"], "SEGV_MAPERR");
         assert_eq!(exception["thread_id"], report["crash"]["tid"]);
         assert_eq!(event["tags"]["exit_status"], "139");
+        // Symbolicated: the exception's stack ends in the faulting function
+        // (frames oldest first), every thread is there, and the images carry
+        // their build-ids.
+        let frames = exception["stacktrace"]["frames"].as_array().unwrap();
+        let top = frames.last().unwrap();
+        assert_eq!(top["function"], "crash_here");
+        assert_eq!(top["lineno"], 11);
+        assert_eq!(top["in_app"], true);
+        assert!(top["instruction_addr"].as_str().unwrap().starts_with("0x"));
+        let threads = event["threads"]["values"].as_array().unwrap();
+        assert_eq!(threads.len(), 6);
+        assert_eq!(threads.iter().filter(|t| t["crashed"] == true).count(), 1);
+        let images = event["debug_meta"]["images"].as_array().unwrap();
+        let main = images.iter().find(|i| i["code_file"].as_str().unwrap().contains("thread5_of_6")).unwrap();
+        assert_eq!(main["type"], "elf");
+        let code_id = main["code_id"].as_str().unwrap();
+        assert_eq!(code_id.len(), 40, "a GNU build-id: {code_id}");
+        assert_eq!(main["debug_id"].as_str().unwrap().len(), 36);
+        // A write to 0x10: a field of a null struct pointer.
+        assert_eq!(event["contexts"]["crashwatch"]["diagnosis"], "null pointer dereference");
         let minidump = envelope.items.iter().find(|i| i.attachment_type() == Some("event.minidump")).unwrap();
         assert_eq!(minidump.payload.len() as u64, report["crash"]["minidump"]["size"].as_u64().unwrap());
         assert!(minidump.payload.starts_with(b"MDMP"));

@@ -41,7 +41,11 @@ fn a_real_oom_kill_is_reported_with_the_limit_and_the_peak() {
     let tail = tail_texts(&report);
     assert!(tail.last().unwrap().starts_with("allocated "), "{tail:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("the kernel's OOM killer killed it: peak "), "{stderr}");
+    assert!(stderr.contains("the kernel's OOM killer killed it: peak RSS "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cgroup peak {}", "64.0 MiB of a 64.0 MiB limit")) || stderr.contains("cgroup peak "),
+        "{stderr}"
+    );
     // The cgroup crashwatch made for the child is gone.
     let path = cgroup["path"].as_str().unwrap();
     assert!(path.contains("/crashwatch-"), "{path}");

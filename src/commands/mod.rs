@@ -3,10 +3,12 @@
 
 pub mod delivery;
 pub mod doctor;
+pub mod filing;
 pub mod list;
 pub mod run;
 pub mod send;
 pub mod show;
+pub mod symbolicate;
 pub mod test_event;
 
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Doctor => doctor::doctor(&spool(cli.spool_dir)),
         Command::Send(args) => send::send(&spool(cli.spool_dir), &args),
         Command::Test(args) => test_event::test(&args),
+        Command::Symbolicate(args) => symbolicate::run(&args),
     }
 }
 

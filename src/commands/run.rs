@@ -22,13 +22,13 @@ use crate::capture::oom::OomWatch;
 use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::Delivery;
+use crate::commands::filing;
 use crate::config::RunConfig;
 use crate::errors::Chain;
-use crate::logs::console::Priority;
-use crate::logs::{self, Console, Pumps, Ring};
+use crate::logs::{self, Pumps, Ring};
 use crate::ptrace::TraceOptions;
-use crate::report::{self, Crash, CrashReport, Ending, FileRef, Kind, Preserved};
-use crate::spool::{Spool, SpoolError};
+use crate::report::{CrashReport, Ending, Kind};
+use crate::spool::Spool;
 use crate::supervise::{self, ChildStatus, Finished, Prepared, Spec, SuperviseError};
 use crate::sys;
 
@@ -44,9 +44,6 @@ const SCRATCH_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// How often the child's memory is sampled.
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How many of the last lines the summary on stderr repeats.
-const SUMMARY_LINES: usize = 10;
 
 pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let config = RunConfig::new(args, spool_dir).map_err(|e| Failure::new(2, e))?;
@@ -126,13 +123,17 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         stop_timeout: STOP_TIMEOUT,
     });
     let child_crashes = Arc::new(Mutex::new(Vec::new()));
+    // Reports of descendants' crashes being filed; joined before crashwatch
+    // exits, so none is lost.
+    let filings = Arc::new(Mutex::new(Vec::new()));
     let on_crash = {
         let child_crashes = Arc::clone(&child_crashes);
+        let filings = Arc::clone(&filings);
         let spool = spool.clone();
         let delivery = Arc::clone(&delivery);
         let (ring, release, environment) = (Arc::clone(&ring), config.release.clone(), config.environment.clone());
         Box::new(move |child: libc::pid_t, capture: Box<CrashCapture>| {
-            announce(&capture);
+            filing::announce(&capture);
             if capture.pid == child {
                 child_crashes.lock().unwrap_or_else(|e| e.into_inner()).push(capture);
                 return;
@@ -158,16 +159,15 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
                  which is not its parent (the status shown is the signal it was dying of)"
                     .into(),
             );
-            if let Some(spool) = &spool {
-                report.crash = Some(keep_crash(spool, &report.id, &capture));
-                let saved = spool.save(&report);
-                if let Ok(dir) = &saved
-                    && delivery.queue(&report, dir, None)
-                {
-                    // Not on the tracer thread: the child keeps running.
-                    delivery.flush_in_background();
-                }
-                summarize(&report, Some(saved), delivery.kept_local_because(&report));
+            // Filed on a thread of its own: symbolicating on the tracer thread
+            // would stall the child, which runs on.
+            let (spool, delivery) = (spool.clone(), Arc::clone(&delivery));
+            let filed = std::thread::Builder::new()
+                .name("report".into())
+                .spawn(move || filing::file(spool.as_ref(), &delivery, report, Some(&capture)));
+            match filed {
+                Ok(handle) => filings.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
+                Err(e) => tracing::error!("failed to start filing the report of a descendant's crash: {e}"),
             }
         })
     };
@@ -223,100 +223,24 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             release: config.release.clone(),
             environment: config.environment.clone(),
         });
-        if let (Some(spool), Some(capture)) = (&spool, &crash) {
-            report.crash = Some(keep_crash(spool, &report.id, capture));
-        }
         if oom.is_some() {
             report.kind = Kind::Oom;
         }
-        report.panic = runtime_crash(&report);
+        report.panic = filing::runtime_crash(&report);
         if report.panic.is_some() && report.kind == Kind::Exit {
             report.kind = Kind::Panic;
         }
         report.oom = oom;
         report.memory = memory;
-        let saved = spool.as_ref().map(|spool| spool.save(&report));
-        if let Some(Ok(dir)) = &saved {
-            delivery.queue(&report, dir, None);
-        }
-        summarize(&report, saved, delivery.kept_local_because(&report));
+        filing::file(spool.as_ref(), &delivery, report, crash.as_deref());
+    }
+    for filing in filings.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        let _ = filing.join();
     }
     // Whatever is waiting (this report, a descendant's, an earlier run's)
     // goes out now, within the flush deadline.
     delivery.finish();
     Ok(finished.status.exit_code())
-}
-
-/// How many lines may follow a crash story in the tail for it to count as
-/// how the child died (a shutdown message or two); a story further back was
-/// logged and survived.
-const STORY_TRAILING_LINES: usize = 20;
-
-/// The crash the child's runtime reported on its way out, if any.
-fn runtime_crash(report: &CrashReport) -> Option<crate::capture::crash_story::Crash> {
-    use crate::capture::crash_story::{TailLine, detect};
-    let tail: Vec<TailLine<'_>> = report
-        .log_tail
-        .iter()
-        .map(|l| TailLine { stderr: l.stream == crate::logs::Stream::Stderr, text: &l.text })
-        .collect();
-    detect(&tail).filter(|story| tail.len().saturating_sub(story.last_line + 1) <= STORY_TRAILING_LINES)
-}
-
-/// Moves a capture's files from the scratch directory into report `id` and
-/// describes them. A file that cannot be kept is noted, not fatal.
-fn keep_crash(spool: &Spool, id: &str, capture: &CrashCapture) -> Crash {
-    let minidump = match &capture.dump {
-        Ok(dump) => spool
-            .adopt(id, &dump.path, "minidump.dmp")
-            .map(|size| FileRef { file: "minidump.dmp".into(), size })
-            .map_err(|e| Chain(&e).to_string()),
-        Err(e) => Err(Chain(e).to_string()),
-    };
-    let mut preserved = Vec::new();
-    let mut notes = Vec::new();
-    for p in &capture.preserved {
-        let base = p.original_path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let name = format!("preserved/{base}.{}", p.inode);
-        match spool.adopt(id, &p.preserved_path, &name) {
-            Ok(size) => preserved.push(Preserved {
-                original: p.original_path.clone(),
-                file: name,
-                size,
-                base_address: report::hex(p.base_address),
-            }),
-            Err(e) => {
-                notes.push(format!("failed to keep the deleted file {}: {}", p.original_path.display(), Chain(&e)))
-            }
-        }
-    }
-    let mut crash = Crash::new(capture, minidump, preserved);
-    crash.notes.extend(notes);
-    crash
-}
-
-/// One line at the moment of a crash, before the process is even gone.
-fn announce(capture: &CrashCapture) {
-    let what =
-        report::crash_headline(capture.signal, capture.si_code, capture.fault_addr, &capture.thread_name, capture.tid);
-    let ms = capture.elapsed.as_secs_f64() * 1000.0;
-    let phases = capture.phases;
-    tracing::debug!(
-        stop_threads_ms = phases.stop_threads.as_secs_f64() * 1000.0,
-        settle_ms = phases.settle.as_secs_f64() * 1000.0,
-        dump_ms = phases.dump.as_secs_f64() * 1000.0,
-        "capture phases"
-    );
-    match &capture.dump {
-        Ok(dump) => tracing::info!(
-            "caught {what} of pid {}; minidump of {} thread{} written in {ms:.1} ms ({})",
-            capture.pid,
-            capture.threads,
-            if capture.threads == 1 { "" } else { "s" },
-            report::human_bytes(dump.size)
-        ),
-        Err(e) => tracing::warn!("caught {what} of pid {}; no minidump: {}", capture.pid, Chain(e)),
-    }
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
@@ -340,61 +264,4 @@ fn pty_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
         fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("failed to mark the pseudo-terminal close-on-exec")?;
     }
     Ok((pty.master, pty.slave))
-}
-
-/// The few lines a person at the terminal (or in the journal) needs.
-fn summarize(report: &CrashReport, saved: Option<Result<PathBuf, SpoolError>>, kept_local: Option<&str>) {
-    let verb = if matches!(report.status, ChildStatus::Signaled { .. }) { "was " } else { "" };
-    let mut text = format!(
-        "{} (pid {}) {verb}{} after {}",
-        report.program_name(),
-        report.program.pid,
-        report.status,
-        report::human_duration(report.duration())
-    );
-    // An orderly stop needs one line; a crash gets the last lines and where
-    // its report is.
-    let stopped = report.kind == Kind::Stopped;
-    if let Some(signal) = report.stop_requested.filter(|_| stopped) {
-        text.push_str(&format!(" (stop requested by {})", crate::signals::name(signal)));
-    }
-    text.push('\n');
-    if let Some(crash) = &report.crash {
-        text.push_str(&format!("crash: {}\n", crash.headline()));
-    }
-    if let Some(panic) = &report.panic {
-        text.push_str(&format!("panic: {}\n", report::panic_headline(panic)));
-    }
-    if report.kind == Kind::Oom {
-        let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
-        text.push_str(&format!("the kernel's OOM killer killed it: {memory}\n"));
-    }
-    if !report.log_tail.is_empty() && !stopped {
-        let shown = report.log_tail.len().min(SUMMARY_LINES);
-        text.push_str(&format!("last {shown} lines of output:\n"));
-        text.push_str(&report.render_log_tail(SUMMARY_LINES));
-    }
-    match saved {
-        Some(Ok(_)) if stopped => {}
-        Some(Ok(dir)) => {
-            if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()) {
-                text.push_str(&format!("minidump: {}\n", dir.join(&dump.file).display()));
-            }
-            text.push_str(&format!(
-                "report {} saved in {}; `crashwatch show {}` prints it\n",
-                report.short_id(),
-                dir.display(),
-                report.short_id()
-            ));
-            if let Some(why) = kept_local {
-                text.push_str(why);
-                text.push('\n');
-            }
-        }
-        Some(Err(e)) => text.push_str(&format!("error: the report could not be saved: {}\n", Chain(&e))),
-        None => text.push_str("the report was not saved: the spool directory is unusable\n"),
-    }
-    // A crash is worth a warning in the journal; an orderly stop is news.
-    let priority = if stopped { Priority::Info } else { Priority::Warning };
-    Console::get().say(priority, &text);
 }

@@ -19,7 +19,21 @@ pub fn show(spool: &Spool, args: &ShowArgs) -> Result<i32, Failure> {
     let text = if args.json {
         serde_json::to_string_pretty(&report).expect("a report always serialises") + "\n"
     } else {
-        report.render()
+        let mut text = report.render();
+        // The symbolicated stacks, when the crash was caught with a dump.
+        let stacks = report.crash.as_ref().and_then(|c| c.stacks.as_ref()).and_then(|file| {
+            let path = spool.report_dir(&report.id).join(&file.file);
+            let bytes =
+                std::fs::read(&path).inspect_err(|e| tracing::warn!("failed to read {}: {e}", path.display())).ok()?;
+            serde_json::from_slice::<crate::symbolicate::Symbolicated>(&bytes)
+                .inspect_err(|e| tracing::warn!("{} is damaged: {e}", path.display()))
+                .ok()
+        });
+        if let Some(stacks) = stacks {
+            text.push('\n');
+            text.push_str(&crate::symbolicate::render_text(&stacks));
+        }
+        text
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(0)

@@ -38,13 +38,13 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::errors::Chain;
 use crate::sentry::client_report::{DiscardReason, DiscardedCounts};
 use crate::sentry::clock::unix_millis;
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope::{self, EnvelopeError, RawEnvelope, RawItem};
 use crate::sentry::outbox::{Claim, Outbox, OutboxError, Rejection};
 use crate::sentry::rate_limit::LimitedPart;
-use crate::errors::Chain;
 use crate::sentry::upload::{UploadError, Uploader};
 
 /// What one flush did. Every pending entry looked at lands in one field.

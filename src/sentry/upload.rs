@@ -305,4 +305,3 @@ pub fn gzip(data: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
     encoder.write_all(data)?;
     encoder.finish()
 }
-

@@ -1,0 +1,234 @@
+//! Filing a report: what happens between "the child crashed" and "the
+//! report is in the spool, queued for Sentry, and summarised on stderr".
+//!
+//! The order matters. The capture's files move into the report's directory
+//! first; the minidump is symbolicated there by a short-lived helper process
+//! (`crashwatch symbolicate --json`), so that the memory symbolication takes
+//! never stays in the supervisor; its stacks and diagnosis join the report;
+//! only then is `report.json` written, so that it never names a missing file;
+//! then the report is queued for Sentry and summarised.
+
+use std::path::{Path, PathBuf};
+
+use crate::capture::CrashCapture;
+use crate::commands::delivery::Delivery;
+use crate::commands::symbolicate;
+use crate::errors::Chain;
+use crate::logs::Console;
+use crate::logs::console::Priority;
+use crate::report::{self, Crash, CrashReport, FileRef, Kind, Preserved};
+use crate::spool::{self, Spool, SpoolError};
+use crate::supervise::ChildStatus;
+use crate::symbolicate::Symbolicated;
+
+/// How many of the last lines the summary on stderr repeats.
+const SUMMARY_LINES: usize = 10;
+
+/// How many frames of the crashing thread the summary shows.
+const SUMMARY_FRAMES: usize = 6;
+
+/// Files `report` (with the files of `capture`, if the crash was caught):
+/// keeps, symbolicates, saves, queues and summarises it. Never fails: what
+/// goes wrong is noted in the report or logged.
+pub fn file(spool: Option<&Spool>, delivery: &Delivery, mut report: CrashReport, capture: Option<&CrashCapture>) {
+    let Some(spool) = spool else {
+        summarize(&report, None, None, None);
+        return;
+    };
+    let mut stacks = None;
+    if let Some(capture) = capture {
+        let mut crash = keep_crash(spool, &report.id, capture);
+        stacks = symbolicate_kept(spool, &report.id, &mut crash);
+        report.crash = Some(crash);
+    }
+    let saved = spool.save(&report);
+    if let Ok(dir) = &saved {
+        delivery.queue(&report, dir, stacks.as_ref());
+    }
+    summarize(&report, Some(saved), stacks.as_ref(), delivery.kept_local_because(&report));
+}
+
+/// Symbolicates the kept minidump of `crash` into `stacks.json` beside it.
+fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbolicated> {
+    let dir = spool.report_dir(id);
+    let dump = dir.join(&crash.minidump.as_ref()?.file);
+    // Deleted binaries are read from the copies kept at crash time.
+    let replacements: Vec<(PathBuf, PathBuf)> =
+        crash.preserved.iter().map(|p| (p.original.clone(), dir.join(&p.file))).collect();
+    match symbolicate::in_helper(&dump, &replacements) {
+        Ok(stacks) => {
+            let json = serde_json::to_vec(&stacks).expect("stacks always serialise");
+            match spool::write_atomic(&dir.join("stacks.json"), &json) {
+                Ok(()) => crash.stacks = Some(FileRef { file: "stacks.json".into(), size: json.len() as u64 }),
+                Err(e) => crash.notes.push(format!("failed to keep the symbolicated stacks: {}", Chain(&e))),
+            }
+            crash.diagnosis = stacks.diagnosis.clone();
+            Some(stacks)
+        }
+        Err(e) => {
+            crash.notes.push(e);
+            None
+        }
+    }
+}
+
+/// How many lines may follow a crash story in the tail for it to count as
+/// how the child died (a shutdown message or two); a story further back was
+/// logged and survived.
+const STORY_TRAILING_LINES: usize = 20;
+
+/// The crash the child's runtime reported on its way out, if any.
+pub fn runtime_crash(report: &CrashReport) -> Option<crate::capture::crash_story::Crash> {
+    use crate::capture::crash_story::{TailLine, detect};
+    let tail: Vec<TailLine<'_>> = report
+        .log_tail
+        .iter()
+        .map(|l| TailLine { stderr: l.stream == crate::logs::Stream::Stderr, text: &l.text })
+        .collect();
+    detect(&tail).filter(|story| tail.len().saturating_sub(story.last_line + 1) <= STORY_TRAILING_LINES)
+}
+
+/// Moves a capture's files from the scratch directory into report `id` and
+/// describes them. A file that cannot be kept is noted, not fatal.
+fn keep_crash(spool: &Spool, id: &str, capture: &CrashCapture) -> Crash {
+    let minidump = match &capture.dump {
+        Ok(dump) => spool
+            .adopt(id, &dump.path, "minidump.dmp")
+            .map(|size| FileRef { file: "minidump.dmp".into(), size })
+            .map_err(|e| Chain(&e).to_string()),
+        Err(e) => Err(Chain(e).to_string()),
+    };
+    let mut preserved = Vec::new();
+    let mut notes = Vec::new();
+    for p in &capture.preserved {
+        let base = p.original_path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let name = format!("preserved/{base}.{}", p.inode);
+        match spool.adopt(id, &p.preserved_path, &name) {
+            Ok(size) => preserved.push(Preserved {
+                original: p.original_path.clone(),
+                file: name,
+                size,
+                base_address: report::hex(p.base_address),
+            }),
+            Err(e) => {
+                notes.push(format!("failed to keep the deleted file {}: {}", p.original_path.display(), Chain(&e)))
+            }
+        }
+    }
+    let mut crash = Crash::new(capture, minidump, preserved);
+    crash.notes.extend(notes);
+    crash
+}
+
+/// One line at the moment of a crash, before the process is even gone.
+pub fn announce(capture: &CrashCapture) {
+    let what =
+        report::crash_headline(capture.signal, capture.si_code, capture.fault_addr, &capture.thread_name, capture.tid);
+    let ms = capture.elapsed.as_secs_f64() * 1000.0;
+    let phases = capture.phases;
+    tracing::debug!(
+        stop_threads_ms = phases.stop_threads.as_secs_f64() * 1000.0,
+        settle_ms = phases.settle.as_secs_f64() * 1000.0,
+        dump_ms = phases.dump.as_secs_f64() * 1000.0,
+        "capture phases"
+    );
+    match &capture.dump {
+        Ok(dump) => tracing::info!(
+            "caught {what} of pid {}; minidump of {} thread{} written in {ms:.1} ms ({})",
+            capture.pid,
+            capture.threads,
+            if capture.threads == 1 { "" } else { "s" },
+            report::human_bytes(dump.size)
+        ),
+        Err(e) => tracing::warn!("caught {what} of pid {}; no minidump: {}", capture.pid, Chain(e)),
+    }
+}
+
+/// The few lines a person at the terminal (or in the journal) needs.
+fn summarize(
+    report: &CrashReport,
+    saved: Option<Result<PathBuf, SpoolError>>,
+    stacks: Option<&Symbolicated>,
+    kept_local: Option<&str>,
+) {
+    let verb = if matches!(report.status, ChildStatus::Signaled { .. }) { "was " } else { "" };
+    let mut text = format!(
+        "{} (pid {}) {verb}{} after {}",
+        report.program_name(),
+        report.program.pid,
+        report.status,
+        report::human_duration(report.duration())
+    );
+    // An orderly stop needs one line; a crash gets the last lines and where
+    // its report is.
+    let stopped = report.kind == Kind::Stopped;
+    if let Some(signal) = report.stop_requested.filter(|_| stopped) {
+        text.push_str(&format!(" (stop requested by {})", crate::signals::name(signal)));
+    }
+    text.push('\n');
+    if let Some(crash) = &report.crash {
+        text.push_str(&format!("crash: {}\n", crash.headline()));
+        if let Some(diagnosis) = &crash.diagnosis {
+            text.push_str(&format!("diagnosis: {diagnosis}\n"));
+        }
+    }
+    if let Some(frames) = stacks.and_then(top_frames) {
+        text.push_str(&frames);
+    }
+    if let Some(panic) = &report.panic {
+        text.push_str(&format!("panic: {}\n", report::panic_headline(panic)));
+    }
+    if report.kind == Kind::Oom {
+        let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
+        text.push_str(&format!("the kernel's OOM killer killed it: {memory}\n"));
+    }
+    if !report.log_tail.is_empty() && !stopped {
+        let shown = report.log_tail.len().min(SUMMARY_LINES);
+        text.push_str(&format!("last {shown} lines of output:\n"));
+        text.push_str(&report.render_log_tail(SUMMARY_LINES));
+    }
+    match saved {
+        Some(Ok(_)) if stopped => {}
+        Some(Ok(dir)) => {
+            if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()) {
+                text.push_str(&format!("minidump: {}\n", dir.join(&dump.file).display()));
+            }
+            text.push_str(&format!(
+                "report {} saved in {}; `crashwatch show {}` prints it\n",
+                report.short_id(),
+                dir.display(),
+                report.short_id()
+            ));
+            if let Some(why) = kept_local {
+                text.push_str(why);
+                text.push('\n');
+            }
+        }
+        Some(Err(e)) => text.push_str(&format!("error: the report could not be saved: {}\n", Chain(&e))),
+        None => text.push_str("the report was not saved: the spool directory is unusable\n"),
+    }
+    // A crash is worth a warning in the journal; an orderly stop is news.
+    let priority = if stopped { Priority::Info } else { Priority::Warning };
+    Console::get().say(priority, &text);
+}
+
+/// `  #0 server!handle (server.c:42)` for the first frames of the crashing
+/// thread.
+fn top_frames(stacks: &Symbolicated) -> Option<String> {
+    let thread = stacks.threads.get(stacks.crashing_thread?)?;
+    let mut out = String::new();
+    for (i, frame) in thread.frames.iter().take(SUMMARY_FRAMES).enumerate() {
+        let module = frame.module.as_deref().unwrap_or("?");
+        let function = frame.function.as_deref().map_or_else(|| report::hex(frame.instruction), str::to_owned);
+        out.push_str(&format!("  #{i} {module}!{function}"));
+        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+            let name = Path::new(file).file_name().map_or(file.as_str(), |n| n.to_str().unwrap_or(file));
+            out.push_str(&format!(" ({name}:{line})"));
+        }
+        if frame.inlined {
+            out.push_str(" [inlined]");
+        }
+        out.push('\n');
+    }
+    Some(out)
+}

@@ -1,0 +1,409 @@
+//! The one [`SymbolProvider`] minidump-processor walks the stacks with.
+//!
+//! minidump-processor asks a provider two things per frame: *unwind* this
+//! frame (`walk_frame`) and *name* this address (`fill_symbol`, also used by
+//! the stack scanner to test whether a candidate return address lies in a
+//! known function). Stock providers get both wrong for a crash supervisor:
+//!
+//! - `DebugInfoSymbolProvider` parses the symbols of every mapped module
+//!   before the first frame is walked, and opens the path recorded in the
+//!   dump without checking it is still the same file.
+//! - `MultiSymbolProvider` lets *every* source write into the frame; two
+//!   sources that both know the inlining at an address each push their
+//!   inline frames, so they appear twice.
+//!
+//! So this provider:
+//!
+//! - unwinds with the debuginfo provider's framehop unwinder (built with
+//!   symbols disabled) over a module list that holds only files whose
+//!   identifier was verified ([`super::identity`]), rewritten to the path of
+//!   the verified file (a preserved copy if the original was replaced). Its
+//!   setup maps each file and reads its section headers only; the unwind
+//!   tables are read on demand. Only for x86_64 and arm64: for other CPUs
+//!   that provider panics with `unimplemented!`. If framehop cannot unwind a
+//!   frame, `STACK CFI` from Breakpad `.sym` files is tried.
+//! - loads symbols lazily, per module, the first time an address in that
+//!   module is asked for: the modules on the stacks (and the few the stack
+//!   scanner probes), never the others. A load happens once even when
+//!   several threads' walks ask concurrently (a `OnceCell` per module).
+//! - asks the sources in order (debuginfo, local `.sym` directories, symbol
+//!   servers) into a scratch frame and copies exactly one answer into the
+//!   real frame: the first with a name and a source line, else the first
+//!   with a name, else a placeholder name. Placeholders (`fun_<hex>`, which
+//!   wholesym synthesizes from `.eh_frame` for stripped code) are still
+//!   given to the frame so the scanner judges addresses exactly as
+//!   minidump-stackwalk does, but they are not counted as symbolicated.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use minidump::system_info::Cpu;
+use minidump::{MinidumpModule, MinidumpModuleList, MinidumpSystemInfo, Module};
+use minidump_unwind::debuginfo::DebugInfoSymbolProvider;
+use minidump_unwind::{FileError, FileKind, FillSymbolError, FrameSymbolizer, FrameWalker, SymbolProvider, Symbolizer};
+use tokio::sync::OnceCell;
+use wholesym::debugid::DebugId;
+use wholesym::{CodeId, ElfBuildId, LibraryInfo, LookupAddress, SymbolManager, SymbolManagerConfig, SymbolMap};
+
+use super::identity::{self, Located};
+use super::model::SymbolSource;
+
+/// What the provider needs to know about one module of the dump.
+pub(crate) struct ModuleFacts {
+    pub base: u64,
+    /// Identifier recorded in the dump (build-id or text hash).
+    pub identifier: Option<Vec<u8>>,
+    pub debug_id: Option<DebugId>,
+    pub located: Located,
+}
+
+/// True for the names wholesym makes up for functions it has no symbol for.
+pub(crate) fn is_placeholder(name: &str) -> bool {
+    name.strip_prefix("fun_").is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// How good one source's answer for an address is (ordered worst to best).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Quality {
+    Placeholder,
+    NameOnly,
+    WithLine,
+}
+
+/// One source's answer, recorded instead of written into the frame so that
+/// only the chosen answer ever reaches it.
+#[derive(Debug, Default)]
+struct Recorded {
+    instruction: u64,
+    function: Option<(String, u64, u32)>,
+    source: Option<(String, u32, u64)>,
+    /// Outermost first, as sources report them.
+    inlines: Vec<(String, Option<String>, Option<u32>)>,
+}
+
+impl Recorded {
+    fn new(instruction: u64) -> Self {
+        Recorded { instruction, ..Default::default() }
+    }
+
+    fn quality(&self) -> Option<Quality> {
+        let (name, _, _) = self.function.as_ref()?;
+        Some(if name.is_empty() {
+            return None;
+        } else if is_placeholder(name) {
+            Quality::Placeholder
+        } else if self.source.is_some() {
+            Quality::WithLine
+        } else {
+            Quality::NameOnly
+        })
+    }
+
+    fn apply(self, frame: &mut (dyn FrameSymbolizer + Send)) {
+        if let Some((name, base, parameter_size)) = &self.function {
+            frame.set_function(name, *base, *parameter_size);
+        }
+        if let Some((file, line, base)) = &self.source {
+            frame.set_source_file(file, *line, *base);
+        }
+        for (name, file, line) in &self.inlines {
+            frame.add_inline_frame(name, file.as_deref(), *line);
+        }
+    }
+}
+
+impl FrameSymbolizer for Recorded {
+    fn get_instruction(&self) -> u64 {
+        self.instruction
+    }
+    fn set_function(&mut self, name: &str, base: u64, parameter_size: u32) {
+        self.function = Some((name.to_owned(), base, parameter_size));
+    }
+    fn set_source_file(&mut self, file: &str, line: u32, base: u64) {
+        self.source = Some((file.to_owned(), line, base));
+    }
+    fn add_inline_frame(&mut self, name: &str, file: Option<&str>, line: Option<u32>) {
+        self.inlines.push((name.to_owned(), file.map(str::to_owned), line));
+    }
+}
+
+/// A module's DWARF/symbol-table symbols, loaded on first use.
+struct LazySymbols {
+    /// The verified binary (or preserved copy).
+    file: PathBuf,
+    identifier: Vec<u8>,
+    debug_id: Option<DebugId>,
+    /// `Err` keeps the reason for the module's `problem`. The mutex is there
+    /// because wholesym's `SymbolMap` is `Send` but not `Sync`.
+    map: OnceCell<Result<tokio::sync::Mutex<SymbolMap>, String>>,
+}
+
+impl LazySymbols {
+    async fn get(&self, debug_dirs: &[PathBuf]) -> Option<&tokio::sync::Mutex<SymbolMap>> {
+        self.map.get_or_init(|| async { self.load(debug_dirs).await.map(tokio::sync::Mutex::new) }).await.as_ref().ok()
+    }
+
+    fn load_error(&self) -> Option<&str> {
+        self.map.get()?.as_ref().err().map(String::as_str)
+    }
+
+    async fn load(&self, debug_dirs: &[PathBuf]) -> Result<SymbolMap, String> {
+        // A separate debug file found by build-id is checked by identifier
+        // like the binary; wholesym then still follows `.gnu_debuglink`
+        // (CRC-checked) from the binary when there is none.
+        let debug_file = identity::find_debug_file(debug_dirs, &self.identifier);
+        let path = debug_file.as_deref().unwrap_or(&self.file);
+        // One manager per module: it holds nothing but this module's
+        // location, and the loaded map keeps what it needs of it alive.
+        let mut manager = SymbolManager::with_config(SymbolManagerConfig::new());
+        let name = file_name(path);
+        let result = match (self.debug_id, &name) {
+            (Some(debug_id), Some(debug_name)) => {
+                // Looking the map up by the dump's debug id makes wholesym
+                // reject any candidate file that belongs to another build;
+                // the known library tells it where this build's files are.
+                let info = LibraryInfo {
+                    debug_name: name.clone(),
+                    debug_id: Some(debug_id),
+                    debug_path: Some(path.to_string_lossy().into_owned()),
+                    name: name.clone(),
+                    code_id: Some(CodeId::ElfBuildId(ElfBuildId::from_bytes(&self.identifier))),
+                    path: Some(path.to_string_lossy().into_owned()),
+                    arch: None,
+                };
+                manager.add_known_library(info);
+                manager.load_symbol_map(debug_name, debug_id).await
+            }
+            // The file was verified by identifier already, so its own
+            // identity is the dump's.
+            _ => manager.load_symbol_map_for_binary_at_path(path, None).await,
+        };
+        result.map_err(|e| format!("no debug info in {}: {e}", path.display()))
+    }
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Looks `instruction` up in a wholesym symbol map, reporting the answer the
+/// way minidump-unwind's debuginfo provider does (so frames match
+/// minidump-stackwalk's): the outermost function with its line, then the
+/// inlined calls outermost first.
+async fn lookup(map: &tokio::sync::Mutex<SymbolMap>, base: u64, instruction: u64) -> Option<Recorded> {
+    let relative = u32::try_from(instruction.checked_sub(base)?).ok()?;
+    let info = map.lock().await.lookup(LookupAddress::Relative(relative)).await?;
+    let function_base = base + u64::from(info.symbol.address);
+    let mut recorded = Recorded::new(instruction);
+    recorded.function = Some((info.symbol.name, function_base, 0));
+    if let Some(frames) = info.frames {
+        let mut outer_first = frames.into_iter().rev();
+        if let Some(outer) = outer_first.next()
+            && let Some(path) = outer.file_path
+        {
+            recorded.source = Some((path.raw_path().to_owned(), outer.line_number.unwrap_or(0), function_base));
+        }
+        for inline in outer_first {
+            recorded.inlines.push((
+                inline.function.unwrap_or_default(),
+                inline.file_path.map(|p| p.raw_path().to_owned()),
+                inline.line_number,
+            ));
+        }
+    }
+    Some(recorded)
+}
+
+/// The provider. Lives for one `symbolicate` call.
+pub(crate) struct Provider {
+    unwinder: Option<DebugInfoSymbolProvider>,
+    debuginfo: HashMap<u64, LazySymbols>,
+    debug_dirs: Vec<PathBuf>,
+    /// Breakpad symbolizers in the order they are asked.
+    breakpad: Vec<(Symbolizer, SymbolSource)>,
+    /// Which source named each (module base, instruction) that got a real
+    /// name. Scanner probes land here too; only real frames are read back.
+    served: Mutex<HashMap<(u64, u64), SymbolSource>>,
+}
+
+/// What the provider learned, for the report.
+pub(crate) struct ProviderReport {
+    pub served: HashMap<(u64, u64), SymbolSource>,
+    /// Modules whose debug info was looked for and not found, with why.
+    pub load_errors: HashMap<u64, String>,
+}
+
+impl Provider {
+    pub(crate) async fn new(
+        system_info: Option<&MinidumpSystemInfo>,
+        modules: &MinidumpModuleList,
+        facts: &[ModuleFacts],
+        debug_dirs: Vec<PathBuf>,
+        breakpad: Vec<(Symbolizer, SymbolSource)>,
+    ) -> Provider {
+        let verified: HashMap<u64, &ModuleFacts> =
+            facts.iter().filter(|f| f.located.file.is_some()).map(|f| (f.base, f)).collect();
+
+        let unwinder = match system_info {
+            Some(info) if matches!(info.cpu, Cpu::X86_64 | Cpu::Arm64) => {
+                let list: Vec<MinidumpModule> = modules
+                    .iter()
+                    .filter_map(|m| {
+                        let file = verified.get(&m.base_address())?.located.file.as_ref()?;
+                        let mut m = m.clone();
+                        // For ELF the debug file *is* the code file (`name`),
+                        // so this points both at the verified file.
+                        m.name = file.to_string_lossy().into_owned();
+                        Some(m)
+                    })
+                    .collect();
+                Some(
+                    DebugInfoSymbolProvider::builder()
+                        .symbols(false)
+                        .build(info, &MinidumpModuleList::from_modules(list))
+                        .await,
+                )
+            }
+            _ => None,
+        };
+
+        let debuginfo = verified
+            .values()
+            .filter_map(|f| {
+                Some((
+                    f.base,
+                    LazySymbols {
+                        file: f.located.file.clone()?,
+                        identifier: f.identifier.clone()?,
+                        debug_id: f.debug_id,
+                        map: OnceCell::new(),
+                    },
+                ))
+            })
+            .collect();
+
+        Provider { unwinder, debuginfo, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
+    }
+
+    pub(crate) fn into_report(self) -> ProviderReport {
+        let load_errors =
+            self.debuginfo.iter().filter_map(|(base, lazy)| Some((*base, lazy.load_error()?.to_owned()))).collect();
+        ProviderReport {
+            served: self.served.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            load_errors,
+        }
+    }
+}
+
+/// Keeps `recorded` if it is strictly better than the best so far: among
+/// equals, the earlier source wins.
+fn consider(best: &mut Option<(Quality, Recorded, SymbolSource)>, recorded: Recorded, source: SymbolSource) {
+    if let Some(quality) = recorded.quality()
+        && best.as_ref().is_none_or(|(q, _, _)| quality > *q)
+    {
+        *best = Some((quality, recorded, source));
+    }
+}
+
+#[async_trait]
+impl SymbolProvider for Provider {
+    async fn fill_symbol(
+        &self,
+        module: &(dyn Module + Sync),
+        frame: &mut (dyn FrameSymbolizer + Send),
+    ) -> Result<(), FillSymbolError> {
+        let instruction = frame.get_instruction();
+        let base = module.base_address();
+        let mut had_symbols = false;
+        let mut best: Option<(Quality, Recorded, SymbolSource)> = None;
+
+        if let Some(lazy) = self.debuginfo.get(&base)
+            && let Some(map) = lazy.get(&self.debug_dirs).await
+        {
+            had_symbols = true;
+            if let Some(recorded) = lookup(map, base, instruction).await {
+                consider(&mut best, recorded, SymbolSource::Debuginfo);
+            }
+        }
+        for (symbolizer, source) in &self.breakpad {
+            if matches!(best, Some((Quality::WithLine, _, _))) {
+                break;
+            }
+            let mut recorded = Recorded::new(instruction);
+            if symbolizer.fill_symbol(module, &mut recorded).await.is_ok() {
+                had_symbols = true;
+                consider(&mut best, recorded, *source);
+            }
+        }
+
+        if let Some((quality, recorded, source)) = best {
+            recorded.apply(frame);
+            if quality > Quality::Placeholder {
+                self.served.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert((base, instruction), source);
+            }
+        }
+        // Err means "no symbols for this module at all": the stack scanner
+        // then accepts any address in it rather than rejecting everything.
+        if had_symbols { Ok(()) } else { Err(FillSymbolError {}) }
+    }
+
+    async fn walk_frame(&self, module: &(dyn Module + Sync), walker: &mut (dyn FrameWalker + Send)) -> Option<()> {
+        if let Some(unwinder) = &self.unwinder
+            && unwinder.walk_frame(module, walker).await.is_some()
+        {
+            return Some(());
+        }
+        for (symbolizer, _) in &self.breakpad {
+            if symbolizer.walk_frame(module, walker).await.is_some() {
+                return Some(());
+            }
+        }
+        None
+    }
+
+    async fn get_file_path(&self, module: &(dyn Module + Sync), file_kind: FileKind) -> Result<PathBuf, FileError> {
+        let lazy = self.debuginfo.get(&module.base_address());
+        match file_kind {
+            FileKind::Binary => lazy.map(|l| l.file.clone()).ok_or(FileError::NotFound),
+            FileKind::ExtraDebugInfo => {
+                lazy.and_then(|l| identity::find_debug_file(&self.debug_dirs, &l.identifier)).ok_or(FileError::NotFound)
+            }
+            FileKind::BreakpadSym => {
+                for (symbolizer, _) in &self.breakpad {
+                    if let Ok(path) = symbolizer.get_file_path(module, file_kind).await {
+                        return Ok(path);
+                    }
+                }
+                Err(FileError::NotFound)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        assert!(is_placeholder("fun_1a2b"));
+        assert!(!is_placeholder("fun_"));
+        assert!(!is_placeholder("fun_main"));
+        assert!(!is_placeholder("main"));
+    }
+
+    #[test]
+    fn best_answer_ranks_lines_over_names_over_placeholders() {
+        let mut r = Recorded::new(1);
+        assert_eq!(r.quality(), None);
+        r.set_function("fun_10", 0x10, 0);
+        assert_eq!(r.quality(), Some(Quality::Placeholder));
+        r.set_function("main", 0x10, 0);
+        assert_eq!(r.quality(), Some(Quality::NameOnly));
+        r.set_source_file("a.c", 3, 0x10);
+        assert_eq!(r.quality(), Some(Quality::WithLine));
+        assert!(Quality::WithLine > Quality::NameOnly && Quality::NameOnly > Quality::Placeholder);
+    }
+}

@@ -115,6 +115,25 @@ async fn relay_down_for_the_whole_run_then_send_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_down_for_the_whole_run_then_the_next_run_delivers() {
+    let addr = unused_port();
+    let dsn = dsn_for(addr);
+    let spool = tempfile::tempdir().unwrap();
+    let out = blocking(run_crasher(spool.path(), &dsn, &[])).await;
+    assert_eq!(out.status.code(), Some(128 + 11));
+
+    let relay = FakeRelay::start_on(addr).await;
+    // The next run, of a program that does not crash, sends it beside it.
+    let mut next = crashwatch(spool.path());
+    next.args(["run", "--dsn", &dsn, "--", "true"]);
+    assert_eq!(blocking(next).await.status.code(), Some(0));
+    relay.with(|s| {
+        assert_eq!(s.accepted_events().len(), 1);
+        assert_eq!(s.accepted_events()[0].event().unwrap()["exception"]["values"][0]["type"], "SIGSEGV");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_upload_then_send_delivers_exactly_once() {
     let relay = FakeRelay::start().await;
     relay.script([Reply::Hold]);

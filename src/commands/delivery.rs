@@ -89,13 +89,16 @@ impl Delivery {
     }
 
     /// Sends what is waiting on a thread of its own, while the child runs.
-    pub fn flush_in_background(self: &Arc<Self>) {
+    /// At start, `mode` is [`deliver::Mode::Now`]: a new crashwatch is a
+    /// natural moment to retry what an earlier one could not send (a crash
+    /// loop makes one attempt per restart); Relay's rate limits still hold.
+    pub fn flush_in_background(self: &Arc<Self>, mode: deliver::Mode) {
         if self.target.is_none() {
             return;
         }
         let delivery = Arc::clone(self);
         let thread =
-            std::thread::Builder::new().name("send".into()).spawn(move || delivery.flush(delivery.flush_timeout));
+            std::thread::Builder::new().name("send".into()).spawn(move || delivery.flush(delivery.flush_timeout, mode));
         match thread {
             Ok(handle) => self.background.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
             Err(e) => tracing::warn!("failed to start sending reports in the background: {e}"),
@@ -114,14 +117,14 @@ impl Delivery {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if !left.is_zero() {
-            self.flush(left);
+            self.flush(left, deliver::Mode::Due);
         }
     }
 
     /// Sends what is waiting within `limit`, and says how it went.
-    fn flush(&self, limit: Duration) {
+    fn flush(&self, limit: Duration, mode: deliver::Mode) {
         let Some((dsn, outbox)) = &self.target else { return };
-        match deliver::flush_for(outbox, dsn, limit, deliver::Mode::Due) {
+        match deliver::flush_for(outbox, dsn, limit, mode) {
             Ok(summary) if summary.left_behind() + summary.rejected == 0 => {
                 if summary.sent > 0 {
                     tracing::info!("{} to {dsn}", summary.describe());

@@ -28,6 +28,7 @@ use crate::errors::Chain;
 use crate::logs::{self, Pumps, Ring};
 use crate::ptrace::TraceOptions;
 use crate::report::{CrashReport, Ending, Kind};
+use crate::sentry::deliver::Mode;
 use crate::spool::Spool;
 use crate::supervise::{self, ChildStatus, Finished, Prepared, Spec, SuperviseError};
 use crate::sys;
@@ -77,7 +78,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         config.report_exit_codes,
     ));
     // Reports an earlier run could not deliver go out now, beside the child.
-    delivery.flush_in_background();
+    delivery.flush_in_background(Mode::Now);
 
     // Memory: the child's cgroup (a new one under --memory-limit), the
     // witnesses of an OOM kill, and a sampler while it runs.
@@ -162,9 +163,11 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             // Filed on a thread of its own: symbolicating on the tracer thread
             // would stall the child, which runs on.
             let (spool, delivery) = (spool.clone(), Arc::clone(&delivery));
-            let filed = std::thread::Builder::new()
-                .name("report".into())
-                .spawn(move || filing::file(spool.as_ref(), &delivery, report, Some(&capture)));
+            let filed = std::thread::Builder::new().name("report".into()).spawn(move || {
+                filing::file(spool.as_ref(), &delivery, report, Some(&capture));
+                // The child runs on: send now rather than at its end.
+                delivery.flush_in_background(Mode::Due);
+            });
             match filed {
                 Ok(handle) => filings.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
                 Err(e) => tracing::error!("failed to start filing the report of a descendant's crash: {e}"),

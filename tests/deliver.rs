@@ -233,3 +233,37 @@ async fn crashwatch_test_reports_relays_answer() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("FAIL: ") && stdout.contains("ProjectId"), "{stdout}");
 }
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_child_is_untouched() {
+    // The spool on a 64 KiB tmpfs, filled up first.
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(dir.path()).status();
+    assert!(mounted.unwrap().success(), "mounting a tmpfs needs root");
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path());
+    let spool = dir.path().join("spool");
+    crashwatch(&spool).args(["run", "--", "true"]).status().unwrap(); // creates the spool
+    let filler = std::fs::File::create(dir.path().join("filler")).unwrap();
+    let mut filler = std::io::BufWriter::new(filler);
+    while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
+    drop(filler);
+
+    let mut cmd = crashwatch(&spool);
+    cmd.args(["run", "--", "sh", "-c", "echo still running; exit 3"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    // The child ran and its status came back.
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"still running\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("crashwatch: error: the report could not be saved: failed to write ")
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,8 @@ machine state:
 2. Tracing overhead, bare / `crashwatch run --no-ptrace` / `crashwatch run`:
    (a) bench_threads: 10,000 threads created and joined one at a time;
    (b) bench_signals: 100,000 raise(SIGUSR1) with a handler;
+   for (a) and (b) also pinned with taskset: all on CPU 0 (bare and
+   traced), and crashwatch on CPU 0 with the program on CPU 1;
    (c) bench_http (one epoll worker by default, keep-alive, fixed 200)
        loaded with `wrk -t2 -c32 -d5s` on 127.0.0.1: requests/s.
    crashwatch's own CPU time is wait4()'s rusage of the crashwatch process
@@ -394,56 +396,67 @@ def capture_bench(exe, bins, runs, mach, tmp, quiet):
 
 # ---------------------------------------------------------------- section 2
 
-def variants(exe, spool):
-    return [
-        ("bare", []),
-        ("crashwatch --no-ptrace", [exe, "--spool-dir", spool, "run", "--no-ptrace", "--"]),
-        ("crashwatch", [exe, "--spool-dir", spool, "run", "--"]),
+def variants(exe, spool, pinned=False):
+    """(key, command as shown, argv before the program, key of the bare run
+    its ratio is against). `pinned` adds runs that place the tracer and the
+    program on the same CPU or on two different ones (taskset, util-linux)."""
+    cw = [exe, "--spool-dir", spool, "run"]
+    vs = [
+        ("bare", "", [], "bare"),
+        ("no-ptrace", "crashwatch run --no-ptrace -- ", cw + ["--no-ptrace", "--"], "bare"),
+        ("crashwatch", "crashwatch run -- ", cw + ["--"], "bare"),
     ]
+    taskset = shutil.which("taskset")
+    if pinned and NCPU >= 2 and taskset:
+        vs += [
+            ("bare@0", "taskset -c 0 ", [taskset, "-c", "0"], "bare@0"),
+            ("crashwatch@0", "taskset -c 0 crashwatch run -- ", [taskset, "-c", "0", *cw, "--"], "bare@0"),
+            ("crashwatch@0/1", "taskset -c 0 crashwatch run -- taskset -c 1 ",
+             [taskset, "-c", "0", *cw, "--", taskset, "-c", "1"], "bare@0"),
+        ]
+    return vs
 
 
-def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name, quiet):
+def program_bench(title, exe, prog, label, runs, mach, tmp, unit_count, unit_name, quiet, pinned):
     print(title + "\n")
     print(quiet.section())
     load = OtherLoad(quiet)
     spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
-    vs = variants(exe, spool)
-    wall = {name: [] for name, _ in vs}
-    inner = {name: [] for name, _ in vs}
-    sup_cpu = {name: [] for name, _ in vs}
+    vs = variants(exe, spool, pinned)
+    wall = {key: [] for key, *_ in vs}
+    inner = {key: [] for key, *_ in vs}
+    sup_cpu = {key: [] for key, *_ in vs}
     for i in range(runs + 1):
         quiet.wait()
-        for name, prefix in vs:
+        for key, _, prefix, _ in vs:
             t, rc, cpu, out, err = run(prefix + prog)
             if rc != 0:
-                raise RuntimeError(f"{name} {prog} exited {rc}: {err}")
+                raise RuntimeError(f"{key} {prog} exited {rc}: {err}")
             if i == 0:
                 continue
-            wall[name].append(t)
-            inner[name].append(int(re.search(r"elapsed_us=(\d+)", out).group(1)) / 1e6)
-            sup_cpu[name].append(cpu - child_cpu(out))
+            wall[key].append(t)
+            inner[key].append(int(re.search(r"elapsed_us=(\d+)", out).group(1)) / 1e6)
+            sup_cpu[key].append(cpu - child_cpu(out))
     shutil.rmtree(spool)
 
-    base = statistics.median(wall["bare"])
     rows = []
-    for name, prefix in vs:
-        m = statistics.median(wall[name])
-        cmd = "crashwatch run" + (" --no-ptrace" if "no-ptrace" in name else "") + " -- " if prefix else ""
+    for key, shown, prefix, base in vs:
+        m, loop = statistics.median(wall[key]), statistics.median(inner[key])
+        supervised = "crashwatch" in shown
         rows.append([
-            f"`{cmd}{label}`",
+            f"`{shown}{label}`",
             mach["short"],
             f"**{m:.3f} s**",
-            fmt_runs(wall[name], "{:.3f}"),
-            f"{statistics.median(inner[name]):.3f} s",
-            "1.00×" if name == "bare" else f"**{m / base:.2f}×**",
-            "–" if name == "bare" else f"{statistics.median(sup_cpu[name]) * 1000:.0f} ms",
+            fmt_runs(wall[key], "{:.3f}"),
+            f"{loop:.3f} s",
+            "1.00×" if key == base else f"**{m / statistics.median(wall[base]):.2f}×**",
+            "–" if key == base else
+            f"{(loop - statistics.median(inner[base])) / unit_count * 1e6:+.2f} µs",
+            f"{statistics.median(sup_cpu[key]) * 1000:.0f} ms = "
+            f"{statistics.median(sup_cpu[key]) / unit_count * 1e6:.2f} µs/{unit_name}" if supervised else "–",
         ])
-    table(["command", "machine", "wall median", "wall runs (s)", "loop only (program's clock)",
-           "ratio /bare", "crashwatch's own CPU (median)"], rows)
-    cw, bare = statistics.median(inner["crashwatch"]), statistics.median(inner["bare"])
-    print(f"Traced cost per {unit_name}: {(cw - bare) / unit_count * 1e6:+.2f} µs of loop time "
-          f"({bare / unit_count * 1e6:.2f} µs bare → {cw / unit_count * 1e6:.2f} µs traced); crashwatch's own CPU "
-          f"{statistics.median(sup_cpu['crashwatch']) / unit_count * 1e6:.2f} µs per {unit_name}.\n")
+    table(["command", "machine", "wall median", "wall runs (s)", "loop only (program's clock, median)",
+           "ratio /bare", f"extra loop time per {unit_name}", "crashwatch's own CPU (median)"], rows)
     print(load.report())
 
 
@@ -524,31 +537,30 @@ def http_bench(exe, bins, runs, duration, threads, mach, tmp, quiet):
     load = OtherLoad(quiet)
     spool = tempfile.mkdtemp(prefix="spool-", dir=tmp)
     vs = variants(exe, spool)
-    rps = {name: [] for name, _ in vs}
-    sup_cpu = {name: [] for name, _ in vs}
+    rps = {key: [] for key, *_ in vs}
+    sup_cpu = {key: [] for key, *_ in vs}
     for i in range(runs + 1):
         quiet.wait()
-        for name, prefix in vs:
+        for key, _, prefix, _ in vs:
             r, sup = http_once(prefix, server, wrk_cmd, duration if i else 1)
             if i == 0:
                 continue
-            rps[name].append(r)
-            sup_cpu[name].append(sup)
+            rps[key].append(r)
+            sup_cpu[key].append(sup)
     shutil.rmtree(spool)
 
     base = statistics.median(rps["bare"])
     rows = []
-    for name, prefix in vs:
-        m = statistics.median(rps[name])
-        cmd = "crashwatch run" + (" --no-ptrace" if "no-ptrace" in name else "") + " -- " if prefix else ""
-        cpus = [c for c in sup_cpu[name] if c is not None]
+    for key, shown, _, _ in vs:
+        m = statistics.median(rps[key])
+        cpus = [c for c in sup_cpu[key] if c is not None]
         rows.append([
-            f"`{cmd}bench_http {threads}`",
+            f"`{shown}bench_http {threads}`",
             mach["short"],
             f"**{m:,.0f} req/s**",
-            fmt_runs(rps[name], "{:.0f}"),
-            "1.00×" if name == "bare" else f"**{m / base:.3f}×**",
-            "–" if name == "bare" or not cpus else f"{statistics.median(cpus) * 1000:.0f} ms",
+            fmt_runs(rps[key], "{:.0f}"),
+            "1.00×" if key == "bare" else f"**{m / base:.3f}×**",
+            "–" if key == "bare" or not cpus else f"{statistics.median(cpus) * 1000:.0f} ms",
         ])
     table(["command", "machine", "req/s median", "req/s runs", "ratio /bare (throughput)",
            f"crashwatch's own CPU per {duration} s run (median)"], rows)
@@ -571,6 +583,8 @@ def main():
     ap.add_argument("--wrk-duration", type=int, default=5)
     ap.add_argument("--http-threads", type=int, default=1, help="epoll workers of bench_http (default 1)")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--no-pinned", action="store_true",
+                    help="leave out the runs of 2a/2b pinned with taskset (tracer and program on one CPU or two)")
     ap.add_argument("--wait-quiet", type=float, default=600,
                     help="before each section and each round of runs, wait for other load to stop, "
                          "at most this many seconds in all (default 600; 0: never wait)")
@@ -600,13 +614,16 @@ def main():
     print(f"machine: {mach['long']}; {args.runs_overhead} runs (HTTP: {args.runs_http}) of each, "
           "alternating bare / crashwatch --no-ptrace / crashwatch (after one discarded warm-up of each). "
           "`--no-ptrace` is the supervisor without tracing (pipes, signals): the difference to it is ptrace's cost. "
-          "crashwatch's own CPU = wait4 rusage of crashwatch − the program's own getrusage(RUSAGE_SELF).\n")
+          "crashwatch's own CPU = wait4 rusage of crashwatch − the program's own getrusage(RUSAGE_SELF). "
+          "In 2a and 2b the `taskset` rows pin everything to CPU 0 (tracer and program share a CPU) or crashwatch "
+          "to CPU 0 and the program to CPU 1 (every ptrace stop is a wake-up across CPUs); their ratios are against "
+          "the bare run pinned to CPU 0.\n")
     program_bench(f"### 2a. {args.threads:,} threads created and joined one at a time (`bench_threads {args.threads}`)",
                   exe, [bins["bench_threads"], str(args.threads)], f"bench_threads {args.threads}",
-                  args.runs_overhead, mach, tmp, args.threads, "thread", quiet)
+                  args.runs_overhead, mach, tmp, args.threads, "thread", quiet, not args.no_pinned)
     program_bench(f"### 2b. {args.signals:,} handled signals (`bench_signals {args.signals}`: raise(SIGUSR1) in a loop)",
                   exe, [bins["bench_signals"], str(args.signals)], f"bench_signals {args.signals}",
-                  args.runs_overhead, mach, tmp, args.signals, "signal", quiet)
+                  args.runs_overhead, mach, tmp, args.signals, "signal", quiet, not args.no_pinned)
     if not args.skip_http:
         http_bench(exe, bins, args.runs_http, args.wrk_duration, args.http_threads, mach, tmp, quiet)
 

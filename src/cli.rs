@@ -127,6 +127,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", env = "CRASHWATCH_SPOOL_MAX_BYTES", value_parser = parse_bytes)]
     pub spool_max_bytes: Option<u64>,
 
+    /// A regular expression for secrets to remove from what is sent (a
+    /// `secret` group limits the removal to that part); repeatable, added to
+    /// the built-in patterns for passwords, tokens, keys and auth headers
+    #[arg(long, value_name = "REGEX")]
+    pub scrub: Vec<String>,
+
+    /// What to do with minidumps: `upload` them with the report, keep them
+    /// `local` to the spool only, or `off` (no tracing: statuses and logs only)
+    #[arg(long, value_name = "MODE", env = "CRASHWATCH_MINIDUMP", default_value = "upload",
+          value_parser = ["upload", "local", "off"])]
+    pub minidump: String,
+
     /// Release recorded in reports
     #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
     pub release: Option<String>,

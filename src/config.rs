@@ -27,6 +27,10 @@ pub struct RunConfig {
     pub memory_limit: Option<u64>,
     /// Send reports of plain non-zero exits too.
     pub report_exit_codes: bool,
+    /// Secrets to remove from what is sent, beyond the built-in patterns.
+    pub scrub: Vec<String>,
+    /// Send minidumps with their reports.
+    pub upload_minidumps: bool,
     pub dsn: Option<String>,
     /// How long to spend sending reports at the child's end.
     pub flush_timeout: std::time::Duration,
@@ -61,10 +65,12 @@ impl RunConfig {
             pty: args.pty,
             signal_group: args.signal_group,
             subreaper: args.subreaper,
-            ptrace: !args.no_ptrace,
+            ptrace: !args.no_ptrace && args.minidump != "off",
             follow_forks: args.follow_forks,
             memory_limit: args.memory_limit,
             report_exit_codes: args.report_exit_codes,
+            scrub: args.scrub,
+            upload_minidumps: args.minidump == "upload",
             dsn: args.dsn.filter(|d| !d.is_empty()),
             flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
             spool_max_bytes: args.spool_max_bytes,

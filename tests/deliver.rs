@@ -267,3 +267,36 @@ fn a_full_disk_is_a_clear_error_and_the_child_is_untouched() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_leave_the_host() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let script = "echo \"connecting with password=hunter2\"; \
+                  echo 'Authorization: Bearer sk_live_abcdef123456' >&2; \
+                  echo 'order card 4111-1111' >&2; kill -SEGV $$";
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--dsn", &relay.dsn(), "--scrub", r"card \d{4}-\d{4}", "--minidump", "local", "--"]).args([
+        "sh",
+        "-c",
+        script,
+        "sh",
+        "--db-password=letmein",
+    ]);
+    assert_eq!(blocking(cmd).await.status.code(), Some(128 + 11));
+    relay.with(|s| {
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1);
+        // --minidump local: the dump stays home.
+        assert_eq!(events[0].item_types(), ["event", "attachment:event.attachment"]);
+        let everything: Vec<u8> = events[0].items.iter().flat_map(|i| i.payload.clone()).collect();
+        let everything = String::from_utf8_lossy(&everything);
+        for secret in ["hunter2", "sk_live_abcdef123456", "4111-1111", "letmein"] {
+            assert!(!everything.contains(secret), "{secret} left the host: {everything}");
+        }
+        assert!(everything.contains("connecting with password=[Filtered]"), "{everything}");
+    });
+    // The local report keeps what the child printed.
+    let report = only_report(spool.path());
+    assert_eq!(bin::tail_texts(&report)[0], "connecting with password=hunter2");
+}

@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 use crate::errors::Chain;
 use crate::report::CrashReport;
 use crate::sentry::deliver;
+use crate::sentry::scrub::Scrubber;
 use crate::sentry::{Dsn, Outbox, event};
 use crate::spool::Spool;
 use crate::symbolicate::Symbolicated;
 
 pub struct Delivery {
     target: Option<(Dsn, Outbox)>,
+    scrubber: Scrubber,
+    with_minidump: bool,
     flush_timeout: Duration,
     report_exit_codes: bool,
     /// Flushes running beside the child; [`Delivery::finish`] waits for them
@@ -35,6 +38,8 @@ impl Delivery {
         max_bytes: Option<u64>,
         flush_timeout: Duration,
         report_exit_codes: bool,
+        scrubber: Scrubber,
+        with_minidump: bool,
     ) -> Delivery {
         let target = match (dsn, spool) {
             // Local mode: each report's summary says it was not sent.
@@ -51,7 +56,14 @@ impl Delivery {
                 }
             },
         };
-        Delivery { target, flush_timeout, report_exit_codes, background: Mutex::new(Vec::new()) }
+        Delivery {
+            target,
+            scrubber,
+            with_minidump,
+            flush_timeout,
+            report_exit_codes,
+            background: Mutex::new(Vec::new()),
+        }
     }
 
     /// Why `report` is not sent, for its summary; `None` when it is queued.
@@ -76,7 +88,7 @@ impl Delivery {
             tracing::debug!(report = %report.short_id(), kind = report.kind.name(), "kept locally, not sent");
             return false;
         }
-        let queued = event::envelope(report, dir, stacks)
+        let queued = event::envelope(report, dir, stacks, &self.scrubber, self.with_minidump)
             .map_err(|e| Chain(&e).to_string())
             .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
         match queued {

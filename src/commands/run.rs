@@ -29,6 +29,7 @@ use crate::logs::{self, Pumps, Ring};
 use crate::ptrace::TraceOptions;
 use crate::report::{CrashReport, Ending, Kind};
 use crate::sentry::deliver::Mode;
+use crate::sentry::scrub::Scrubber;
 use crate::spool::Spool;
 use crate::supervise::{self, ChildStatus, Finished, Prepared, Spec, SuperviseError};
 use crate::sys;
@@ -50,6 +51,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let config = RunConfig::new(args, spool_dir).map_err(|e| Failure::new(2, e))?;
     // A bad DSN stops crashwatch before the child starts, with the reason.
     let dsn = super::parse_dsn(config.dsn.as_deref())?;
+    let scrubber = Scrubber::new(&config.scrub).map_err(|e| Failure::new(2, e))?;
     let spool = Spool::at(&config.spool_dir);
     let spool = match spool.create() {
         Ok(()) => {
@@ -76,10 +78,9 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         config.spool_max_bytes,
         config.flush_timeout,
         config.report_exit_codes,
+        scrubber,
+        config.upload_minidumps,
     ));
-    // Reports an earlier run could not deliver go out now, beside the child.
-    delivery.flush_in_background(Mode::Now);
-
     // Memory: the child's cgroup (a new one under --memory-limit), the
     // witnesses of an OOM kill, and a sampler while it runs.
     let own_cgroup =
@@ -93,11 +94,11 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
                 )
             })?;
             let name = format!("crashwatch-{}", std::process::id());
-            Some(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?)
+            Some(RemoveOnDrop(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?))
         }
         None => None,
     };
-    let child_cgroup = limited.clone().or(own_cgroup);
+    let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or(own_cgroup);
     let oom_watch = OomWatch::start(child_cgroup.clone());
     let sampler = Arc::new(Mutex::new(None));
     let on_started = {
@@ -107,8 +108,10 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
         })
     };
-    let before_exec: Option<supervise::BeforeExec> =
-        limited.clone().map(|cg| Box::new(move |pid| cg.add(pid).map_err(Into::into)) as supervise::BeforeExec);
+    let before_exec: Option<supervise::BeforeExec> = limited
+        .as_ref()
+        .map(|cg| cg.0.clone())
+        .map(|cg| Box::new(move |pid| cg.add(pid).map_err(Into::into)) as supervise::BeforeExec);
     let exe = prepared.path.clone();
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(|e| Failure::new(125, e))?;
     let (stderr_read, stderr_write) = pipe().map_err(|e| Failure::new(125, e))?;
@@ -187,6 +190,8 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         on_started: Some(on_started),
         on_crash,
     };
+    // Reports an earlier run could not deliver go out now, beside the child.
+    delivery.flush_in_background(Mode::Now);
     let finished = supervise::supervise(spec);
     // Everything the cgroup knows is read before it is removed.
     let memory = sampler.lock().unwrap_or_else(|e| e.into_inner()).take().map(Sampler::finish);
@@ -194,14 +199,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         Ok(Finished { pid, status: ChildStatus::Signaled { signal: libc::SIGKILL, .. }, .. }) => oom_watch.assess(*pid),
         _ => None,
     };
-    if let Some(cg) = &limited
-        && let Err(e) = cg.remove()
-    {
-        tracing::warn!(
-            "failed to remove the cgroup {}: {e}; processes of the child may still be in it",
-            cg.dir.display()
-        );
-    }
+    drop(limited);
     let finished = finished.map_err(|e| match e {
         SuperviseError::Spawn(e) => Failure::new(e.exit_code(), e),
         e => Failure::new(125, e),
@@ -244,6 +242,20 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     // goes out now, within the flush deadline.
     delivery.finish();
     Ok(finished.status.exit_code())
+}
+
+/// The cgroup made for `--memory-limit`, removed however the run ends.
+struct RemoveOnDrop(MemoryCgroup);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.remove() {
+            tracing::warn!(
+                "failed to remove the cgroup {}: {e}; processes of the child may still be in it",
+                self.0.dir.display()
+            );
+        }
+    }
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {

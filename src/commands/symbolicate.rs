@@ -38,8 +38,10 @@ pub fn run(args: &SymbolicateArgs) -> Result<i32, Failure> {
 /// --json`), with `replacements` (recorded path, preserved copy) for files
 /// that were deleted on disk. Errors are the helper's own words.
 pub fn in_helper(dump: &Path, replacements: &[(PathBuf, PathBuf)]) -> Result<Symbolicated, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find crashwatch's own binary: {e}"))?;
-    let mut cmd = Command::new(exe);
+    // /proc/self/exe, not the path crashwatch was started from: a deploy may
+    // have replaced or removed that file while crashwatch ran; this is
+    // always the very binary that is running.
+    let mut cmd = Command::new("/proc/self/exe");
     cmd.args(["symbolicate", "--json"]);
     for (recorded, copy) in replacements {
         cmd.arg("--replace").arg(format!("{}={}", recorded.display(), copy.display()));

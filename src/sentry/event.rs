@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::capture::crash_story;
 use crate::logs::Stream;
 use crate::report::{self, CrashReport, Kind};
+use crate::sentry::scrub::Scrubber;
 use crate::sentry::{Attachment, AttachmentSource, Envelope, EnvelopeError, EventId};
 use crate::signals;
 use crate::supervise::ChildStatus;
@@ -37,22 +38,29 @@ pub fn should_send(report: &CrashReport, report_exit_codes: bool) -> bool {
     }
 }
 
-/// The envelope of `report`, whose files are in `report_dir`.
+/// The envelope of `report`, whose files are in `report_dir`, scrubbed of
+/// secrets; with the minidump only when `with_minidump`.
 pub fn envelope(
     report: &CrashReport,
     report_dir: &Path,
     stacks: Option<&Symbolicated>,
+    scrubber: &Scrubber,
+    with_minidump: bool,
 ) -> Result<Envelope, EnvelopeError> {
     let id: EventId = report.id.parse()?;
-    let mut envelope = Envelope::new(id, event(report, stacks))?;
-    if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()) {
+    let mut event = event(report, stacks);
+    scrubber.scrub_json(&mut event);
+    let mut envelope = Envelope::new(id, event)?;
+    if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()).filter(|_| with_minidump) {
         envelope.add_attachment(Attachment::minidump(
             "minidump.dmp",
             AttachmentSource::File(report_dir.join(&dump.file)),
         ))?;
     }
     if !report.log_tail.is_empty() {
-        envelope.add_attachment(Attachment::text("log-tail.txt", AttachmentSource::Bytes(log_text(report))))?;
+        let log = log_text(report);
+        let log = scrubber.scrub(&log).into_owned();
+        envelope.add_attachment(Attachment::text("log-tail.txt", AttachmentSource::Bytes(log.into_bytes())))?;
     }
     Ok(envelope)
 }
@@ -361,7 +369,7 @@ fn breadcrumbs(report: &CrashReport) -> Vec<Value> {
 }
 
 /// The log tail as a text attachment: `TIME stream| line`.
-fn log_text(report: &CrashReport) -> Vec<u8> {
+fn log_text(report: &CrashReport) -> String {
     let mut out = String::new();
     for line in &report.log_tail {
         let at = line.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -371,7 +379,7 @@ fn log_text(report: &CrashReport) -> Vec<u8> {
         }
         out.push('\n');
     }
-    out.into_bytes()
+    out
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod event;
 pub mod flush;
 pub mod outbox;
 pub mod rate_limit;
+pub mod scrub;
 pub mod upload;
 
 pub use client_report::{Category, DiscardReason, DiscardedCounts};

@@ -46,8 +46,9 @@ pub enum Command {
     List(ListArgs),
     /// Print one report (the newest without ID)
     Show(ShowArgs),
-    /// Check that crashwatch can do its job here: trace a child, keep reports
-    Doctor,
+    /// Check that crashwatch can do its job here: trace a child, keep and
+    /// send reports, limit memory; exit 1 if anything failed
+    Doctor(DoctorArgs),
     /// Deliver the reports waiting in the spool to Sentry; exit 1 if any
     /// could not be sent
     Send(SendArgs),
@@ -205,6 +206,18 @@ pub struct SymbolicateArgs {
     /// disk since the crash); its build-id is checked; repeatable
     #[arg(long, value_name = "RECORDED=COPY")]
     pub replace: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check this DSN: valid, and its Relay reachable
+    #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
+    pub dsn: Option<String>,
+
+    /// Also check that this program (a path, or a name in PATH) has debug
+    /// information, so that its crashes get function names and lines
+    #[arg(value_name = "PROGRAM")]
+    pub program: Option<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

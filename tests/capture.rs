@@ -346,11 +346,66 @@ fn where_ptrace_is_forbidden_the_program_still_runs() {
 #[test]
 fn doctor_passes_here() {
     let spool = tempfile::tempdir().unwrap();
-    let out = crashwatch(spool.path()).arg("doctor").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    // A Relay stand-in that answers any request with 405, as Relay answers
+    // a GET on its envelope endpoint.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ =
+                std::io::Write::write_all(&mut conn, b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let dsn = format!("http://0123456789abcdef0123456789abcdef@127.0.0.1:{port}/42");
+    let out = crashwatch(spool.path()).args(["doctor", "--dsn", &dsn]).arg(fixture("segv_nested")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("OK    ptrace  a child can be traced"), "{stdout}");
-    assert!(stdout.contains(&format!("OK    spool   {} is writable", spool.path().display())), "{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("OK    ptrace  a child can be traced"), "{stdout}");
+    assert!(
+        lines[1]
+            .starts_with(&format!("OK    spool   {} is writable (0 reports kept, 0 waiting", spool.path().display())),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("OK    cgroup  cgroup v1 memory controller at ")
+            && lines[2].ends_with("--memory-limit works"),
+        "{stdout}"
+    );
+    assert!(lines[3].starts_with("OK    kmsg    the kernel log is readable"), "{stdout}");
+    assert!(lines[4].starts_with("OK    dsn     http://***@127.0.0.1:") && lines[4].contains("(HTTP 405)"), "{stdout}");
+    assert!(
+        lines[5].starts_with("OK    symbols ")
+            && lines[5].ends_with("has DWARF: its frames get functions, files and lines"),
+        "{stdout}"
+    );
+    // The DSN key is never printed.
+    assert!(!stdout.contains("0123456789abcdef0123456789abcdef"));
+}
+
+#[test]
+fn doctor_says_what_is_wrong() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("stripped");
+    let status = Command::new("strip").arg("-o").arg(&stripped).arg(fixture("segv_nested")).status().unwrap();
+    assert!(status.success());
+    // Port 9 (discard) is not listening here.
+    let dsn = "http://0123456789abcdef0123456789abcdef@127.0.0.1:9/42";
+    let out = crashwatch(spool.path()).args(["doctor", "--dsn", dsn]).arg(&stripped).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL  dsn     http://***@127.0.0.1:9/42 is valid, but http://127.0.0.1:9/api/42/envelope/ cannot be reached: "), "{stdout}");
+    assert!(
+        stdout
+            .contains(&format!("WARN  symbols {} is stripped: its frames will be addresses only", stripped.display())),
+        "{stdout}"
+    );
+    let out = crashwatch(spool.path()).args(["doctor", "--dsn", "not-a-dsn"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  dsn     not valid: "));
 }
 
 #[test]

@@ -10,8 +10,19 @@ use std::process::{Command, Stdio};
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::capture::cgroup::{MemoryCgroup, Version};
+use crate::capture::kmsg::KernelLog;
+use crate::cli::DoctorArgs;
 use crate::commands::Failure;
+use crate::errors::Chain;
+use crate::sentry::Dsn;
+use crate::sentry::deliver;
 use crate::spool::Spool;
+use crate::supervise::spawn::resolve;
+use crate::symbolicate::{DebugInfo, debug_info};
 use crate::sys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,8 +38,14 @@ struct Check {
     text: String,
 }
 
-pub fn doctor(spool: &Spool) -> Result<i32, Failure> {
-    let checks = [check_ptrace(), check_spool(spool)];
+pub fn doctor(spool: &Spool, args: &DoctorArgs) -> Result<i32, Failure> {
+    let mut checks = vec![check_ptrace(), check_spool(spool), check_cgroup(), check_kernel_log()];
+    if let Some(dsn) = args.dsn.as_deref().filter(|d| !d.trim().is_empty()) {
+        checks.push(check_dsn(dsn));
+    }
+    if let Some(program) = &args.program {
+        checks.push(check_debug_info(program));
+    }
     let mut out = String::new();
     for c in &checks {
         let tag = match c.verdict {
@@ -128,12 +145,153 @@ fn check_spool(spool: &Spool) -> Check {
         .and_then(|()| crate::spool::write_atomic(&probe, b"ok").map_err(|e| crate::errors::Chain(&e).to_string()));
     let _ = std::fs::remove_file(&probe);
     match result {
-        Ok(()) => Check {
+        Ok(()) => {
+            let waiting = deliver::open_outbox(root, None)
+                .ok()
+                .and_then(|o| Some((o.pending().ok()?.len(), o.total_bytes().ok()?)))
+                .map_or_else(String::new, |(n, bytes)| {
+                    format!(", {n} waiting to be sent ({})", crate::report::human_bytes(bytes))
+                });
+            Check {
+                verdict: Verdict::Ok,
+                name,
+                text: format!("{} is writable ({} reports kept{waiting})", root.display(), count_reports(spool)),
+            }
+        }
+        Err(e) => Check { verdict: Verdict::Fail, name, text: format!("{e}; reports could not be kept") },
+    }
+}
+
+/// Whether `--memory-limit` can work: makes and removes a child cgroup.
+fn check_cgroup() -> Check {
+    let name = "cgroup";
+    let cg = match MemoryCgroup::of_process(0) {
+        Ok(cg) => cg,
+        Err(e) => {
+            return Check {
+                verdict: Verdict::Warn,
+                name,
+                text: format!(
+                    "{}: OOM kills are told only by the kernel log, and --memory-limit cannot work",
+                    Chain(&e)
+                ),
+            };
+        }
+    };
+    let version = match cg.version {
+        Version::V1 => "v1",
+        Version::V2 => "v2",
+    };
+    let probe = format!("crashwatch-doctor-{}", std::process::id());
+    match cg.create_child(&probe, 1 << 30) {
+        Ok(child) => {
+            let _ = child.remove();
+            Check {
+                verdict: Verdict::Ok,
+                name,
+                text: format!(
+                    "cgroup {version} memory controller at {}: OOM kills are counted, --memory-limit works",
+                    cg.dir.display()
+                ),
+            }
+        }
+        Err(e) => Check {
+            verdict: Verdict::Warn,
+            name,
+            text: format!(
+                "cgroup {version} at {}: OOM kills are counted, but --memory-limit will fail: {}",
+                cg.dir.display(),
+                Chain(&e)
+            ),
+        },
+    }
+}
+
+fn check_kernel_log() -> Check {
+    match KernelLog::open_at_end() {
+        Some(_) => Check {
+            verdict: Verdict::Ok,
+            name: "kmsg",
+            text: "the kernel log is readable: an OOM kill is confirmed by the kernel's own line".into(),
+        },
+        None => Check {
+            verdict: Verdict::Warn,
+            name: "kmsg",
+            text: "the kernel log (/dev/kmsg) is not readable (kernel.dmesg_restrict, or not root): OOM kills \
+                   rest on the cgroup counter alone"
+                .into(),
+        },
+    }
+}
+
+/// The DSN parses and its Relay answers HTTP (any status: a GET on the
+/// envelope endpoint is refused, which proves it is there).
+fn check_dsn(text: &str) -> Check {
+    let name = "dsn";
+    let dsn: Dsn = match text.trim().parse() {
+        Ok(dsn) => dsn,
+        Err(e) => return Check { verdict: Verdict::Fail, name, text: format!("not valid: {}", Chain(&e)) },
+    };
+    let url = dsn.envelope_url();
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| Chain(&e).to_string())?;
+                client.get(url.as_str()).send().await.map(|r| r.status().as_u16()).map_err(|e| Chain(&e).to_string())
+            })
+        });
+    match answer {
+        Ok(status) => Check {
             verdict: Verdict::Ok,
             name,
-            text: format!("{} is writable ({} reports kept)", root.display(), count_reports(spool)),
+            text: format!("{dsn} is valid and its Relay answers (HTTP {status}); `crashwatch test` sends a test event"),
         },
-        Err(e) => Check { verdict: Verdict::Fail, name, text: format!("{e}; reports could not be kept") },
+        Err(e) => Check {
+            verdict: Verdict::Fail,
+            name,
+            text: format!("{dsn} is valid, but {url} cannot be reached: {e}; reports will wait in the spool"),
+        },
+    }
+}
+
+fn check_debug_info(program: &std::ffi::OsStr) -> Check {
+    let name = "symbols";
+    let path = match resolve(program, std::env::var_os("PATH").as_deref()) {
+        Ok(path) => path,
+        Err(e) => return Check { verdict: Verdict::Fail, name, text: Chain(&e).to_string() },
+    };
+    let shown = path.display();
+    match debug_info(&path, &[PathBuf::from("/usr/lib/debug")]) {
+        Ok(DebugInfo::Embedded) => Check {
+            verdict: Verdict::Ok,
+            name,
+            text: format!("{shown} has DWARF: its frames get functions, files and lines"),
+        },
+        Ok(DebugInfo::Separate(file)) => Check {
+            verdict: Verdict::Ok,
+            name,
+            text: format!("{shown} has its debug information in {}", file.display()),
+        },
+        Ok(DebugInfo::SymbolsOnly) => Check {
+            verdict: Verdict::Warn,
+            name,
+            text: format!(
+                "{shown} has function names but no lines: build with -g (debug = \"line-tables-only\" for Rust), \
+                 or install its debug file under /usr/lib/debug/.build-id"
+            ),
+        },
+        Ok(DebugInfo::Stripped) => Check {
+            verdict: Verdict::Warn,
+            name,
+            text: format!("{shown} is stripped: its frames will be addresses only; keep its debug file"),
+        },
+        Err(e) => Check { verdict: Verdict::Fail, name, text: e.describe(&path) },
     }
 }
 

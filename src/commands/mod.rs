@@ -36,7 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => run::run(args, cli.spool_dir),
         Command::List(args) => list::list(&spool(cli.spool_dir), &args),
         Command::Show(args) => show::show(&spool(cli.spool_dir), &args),
-        Command::Doctor => doctor::doctor(&spool(cli.spool_dir)),
+        Command::Doctor(args) => doctor::doctor(&spool(cli.spool_dir), &args),
         Command::Send(args) => send::send(&spool(cli.spool_dir), &args),
         Command::Test(args) => test_event::test(&args),
         Command::Symbolicate(args) => symbolicate::run(&args),

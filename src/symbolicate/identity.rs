@@ -40,7 +40,7 @@ pub(crate) struct Located {
 
 /// Why a file's identifier could not be computed.
 #[derive(Debug)]
-pub(crate) enum IdentityError {
+pub enum IdentityError {
     Missing,
     Io(io::Error),
     /// Not ELF, or malformed headers.
@@ -50,7 +50,7 @@ pub(crate) enum IdentityError {
 }
 
 impl IdentityError {
-    fn describe(&self, path: &Path) -> String {
+    pub fn describe(&self, path: &Path) -> String {
         match self {
             IdentityError::Missing => format!("file not found: {}", path.display()),
             IdentityError::Io(e) => format!("cannot read {}: {e}", path.display()),
@@ -217,6 +217,38 @@ pub(crate) fn find_debug_file(roots: &[PathBuf], build_id: &[u8]) -> Option<Path
         .iter()
         .map(|root| root.join(".build-id").join(dir).join(format!("{rest}.debug")))
         .find(|candidate| matches!(file_identifier(candidate), Ok(found) if found == build_id))
+}
+
+/// Where a binary's debug information is, as `crashwatch doctor` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DebugInfo {
+    /// DWARF inside the binary itself.
+    Embedded,
+    /// A separate debug file, found by build-id.
+    Separate(PathBuf),
+    /// No DWARF: only the symbol table (function names, no lines).
+    SymbolsOnly,
+    /// Neither DWARF nor a symbol table: addresses only.
+    Stripped,
+}
+
+/// Looks for the debug information of the ELF file at `path`.
+pub fn debug_info(path: &Path, debug_roots: &[PathBuf]) -> Result<DebugInfo, IdentityError> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => IdentityError::Missing,
+        _ => IdentityError::Io(e),
+    })?;
+    let file = object::File::parse(&*data).map_err(|e| IdentityError::Parse(e.to_string()))?;
+    if file.section_by_name(".debug_info").is_some_and(|s| s.size() > 0) {
+        return Ok(DebugInfo::Embedded);
+    }
+    if let Ok(id) = file_identifier(path)
+        && let Some(found) = find_debug_file(debug_roots, &id)
+    {
+        return Ok(DebugInfo::Separate(found));
+    }
+    Ok(if file.section_by_name(".symtab").is_some() { DebugInfo::SymbolsOnly } else { DebugInfo::Stripped })
 }
 
 /// minidump-writer strips this suffix already; other writers may not.

@@ -66,6 +66,7 @@ use minidump::{CodeView, Minidump, MinidumpModuleList, MinidumpSystemInfo, Minid
 use minidump_unwind::{Symbolizer, http_symbol_supplier, simple_symbol_supplier};
 
 pub use error::SymbolicateError;
+pub use identity::{DebugInfo, IdentityError, debug_info};
 pub use model::{Frame, Module, SymbolSource, Symbolicated, Thread};
 pub use render::render_text;
 

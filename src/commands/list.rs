@@ -20,12 +20,12 @@ pub fn list(spool: &Spool, args: &ListArgs) -> Result<i32, Failure> {
         eprintln!("crashwatch: no reports in {}", spool.root().display());
     } else {
         out.push_str(&format!(
-            "{:<23}  {:>7}  {:<10}  {:<6}  {:<12}  {}\n",
+            "{:<23}  {:>7}  {:<10}  {:<7}  {:<12}  {}\n",
             "TIME", "PID", "CAUSE", "KIND", "ID", "PROGRAM"
         ));
         for r in &reports {
             out.push_str(&format!(
-                "{:<23}  {:>7}  {:<10}  {:<6}  {:<12}  {}\n",
+                "{:<23}  {:>7}  {:<10}  {:<7}  {:<12}  {}\n",
                 report::timestamp(r.ended_at),
                 r.program.pid,
                 r.cause(),

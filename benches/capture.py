@@ -5,6 +5,7 @@
                                [--runs-http 5] [--wrk-duration 5]
                                [--http-threads 1] [--wait-quiet 600]
                                [--no-build | --exe PATH] [--skip-http]
+                               [--no-pinned]
 
 Builds crashwatch (`cargo build --release`) and compiles the C fixtures
 from testdata/ with `gcc -O2 -pthread` into a temporary directory; as root,
@@ -375,8 +376,9 @@ def capture_bench(exe, bins, runs, mach, tmp, quiet):
            "phases: stop threads / settle / minidump-writer (ms, medians)", "dump size median",
            "dump sizes (bytes)"], rows)
 
-    print("Wall time of the whole crashing run (start → reaped), bare vs under crashwatch "
-          "(includes start-up, thread creation under ptrace, the capture, the report):\n")
+    print("Wall time of the whole crashing run (start → crashwatch exited), bare vs under crashwatch: "
+          "includes crashwatch's start-up, thread creation under ptrace, the capture, and all it does after "
+          "the capture before exiting (report, symbolication, spool writes):\n")
     rows = []
     for (extra, heap), bare_t, cw_t, *_ in results:
         b, c = statistics.median(bare_t), statistics.median(cw_t)

@@ -37,7 +37,8 @@ def status_field(pid, name):
             for line in f:
                 if line.startswith(name + ":"):
                     return line.split()[1]
-    except FileNotFoundError:
+    # Gone (ENOENT), or exiting while we read (ESRCH): no longer there.
+    except (FileNotFoundError, ProcessLookupError):
         return None
 
 

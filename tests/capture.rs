@@ -414,21 +414,17 @@ fn a_failed_dump_still_lets_the_child_die_of_its_signal() {
     // cannot be written, the child must still die of SIGSEGV, and the report
     // must say why there is no minidump.
     let spool = tempfile::tempdir().unwrap();
-    let mut child = crashwatch(spool.path())
-        .args([
-            "run",
-            "--",
-            "python3",
-            "-c",
-            "import ctypes, sys; print('ready', flush=True); sys.stdin.readline(); ctypes.string_at(0)",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Lines::new(child.stdout.take().unwrap());
-    lines.wait_for("ready", LIMIT);
+    let (mut child, _lines) = start_ready(
+        crashwatch(spool.path())
+            .args([
+                "run",
+                "--",
+                "python3",
+                "-c",
+                "import ctypes, sys; print('ready', flush=True); sys.stdin.readline(); ctypes.string_at(0)",
+            ])
+            .stdin(Stdio::piped()),
+    );
     std::fs::remove_dir(spool.path().join("tmp")).unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();

@@ -84,16 +84,12 @@ fn memory_is_recorded_in_any_report() {
     // The child waits for the test, so it is surely alive when crashwatch
     // takes its first sample.
     let spool = tempfile::tempdir().unwrap();
-    let mut child = crashwatch(spool.path())
-        .args(["run", "--memory-limit", "64M", "--", "python3", "-c"])
-        .arg("import sys; print('ready', flush=True); sys.stdin.read(); sys.exit(3)")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Lines::new(child.stdout.take().unwrap());
-    lines.wait_for("ready", LIMIT);
+    let (mut child, _lines) = start_ready(
+        crashwatch(spool.path())
+            .args(["run", "--memory-limit", "64M", "--", "python3", "-c"])
+            .arg("import sys; print('ready', flush=True); sys.stdin.read(); sys.exit(3)")
+            .stdin(std::process::Stdio::piped()),
+    );
     drop(child.stdin.take());
     let out = wait_output(child, LIMIT);
     assert_eq!(out.status.code(), Some(3));

@@ -47,23 +47,14 @@ fn death_by_signal_gives_128_plus_n_and_a_report() {
 #[test]
 fn sigterm_reaches_a_child_that_traps_it_and_its_code_comes_back() {
     let spool = tempfile::tempdir().unwrap();
-    let mut child = crashwatch(spool.path())
-        .args(["run", "--", "python3", "-c"])
-        .arg(
-            "import signal, sys, time\n\
-             def bye(*_):\n    print('got SIGTERM'); sys.exit(42)\n\
-             signal.signal(signal.SIGTERM, bye)\n\
-             print('ready')\n\
-             time.sleep(60)\n",
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Lines::new(child.stdout.take().unwrap());
-    lines.wait_for("ready", LIMIT);
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (mut child, lines) = start_ready(crashwatch(spool.path()).args(["run", "--", "python3", "-c"]).arg(
+        "import signal, sys, time\n\
+         def bye(*_):\n    print('got SIGTERM'); sys.exit(42)\n\
+         signal.signal(signal.SIGTERM, bye)\n\
+         print('ready')\n\
+         time.sleep(60)\n",
+    ));
+    send_signal(&child, nix::sys::signal::Signal::SIGTERM);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
     assert_eq!(lines.rest(), ["ready", "got SIGTERM"]);
@@ -86,16 +77,8 @@ fn a_stop_is_not_a_crash_but_a_crash_during_a_stop_is() {
              print('ready')\n\
              time.sleep(60)\n"
         );
-        let mut child = crashwatch(spool.path())
-            .args(["run", "--", "python3", "-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = Lines::new(child.stdout.take().unwrap());
-        lines.wait_for("ready", LIMIT);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
+        let (mut child, _lines) = start_ready(crashwatch(spool.path()).args(["run", "--", "python3", "-c", &script]));
+        send_signal(&child, nix::sys::signal::Signal::SIGTERM);
         assert_eq!(child.wait().unwrap().code(), Some(code), "{kind}");
         let report = only_report(spool.path());
         assert_eq!(report["kind"], kind);
@@ -115,16 +98,9 @@ fn signal_group_reaches_the_childs_children() {
          trap 'wait; exit 7' USR1; wait",
         m = mark.display()
     );
-    let mut child = crashwatch(spool.path())
-        .args(["run", "--signal-group", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Lines::new(child.stdout.take().unwrap());
-    lines.wait_for("ready", LIMIT);
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let (mut child, _lines) =
+        start_ready(crashwatch(spool.path()).args(["run", "--signal-group", "--", "sh", "-c", &script]));
+    send_signal(&child, nix::sys::signal::Signal::SIGUSR1);
     assert_eq!(child.wait().unwrap().code(), Some(7));
     assert_eq!(std::fs::read_to_string(&mark).unwrap(), "x");
 }

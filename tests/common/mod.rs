@@ -136,6 +136,21 @@ impl Lines {
     }
 }
 
+/// Starts `cmd` with stdout and stderr on pipes and waits until the child
+/// prints a line containing `ready`; the caller sets stdin beforehand if the
+/// child needs one. stderr is left to the caller (`wait_output` reads it).
+pub fn start_ready(cmd: &mut Command) -> (Child, Lines) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    lines.wait_for("ready", LIMIT);
+    (child, lines)
+}
+
+/// Sends `signal` to a child the test started.
+pub fn send_signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
 /// The reports in a spool, as `crashwatch list --json` gives them.
 pub fn reports(spool: &Path) -> Vec<serde_json::Value> {
     let out = crashwatch(spool).args(["list", "--json"]).output().unwrap();

@@ -296,7 +296,8 @@ async fn secrets_never_leave_the_host() {
         }
         assert!(everything.contains("connecting with password=[Filtered]"), "{everything}");
     });
-    // The local report keeps what the child printed.
+    // The local report keeps what the child printed. (Where the stdout line
+    // stands among the stderr lines is read order: two pipes, no common clock.)
     let report = only_report(spool.path());
-    assert_eq!(bin::tail_texts(&report)[0], "connecting with password=hunter2");
+    assert!(bin::tail_texts(&report).contains(&"connecting with password=hunter2".to_string()));
 }

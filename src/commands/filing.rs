@@ -219,8 +219,15 @@ fn top_frames(stacks: &Symbolicated) -> Option<String> {
     let mut out = String::new();
     for (i, frame) in thread.frames.iter().take(SUMMARY_FRAMES).enumerate() {
         let module = frame.module.as_deref().unwrap_or("?");
-        let function = frame.function.as_deref().map_or_else(|| report::hex(frame.instruction), str::to_owned);
-        out.push_str(&format!("  #{i} {module}!{function}"));
+        // Without a name, the offset in the module (as `show` prints it):
+        // stable across runs, where the address is not.
+        match (&frame.function, frame.module_base) {
+            (Some(function), _) => out.push_str(&format!("  #{i} {module}!{function}")),
+            (None, Some(base)) => {
+                out.push_str(&format!("  #{i} {module} + {:#x}", frame.instruction.saturating_sub(base)))
+            }
+            (None, None) => out.push_str(&format!("  #{i} {}", report::hex(frame.instruction))),
+        }
         if let (Some(file), Some(line)) = (&frame.file, frame.line) {
             let name = Path::new(file).file_name().map_or(file.as_str(), |n| n.to_str().unwrap_or(file));
             out.push_str(&format!(" ({name}:{line})"));

@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use crate::capture::procfs;
 use crate::capture::{self, CaptureRequest};
 use crate::ptrace::wait_status::{WaitStatus, is_stop_signal};
+use crate::signals;
 use crate::sys::ptrace as sys;
 
 pub use crate::capture::CrashCapture;
@@ -94,15 +95,10 @@ pub enum Handled {
     Ended,
 }
 
-/// The signals whose default action is to dump core because the thread did
-/// something wrong, and that the crash path captures.
-pub const CRASH_SIGNALS: [i32; 7] =
-    [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT, libc::SIGSYS, libc::SIGTRAP];
-
 /// True if `signal` is a crash signal and the process neither handles nor
 /// ignores it, so delivering it will kill the process.
 pub fn is_fatal(signal: i32, masks: &procfs::SignalMasks) -> bool {
-    CRASH_SIGNALS.contains(&signal) && masks.is_default(signal)
+    signals::CRASH.contains(&signal) && masks.is_default(signal)
 }
 
 /// The ptrace state of one supervised child and its descendants.
@@ -177,7 +173,7 @@ impl Tracer {
 
     fn signal_stop(&mut self, tid: i32, signal: i32) -> Handled {
         let started = Instant::now();
-        if CRASH_SIGNALS.contains(&signal) {
+        if signals::CRASH.contains(&signal) {
             match procfs::task_status(tid) {
                 Ok(status) if is_fatal(signal, &status.masks) => {
                     let outcome = capture::capture(CaptureRequest {

@@ -64,7 +64,17 @@ struct Chunk {
     at: SystemTime,
     stream: Stream,
     data: Vec<u8>,
+    /// Bytes of `data` before this were evicted (the chunk's head was
+    /// trimmed to keep the ring within `max_bytes`).
+    start: usize,
+    /// Newlines in `data[start..]`.
     newlines: usize,
+}
+
+impl Chunk {
+    fn live(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
 }
 
 /// The ring. Not synchronised: the pumps share it behind a mutex and push
@@ -105,31 +115,51 @@ impl Ring {
         data.extend_from_slice(bytes);
         self.bytes += data.len();
         self.newlines += newlines;
-        self.chunks.push_back(Chunk { at, stream, data, newlines });
+        self.chunks.push_back(Chunk { at, stream, data, start: 0, newlines });
         self.evict();
     }
 
     /// Drops the oldest chunks while the rest still hold `max_lines` lines,
     /// or while the ring is over `max_bytes`.
+    /// Over `max_bytes`, the oldest chunk loses only its head, as much as
+    /// needed: dropping it whole could leave a few bytes of a ring that may
+    /// hold `max_bytes` (a 256 KiB read followed by a 10-byte one).
     fn evict(&mut self) {
         while let Some(front) = self.chunks.front() {
             let lines_without = self.newlines - front.newlines;
             // `>`: the newest line may still be incomplete, so keep one
             // newline more than the lines asked for.
-            let enough_lines = lines_without > self.limits.max_lines;
-            if !enough_lines && self.bytes <= self.limits.max_bytes {
+            if lines_without > self.limits.max_lines {
+                self.drop_front();
+                continue;
+            }
+            if self.bytes <= self.limits.max_bytes {
                 break;
             }
-            self.drop_front();
+            let excess = self.bytes - self.limits.max_bytes;
+            if excess >= front.live().len() {
+                self.drop_front();
+                continue;
+            }
+            let (stream, cut) = (front.stream, front.start..front.start + excess);
+            let cut_newlines = memchr::memchr_iter(b'\n', &front.data[cut.clone()]).count();
+            let last_newline = memchr::memrchr(b'\n', &front.data[cut.clone()]);
+            self.account_dropped(stream, excess, last_newline);
+            let front = self.chunks.front_mut().expect("front exists");
+            front.start = cut.end;
+            front.newlines -= cut_newlines;
+            self.bytes -= excess;
+            self.newlines -= cut_newlines;
+            break;
         }
     }
 
     /// Drops the oldest chunk; false when there was none.
     fn drop_front(&mut self) -> bool {
         let Some(chunk) = self.chunks.pop_front() else { return false };
-        self.bytes -= chunk.data.len();
+        self.bytes -= chunk.live().len();
         self.newlines -= chunk.newlines;
-        self.note_dropped(chunk.stream, &chunk.data);
+        self.note_dropped(chunk.stream, chunk.live());
         if self.spare.len() < 4 {
             self.spare.push(chunk.data);
         }
@@ -139,10 +169,16 @@ impl Ring {
     /// Accounts for `dropped`, the oldest bytes of `stream` still held,
     /// leaving the ring: they are the head of the stream's oldest kept line.
     fn note_dropped(&mut self, stream: Stream, dropped: &[u8]) {
+        self.account_dropped(stream, dropped.len(), memchr::memrchr(b'\n', dropped));
+    }
+
+    /// [`Ring::note_dropped`] for `len` bytes whose last newline is at
+    /// `last_newline`.
+    fn account_dropped(&mut self, stream: Stream, len: usize, last_newline: Option<usize>) {
         let head = &mut self.dropped_head[stream.index()];
-        match memchr::memrchr(b'\n', dropped) {
-            Some(i) => *head = dropped.len() - i - 1,
-            None => *head += dropped.len(),
+        match last_newline {
+            Some(i) => *head = len - i - 1,
+            None => *head += len,
         }
     }
 
@@ -155,7 +191,7 @@ impl Ring {
         let mut seen = [false; 2];
         for chunk in &self.chunks {
             let s = chunk.stream.index();
-            let mut rest = chunk.data.as_slice();
+            let mut rest = chunk.live();
             while !rest.is_empty() {
                 let (piece, done) = match memchr::memchr(b'\n', rest) {
                     Some(i) => (&rest[..i], true),
@@ -288,6 +324,32 @@ mod tests {
         let snap = ring.snapshot();
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].bytes.len() + snap[0].omitted, 22);
+    }
+
+    #[test]
+    fn a_small_read_after_a_full_ring_trims_the_old_chunk_instead_of_dropping_it() {
+        // Regression: whole-chunk eviction left 2 of 10 allowed bytes here
+        // (and 14 bytes of a 50 MB line in a report, under load).
+        let mut ring = Ring::new(RingLimits { max_lines: 100, max_bytes: 10, max_line_bytes: 100 });
+        ring.push(Stream::Stdout, SystemTime::now(), b"xxxxxxxxxx");
+        ring.push(Stream::Stdout, SystemTime::now(), b"ab\ncd");
+        assert_eq!(ring.bytes, 10);
+        let snap = ring.snapshot();
+        assert_eq!((snap[0].bytes.as_slice(), snap[0].omitted), (b"xxxxxab".as_slice(), 5));
+        assert_eq!(snap[1].bytes, b"cd");
+    }
+
+    #[test]
+    fn trimming_keeps_line_counts_right() {
+        let mut ring = Ring::new(RingLimits { max_lines: 2, max_bytes: 8, max_line_bytes: 100 });
+        ring.push(Stream::Stderr, SystemTime::now(), b"a\nb\nc\nd");
+        ring.push(Stream::Stderr, SystemTime::now(), b"e\nf\n");
+        // "d" and "e" are one line of the stream: the chunks split it.
+        assert_eq!(texts(&ring), ["de", "f"]);
+        assert_eq!(
+            ring.newlines,
+            ring.chunks.iter().map(|c| memchr::memchr_iter(b'\n', c.live()).count()).sum::<usize>()
+        );
     }
 
     #[test]

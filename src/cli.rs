@@ -3,8 +3,11 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::restart::Policy;
 
 const EXIT_CODES: &str = "\
 Exit codes of `crashwatch run`:
@@ -35,6 +38,12 @@ pub struct Cli {
     /// $XDG_STATE_HOME/crashwatch or ~/.local/state/crashwatch]
     #[arg(long, global = true, env = "CRASHWATCH_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+
+    /// A TOML file of settings: any long option of the command, without
+    /// its dashes (`log-lines = 500`, `dsn = "…"`); options given on the
+    /// command line or in the environment take precedence
+    #[arg(long, global = true, env = "CRASHWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +149,55 @@ pub struct RunArgs {
           value_parser = ["upload", "local", "off"])]
     pub minidump: String,
 
+    /// Run PROGRAM again when it ends: `never` (systemd and orchestrators
+    /// restart services themselves), `on-failure` (after a crash, an OOM
+    /// kill or a non-zero exit) or `always` (after any end but an orderly
+    /// stop)
+    #[arg(long, value_name = "POLICY", env = "CRASHWATCH_RESTART", default_value = "never",
+          value_parser = Policy::parse)]
+    pub restart: Policy,
+
+    /// Delay before the first restart after a quick failure, doubled for
+    /// each further one (`500ms`, `2s`, `1m`; a bare number is seconds)
+    #[arg(long, value_name = "DURATION", env = "CRASHWATCH_RESTART_DELAY", default_value = "1s",
+          value_parser = parse_duration)]
+    pub restart_delay: Duration,
+
+    /// Longest delay between restarts
+    #[arg(long, value_name = "DURATION", env = "CRASHWATCH_RESTART_MAX_DELAY", default_value = "1m",
+          value_parser = parse_duration)]
+    pub restart_max_delay: Duration,
+
+    /// A run at least this long was healthy: the restart delay and the
+    /// restart count start over after it
+    #[arg(long, value_name = "DURATION", env = "CRASHWATCH_HEALTHY_AFTER", default_value = "1m",
+          value_parser = parse_duration)]
+    pub healthy_after: Duration,
+
+    /// Give up after N restarts without a healthy run between them, and exit
+    /// with the last status [default: never give up]
+    #[arg(long, value_name = "N", env = "CRASHWATCH_MAX_RESTARTS")]
+    pub max_restarts: Option<u32>,
+
+    /// Repeats of a crash (same program, kind and top frames) within this
+    /// long of the first one sent are kept locally and counted; the count is
+    /// sent as one summary when the window ends or the restart loop gives
+    /// up (`0` sends every report)
+    #[arg(long, value_name = "DURATION", env = "CRASHWATCH_GROUP_WINDOW", default_value = "1h",
+          value_parser = parse_duration)]
+    pub group_window: Duration,
+
+    /// Send at most N reports and summaries per hour from this spool (this
+    /// host); the rest are kept locally (`0`: no limit)
+    #[arg(long, value_name = "N", env = "CRASHWATCH_MAX_REPORTS_PER_HOUR", default_value_t = 60)]
+    pub max_reports_per_hour: u32,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics: crashes by
+    /// kind, restarts, reports pending, sent and failed, the last crash's
+    /// time, whether the child is up
+    #[arg(long, value_name = "HOST:PORT", env = "CRASHWATCH_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+
     /// Release recorded in reports
     #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
     pub release: Option<String>,
@@ -241,6 +299,15 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
+/// Parses `90` (seconds), `500ms`, `2s`, `1m 30s`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration ({e}): use e.g. 500ms, 2s, 1m or 1h"))
+}
+
 /// Parses `4096`, `256K`, `1M`, `2G` (powers of 1024; `KiB`, `kb` and the
 /// like are accepted too).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -277,6 +344,16 @@ mod tests {
         assert!(parse_bytes("1T").is_err());
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]

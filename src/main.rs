@@ -5,20 +5,23 @@
 
 use std::fmt;
 
-use clap::Parser;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 
 use crashwatch::logs::console::{LogWriter, Priority};
-use crashwatch::{cli, commands};
+use crashwatch::{commands, config};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 fn main() {
-    // Usage errors exit 2, --help and --version exit 0 (clap's convention).
-    let cli = cli::Cli::parse();
+    // Usage errors exit 2, --help and --version exit 0 (clap's convention);
+    // so do mistakes in a --config file.
+    let (cli, warnings) = config::file::parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
     init_logging();
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
         Err(failure) => {

@@ -12,12 +12,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::errors::Chain;
+use crate::metrics::Metrics;
 use crate::report::CrashReport;
 use crate::sentry::deliver;
 use crate::sentry::scrub::Scrubber;
-use crate::sentry::{Dsn, Outbox, event};
+use crate::sentry::throttle::{self, Summary, Throttle, Verdict};
+use crate::sentry::{Dsn, Outbox, SystemClock, event};
 use crate::spool::Spool;
 use crate::symbolicate::Symbolicated;
+
+/// How often a long run checks for crash-loop windows that have ended.
+const WINDOW_CHECK: Duration = Duration::from_secs(60);
 
 pub struct Delivery {
     target: Option<(Dsn, Outbox)>,
@@ -25,22 +30,33 @@ pub struct Delivery {
     with_minidump: bool,
     flush_timeout: Duration,
     report_exit_codes: bool,
+    /// Crash-loop groups and the hourly budget (with a target only).
+    throttle: Option<Throttle>,
+    /// Signatures this crashwatch sent in full: a `--restart` loop that
+    /// gives up summarises their repeats at once.
+    sent_signatures: Mutex<Vec<String>>,
+    metrics: Arc<Metrics>,
     /// Flushes running beside the child; [`Delivery::finish`] waits for them
     /// so that no upload is cut off by crashwatch's exit.
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// How [`Delivery`] treats reports.
+pub struct Options {
+    /// Bound on the outbox.
+    pub max_bytes: Option<u64>,
+    pub flush_timeout: Duration,
+    pub report_exit_codes: bool,
+    pub scrubber: Scrubber,
+    pub with_minidump: bool,
+    /// Repeats of a signature within this long are counted, not sent.
+    pub group_window: Duration,
+    pub max_per_hour: Option<u32>,
+}
+
 impl Delivery {
     /// Local mode (reports stay in the spool) without a DSN or a spool.
-    pub fn new(
-        dsn: Option<Dsn>,
-        spool: Option<&Spool>,
-        max_bytes: Option<u64>,
-        flush_timeout: Duration,
-        report_exit_codes: bool,
-        scrubber: Scrubber,
-        with_minidump: bool,
-    ) -> Delivery {
+    pub fn new(dsn: Option<Dsn>, spool: Option<&Spool>, options: Options, metrics: Arc<Metrics>) -> Delivery {
         let target = match (dsn, spool) {
             // Local mode: each report's summary says it was not sent.
             (None, _) => None,
@@ -48,7 +64,7 @@ impl Delivery {
                 tracing::warn!("reports cannot be sent to {dsn}: there is no usable spool to queue them in");
                 None
             }
-            (Some(dsn), Some(spool)) => match deliver::open_outbox(spool.root(), max_bytes) {
+            (Some(dsn), Some(spool)) => match deliver::open_outbox(spool.root(), options.max_bytes) {
                 Ok(outbox) => Some((dsn, outbox)),
                 Err(e) => {
                     tracing::warn!("reports cannot be sent to {dsn}: {}", Chain(&e));
@@ -56,48 +72,154 @@ impl Delivery {
                 }
             },
         };
+        let throttle = spool.filter(|_| target.is_some()).map(|spool| {
+            Throttle::new(spool.root(), options.group_window, options.max_per_hour, Arc::new(SystemClock))
+        });
         Delivery {
             target,
-            scrubber,
-            with_minidump,
-            flush_timeout,
-            report_exit_codes,
+            scrubber: options.scrubber,
+            with_minidump: options.with_minidump,
+            flush_timeout: options.flush_timeout,
+            report_exit_codes: options.report_exit_codes,
+            throttle,
+            sent_signatures: Mutex::new(Vec::new()),
+            metrics,
             background: Mutex::new(Vec::new()),
         }
     }
 
-    /// Why `report` is not sent, for its summary; `None` when it is queued.
-    pub fn kept_local_because(&self, report: &CrashReport) -> Option<&'static str> {
+    /// Why `report` is not sent, for its summary, judging by its kind and
+    /// whether there is a DSN; `None` when it would be queued.
+    pub fn kept_local_because(&self, report: &CrashReport) -> Option<String> {
         if self.target.is_none() {
-            Some("not sent: no DSN (--dsn or SENTRY_DSN)")
+            Some("not sent: no DSN (--dsn or SENTRY_DSN)".into())
         } else if !event::should_send(report, self.report_exit_codes) {
             Some(match report.kind {
-                crate::report::Kind::Stopped => "not sent: an orderly stop is not a crash",
-                _ => "not sent: a plain non-zero exit is sent only with --report-exit-codes",
+                crate::report::Kind::Stopped => "not sent: an orderly stop is not a crash".into(),
+                _ => "not sent: a plain non-zero exit is sent only with --report-exit-codes".into(),
             })
         } else {
             None
         }
     }
 
-    /// Queues `report` (whose files are in `dir`) if it deserves sending.
-    /// Returns whether it was queued.
-    pub fn queue(&self, report: &CrashReport, dir: &Path, stacks: Option<&Symbolicated>) -> bool {
-        let Some((dsn, outbox)) = &self.target else { return false };
-        if !event::should_send(report, self.report_exit_codes) {
+    /// Queues `report` (whose files are in `dir`) if it deserves sending: it
+    /// is a crash, not a repeat of one sent within the group window, and the
+    /// hour's budget allows. Returns why it is kept locally, or `None` when
+    /// it was queued.
+    pub fn queue(&self, report: &CrashReport, dir: &Path, stacks: Option<&Symbolicated>) -> Option<String> {
+        if let Some(why) = self.kept_local_because(report) {
             tracing::debug!(report = %report.short_id(), kind = report.kind.name(), "kept locally, not sent");
-            return false;
+            return Some(why);
+        }
+        let (dsn, outbox) = self.target.as_ref()?;
+        if let Some(throttle) = &self.throttle {
+            let signature = throttle::signature(report, stacks);
+            match throttle.admit(&signature, &report.id, &report.program_name()) {
+                Ok((verdict, due)) => {
+                    self.queue_summaries(due);
+                    match verdict {
+                        Verdict::Send => {
+                            self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).push(signature.key)
+                        }
+                        Verdict::Repeat { first_report, repeats } => {
+                            self.metrics.repeat();
+                            let first = &first_report[..first_report.len().min(12)];
+                            return Some(format!(
+                                "not sent: repeat {repeats} of report {first} ({}) within --group-window; \
+                                 the count is sent as one summary",
+                                signature.title
+                            ));
+                        }
+                        Verdict::OverBudget { per_hour } => {
+                            self.metrics.over_budget();
+                            tracing::warn!(
+                                report = %report.short_id(),
+                                "kept locally, not sent: {per_hour} reports were sent in the last hour \
+                                 (--max-reports-per-hour)"
+                            );
+                            return Some(format!("not sent: over the budget of {per_hour} reports per hour"));
+                        }
+                    }
+                }
+                // Better one report too many than one lost.
+                Err(e) => tracing::warn!("{}; sending the report without crash-loop grouping", Chain(&e)),
+            }
         }
         let queued = event::envelope(report, dir, stacks, &self.scrubber, self.with_minidump)
             .map_err(|e| Chain(&e).to_string())
             .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
         match queued {
-            Ok(_) => true,
+            Ok(_) => None,
             Err(e) => {
+                self.metrics.failed(1);
                 tracing::error!(report = %report.short_id(), "failed to queue the report for Sentry: {e}");
-                false
+                Some(format!("not sent: failed to queue it for Sentry: {e}"))
             }
         }
+    }
+
+    /// Queues the summaries of crash-loop groups that are due: those whose
+    /// window has ended, and with `loop_ended` those this crashwatch opened
+    /// (its `--restart` loop is over, no more repeats will come from it).
+    pub fn queue_due_summaries(&self, loop_ended: bool) {
+        let Some(throttle) = &self.throttle else { return };
+        let mine = loop_ended.then(|| self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        match throttle.due(mine.as_deref()) {
+            Ok(due) => self.queue_summaries(due),
+            Err(e) => tracing::warn!("{}; crash-loop summaries wait for a later run", Chain(&e)),
+        }
+    }
+
+    fn queue_summaries(&self, due: Vec<Summary>) {
+        let Some((dsn, outbox)) = &self.target else { return };
+        for summary in due {
+            tracing::info!(
+                "{} crashed {} more time(s) like report {} ({}); sending the count",
+                summary.program,
+                summary.repeats,
+                &summary.first_report[..summary.first_report.len().min(12)],
+                summary.title
+            );
+            let queued = event::summary_envelope(&summary)
+                .map_err(|e| Chain(&e).to_string())
+                .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
+            if let Err(e) = queued {
+                self.metrics.failed(1);
+                tracing::error!("failed to queue the summary of {} repeats: {e}", summary.repeats);
+            }
+        }
+    }
+
+    /// While the child runs (for days, perhaps), a thread checks once a
+    /// minute for crash-loop windows that have ended — repeats may come from
+    /// other crashwatch processes sharing the spool, as in a systemd crash
+    /// loop — and sends their summaries.
+    pub fn close_windows_periodically(self: &Arc<Self>) {
+        if self.throttle.is_none() {
+            return;
+        }
+        let delivery = Arc::downgrade(self);
+        let thread = std::thread::Builder::new().name("windows".into()).spawn(move || {
+            loop {
+                std::thread::sleep(WINDOW_CHECK);
+                let Some(delivery) = delivery.upgrade() else { return };
+                let before = delivery.pending();
+                delivery.queue_due_summaries(false);
+                if delivery.pending() > before {
+                    delivery.flush_in_background(deliver::Mode::Due);
+                }
+            }
+        });
+        if let Err(e) = thread {
+            tracing::warn!("failed to start checking crash-loop windows: {e}");
+        }
+    }
+
+    /// Reports waiting in the outbox, when there is one.
+    pub fn pending(&self) -> Option<usize> {
+        let (_, outbox) = self.target.as_ref()?;
+        outbox.pending().ok().map(|p| p.len())
     }
 
     /// Sends what is waiting on a thread of its own, while the child runs.
@@ -138,14 +260,19 @@ impl Delivery {
         let Some((dsn, outbox)) = &self.target else { return };
         match deliver::flush_for(outbox, dsn, limit, mode) {
             Ok(summary) if summary.left_behind() + summary.rejected == 0 => {
+                self.metrics.sent(summary.sent);
                 if summary.sent > 0 {
                     tracing::info!("{} to {dsn}", summary.describe());
                 }
             }
-            Ok(summary) => tracing::warn!(
-                "{} to {dsn}; what is waiting stays in the spool for `crashwatch send` or the next run",
-                summary.describe()
-            ),
+            Ok(summary) => {
+                self.metrics.sent(summary.sent);
+                self.metrics.failed(summary.rejected);
+                tracing::warn!(
+                    "{} to {dsn}; what is waiting stays in the spool for `crashwatch send` or the next run",
+                    summary.describe()
+                )
+            }
             Err(e) => tracing::warn!("failed to deliver reports to {dsn}: {}; they stay in the spool", Chain(&e)),
         }
     }

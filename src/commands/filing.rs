@@ -42,10 +42,11 @@ pub fn file(spool: Option<&Spool>, delivery: &Delivery, mut report: CrashReport,
         report.crash = Some(crash);
     }
     let saved = spool.save(&report);
-    if let Ok(dir) = &saved {
-        delivery.queue(&report, dir, stacks.as_ref());
-    }
-    summarize(&report, Some(saved), stacks.as_ref(), delivery.kept_local_because(&report));
+    let kept_local = match &saved {
+        Ok(dir) => delivery.queue(&report, dir, stacks.as_ref()),
+        Err(_) => delivery.kept_local_because(&report),
+    };
+    summarize(&report, Some(saved), stacks.as_ref(), kept_local.as_deref());
 }
 
 /// Symbolicates the kept minidump of `crash` into `stacks.json` beside it.

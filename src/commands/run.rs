@@ -21,13 +21,15 @@ use crate::capture::memory::Sampler;
 use crate::capture::oom::OomWatch;
 use crate::cli::RunArgs;
 use crate::commands::Failure;
-use crate::commands::delivery::Delivery;
+use crate::commands::delivery::{self, Delivery};
 use crate::commands::filing;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::{self, Pumps, Ring};
+use crate::metrics::{self, Metrics};
 use crate::ptrace::TraceOptions;
 use crate::report::{CrashReport, Ending, Kind};
+use crate::restart::{self, Ended, Policy, StopSignals, Wait, Why};
 use crate::sentry::deliver::Mode;
 use crate::sentry::scrub::Scrubber;
 use crate::spool::Spool;
@@ -70,42 +72,117 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             && supervise::become_subreaper()
                 .inspect_err(|e| tracing::warn!("failed to become a subreaper, orphans of the child go to init: {e}"))
                 .is_ok());
-
-    let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
-    let delivery = Arc::new(Delivery::new(
-        dsn,
-        spool.as_ref(),
-        config.spool_max_bytes,
-        config.flush_timeout,
-        config.report_exit_codes,
+    let metrics = Arc::new(Metrics::default());
+    let options = delivery::Options {
+        max_bytes: config.spool_max_bytes,
+        flush_timeout: config.flush_timeout,
+        report_exit_codes: config.report_exit_codes,
         scrubber,
-        config.upload_minidumps,
-    ));
+        with_minidump: config.upload_minidumps,
+        group_window: config.group_window,
+        max_per_hour: config.max_reports_per_hour,
+    };
+    let delivery = Arc::new(Delivery::new(dsn, spool.as_ref(), options, Arc::clone(&metrics)));
+    if let Some(addr) = &config.metrics_addr {
+        let pending = {
+            let delivery = Arc::clone(&delivery);
+            move || delivery.pending()
+        };
+        match metrics::serve(addr, Arc::clone(&metrics), pending) {
+            Ok(bound) => tracing::info!("metrics at http://{bound}/metrics"),
+            // Prometheus shows the target down; the program still runs.
+            Err(e) => tracing::warn!("{}; serving no metrics", Chain(&e)),
+        }
+    }
+    // A stop signal between two runs must end the restart loop: listen for
+    // it for the whole run.
+    let mut stops: Box<dyn Wait> = match config.restart.policy {
+        Policy::Never => Box::new(NoRestart),
+        _ => Box::new(
+            StopSignals::register().context("failed to listen for stop signals").map_err(|e| Failure::new(125, e))?,
+        ),
+    };
+    let shared = Shared {
+        config: &config,
+        spool: spool.as_ref(),
+        delivery: &delivery,
+        reap_orphans,
+        own_cgroup: MemoryCgroup::of_process(0).inspect_err(|e| tracing::debug!("no memory cgroup: {}", Chain(e))).ok(),
+        metrics: &metrics,
+    };
+    // Reports an earlier run could not deliver go out now, beside the child,
+    // with the summaries of crash loops whose window has ended meanwhile.
+    delivery.queue_due_summaries(false);
+    delivery.flush_in_background(Mode::Now);
+    delivery.close_windows_periodically();
+    let (code, why) = restart::run_loop(&config.restart, &mut *stops, |n| run_child(&shared, n))?;
+    if let Why::GaveUp { restarts } = why {
+        tracing::error!(
+            "giving up after {restarts} restarts without a run of {} or longer; exiting with the last status",
+            humantime::format_duration(config.restart.healthy_after)
+        );
+    }
+    // A --restart loop that is over sends the counts of its repeats now.
+    delivery.queue_due_summaries(config.restart.policy != Policy::Never);
+    // Whatever is waiting (this report, a descendant's, an earlier run's)
+    // goes out now, within the flush deadline.
+    delivery.finish();
+    Ok(code)
+}
+
+/// What every run of the child shares.
+struct Shared<'a> {
+    config: &'a RunConfig,
+    spool: Option<&'a Spool>,
+    delivery: &'a Arc<Delivery>,
+    reap_orphans: bool,
+    /// crashwatch's own memory cgroup.
+    own_cgroup: Option<MemoryCgroup>,
+    metrics: &'a Arc<Metrics>,
+}
+
+/// `--restart never`: there is no wait, since there is no restart.
+struct NoRestart;
+
+impl Wait for NoRestart {
+    fn wait(&mut self, _: Duration) -> bool {
+        false
+    }
+}
+
+/// Runs the child once (run `number`, 0 for the first) to its end and files
+/// its report; returns its exit code for crashwatch and how it ended.
+fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> {
+    let Shared { config, delivery, reap_orphans, .. } = *shared;
+    let spool = shared.spool.cloned();
+    let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
     // Memory: the child's cgroup (a new one under --memory-limit), the
     // witnesses of an OOM kill, and a sampler while it runs.
-    let own_cgroup =
-        MemoryCgroup::of_process(0).inspect_err(|e| tracing::debug!("no memory cgroup: {}", Chain(e))).ok();
     let limited = match config.memory_limit {
         Some(limit) => {
-            let parent = own_cgroup.as_ref().ok_or_else(|| {
+            let parent = shared.own_cgroup.as_ref().ok_or_else(|| {
                 Failure::new(
                     125,
                     anyhow::anyhow!("--memory-limit needs the memory cgroup controller, which is not mounted here"),
                 )
             })?;
-            let name = format!("crashwatch-{}", std::process::id());
+            let name = format!("crashwatch-{}-{number}", std::process::id());
             Some(RemoveOnDrop(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?))
         }
         None => None,
     };
-    let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or(own_cgroup);
+    let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or_else(|| shared.own_cgroup.clone());
     let oom_watch = OomWatch::start(child_cgroup.clone());
     let sampler = Arc::new(Mutex::new(None));
     let on_started = {
         let sampler = Arc::clone(&sampler);
-        Box::new(move |pid| match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL) {
-            Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
-            Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
+        let metrics = Arc::clone(shared.metrics);
+        Box::new(move |pid| {
+            metrics.child_started(number > 0);
+            match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL) {
+                Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
+                Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
+            }
         })
     };
     let before_exec: Option<supervise::BeforeExec> = limited
@@ -134,7 +211,8 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         let child_crashes = Arc::clone(&child_crashes);
         let filings = Arc::clone(&filings);
         let spool = spool.clone();
-        let delivery = Arc::clone(&delivery);
+        let delivery = Arc::clone(delivery);
+        let metrics = Arc::clone(shared.metrics);
         let (ring, release, environment) = (Arc::clone(&ring), config.release.clone(), config.environment.clone());
         Box::new(move |child: libc::pid_t, capture: Box<CrashCapture>| {
             filing::announce(&capture);
@@ -142,6 +220,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
                 child_crashes.lock().unwrap_or_else(|e| e.into_inner()).push(capture);
                 return;
             }
+            metrics.crashed(Kind::Signal, SystemTime::now());
             let tail = ring.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
             let mut report = CrashReport::new(Ending {
                 argv: &[capture.exe.display().to_string()],
@@ -190,8 +269,6 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         on_started: Some(on_started),
         on_crash,
     };
-    // Reports an earlier run could not deliver go out now, beside the child.
-    delivery.flush_in_background(Mode::Now);
     let finished = supervise::supervise(spec);
     // Everything the cgroup knows is read before it is removed.
     let memory = sampler.lock().unwrap_or_else(|e| e.into_inner()).take().map(Sampler::finish);
@@ -212,8 +289,15 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             "a descendant of the child still holds its output open; taking the last lines without waiting for it"
         );
     }
+    shared.metrics.child_ended();
     let crash = child_crashes.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    if finished.status.is_abnormal() || crash.is_some() {
+    let code = finished.status.exit_code();
+    let ended = Ended {
+        failed: finished.status.is_abnormal() || crash.is_some(),
+        stop_requested: finished.stop_requested.is_some(),
+        ran_for: finished.ended_at.duration_since(finished.started_at).unwrap_or_default(),
+    };
+    if ended.failed {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mut report = CrashReport::new(Ending {
             argv: &argv,
@@ -233,15 +317,17 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         }
         report.oom = oom;
         report.memory = memory;
-        filing::file(spool.as_ref(), &delivery, report, crash.as_deref());
+        shared.metrics.crashed(report.kind, SystemTime::now());
+        filing::file(spool.as_ref(), delivery, report, crash.as_deref());
     }
     for filing in filings.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = filing.join();
     }
-    // Whatever is waiting (this report, a descendant's, an earlier run's)
-    // goes out now, within the flush deadline.
-    delivery.finish();
-    Ok(finished.status.exit_code())
+    if config.restart.policy != Policy::Never {
+        // The loop goes on: send beside the next run rather than at the end.
+        delivery.flush_in_background(Mode::Due);
+    }
+    Ok((code, ended))
 }
 
 /// The cgroup made for `--memory-limit`, removed however the run ends.

@@ -20,6 +20,7 @@ use crate::capture::crash_story;
 use crate::logs::Stream;
 use crate::report::{self, CrashReport, Kind};
 use crate::sentry::scrub::Scrubber;
+use crate::sentry::throttle::Summary;
 use crate::sentry::{Attachment, AttachmentSource, Envelope, EnvelopeError, EventId};
 use crate::signals;
 use crate::supervise::ChildStatus;
@@ -63,6 +64,43 @@ pub fn envelope(
         envelope.add_attachment(Attachment::text("log-tail.txt", AttachmentSource::Bytes(log.into_bytes())))?;
     }
     Ok(envelope)
+}
+
+/// The envelope of one crash-loop summary: the repeats of a report sent in
+/// full, counted instead of sent. Its own group in Sentry (fingerprinted by
+/// the signature), with the count and the first report's id in `extra`.
+pub fn summary_envelope(summary: &Summary) -> Result<Envelope, EnvelopeError> {
+    let id = EventId::new_v4();
+    let rfc3339 = |t: std::time::SystemTime| {
+        time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    };
+    let span = summary.last_seen.duration_since(summary.first_seen).unwrap_or_default();
+    let span = humantime::format_duration(std::time::Duration::from_secs(span.as_secs()));
+    let times = if summary.repeats == 1 { "time" } else { "times" };
+    let message = format!(
+        "{}: {} happened {} more {times} in {span} after the report sent in full (event {}); \
+         the repeats were kept on the host, not sent",
+        summary.program, summary.title, summary.repeats, summary.first_report
+    );
+    let event = json!({
+        "event_id": id.to_string(),
+        "timestamp": rfc3339(summary.last_seen),
+        "platform": "native",
+        "level": "error",
+        "logger": "crashwatch",
+        "server_name": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        "message": {"formatted": message},
+        "fingerprint": ["crashwatch-repeats", summary.key],
+        "tags": {"program": summary.program, "kind": "repeats"},
+        "extra": {
+            "repeats": summary.repeats,
+            "first_report": summary.first_report,
+            "signature": summary.key,
+            "first_seen": rfc3339(summary.first_seen),
+            "last_seen": rfc3339(summary.last_seen),
+        },
+    });
+    Envelope::new(id, event)
 }
 
 /// The event JSON.
@@ -234,7 +272,7 @@ fn native_frame(frame: &symbolicate::Frame, stacks: &Symbolicated) -> Value {
 
 /// Frames of the program itself, not of the system's libraries, are the
 /// application's: Sentry groups issues by them.
-fn is_in_app(code_file: &str) -> bool {
+pub(crate) fn is_in_app(code_file: &str) -> bool {
     const SYSTEM: [&str; 6] = ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/", "linux-vdso"];
     !SYSTEM.iter().any(|prefix| code_file.starts_with(prefix) || code_file.contains("linux-vdso"))
 }

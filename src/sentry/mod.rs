@@ -31,6 +31,7 @@ pub mod flush;
 pub mod outbox;
 pub mod rate_limit;
 pub mod scrub;
+pub mod throttle;
 pub mod upload;
 
 pub use client_report::{Category, DiscardReason, DiscardedCounts};

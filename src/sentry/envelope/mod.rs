@@ -141,6 +141,11 @@ pub enum EnvelopeError {
 pub struct EventId(String);
 
 impl EventId {
+    /// A new random (v4) id.
+    pub fn new_v4() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
     /// The id as 32 lowercase hex digits.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -1,11 +1,16 @@
-//! Flags and environment (merged by clap, flags first) → one validated
-//! [`RunConfig`]. Nothing downstream reads the environment or argv itself.
+//! Flags, environment and config file (merged by clap and [`file`], in that
+//! order of precedence) → one validated [`RunConfig`]. Nothing downstream
+//! reads the environment or argv itself.
+
+pub mod file;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::logs::RingLimits;
+use crate::restart::Restart;
 use crate::spool::Spool;
 
 /// A single line longer than this is cut in a report.
@@ -40,18 +45,30 @@ pub struct RunConfig {
     pub environment: Option<String>,
     /// The child's environment.
     pub env: Vec<(OsString, OsString)>,
+    pub restart: Restart,
+    /// Repeats of a crash within this long of the first are counted, not sent.
+    pub group_window: Duration,
+    /// Reports and summaries sent per hour at most.
+    pub max_reports_per_hour: Option<u32>,
+    /// Where to serve Prometheus metrics.
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--log-bytes must be at least 1K, got {0}")]
     LogBytesTooSmall(u64),
+    #[error("--restart-max-delay ({max:?}) is shorter than --restart-delay ({initial:?})")]
+    RestartDelays { initial: Duration, max: Duration },
 }
 
 impl RunConfig {
     pub fn new(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<RunConfig, ConfigError> {
         if args.log_bytes < 1024 {
             return Err(ConfigError::LogBytesTooSmall(args.log_bytes));
+        }
+        if args.restart_max_delay < args.restart_delay {
+            return Err(ConfigError::RestartDelays { initial: args.restart_delay, max: args.restart_max_delay });
         }
         let max_bytes = usize::try_from(args.log_bytes).unwrap_or(usize::MAX);
         Ok(RunConfig {
@@ -77,6 +94,16 @@ impl RunConfig {
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),
             env: child_env(std::env::vars_os(), args.rust_backtrace),
+            restart: Restart {
+                policy: args.restart,
+                initial_delay: args.restart_delay,
+                max_delay: args.restart_max_delay,
+                healthy_after: args.healthy_after,
+                max_restarts: args.max_restarts,
+            },
+            group_window: args.group_window,
+            max_reports_per_hour: Some(args.max_reports_per_hour).filter(|n| *n > 0),
+            metrics_addr: args.metrics_addr.filter(|a| !a.is_empty()),
         })
     }
 }

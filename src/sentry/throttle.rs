@@ -1,0 +1,446 @@
+//! Crash loops and the hourly budget: what keeps one host from flooding
+//! Sentry.
+//!
+//! A server in a crash loop (restarted by systemd, by `--restart`, by
+//! Kubernetes) crashes the same way again and again. Every report is kept in
+//! the spool, but only the first of a *signature* — program, kind, signal,
+//! the top frames of the crashing thread — is sent in full. Repeats within
+//! the group window are counted; when the window ends (or the `--restart`
+//! loop that produced them gives up) the count goes out as one summary
+//! event. And whatever the signatures, at most `per_hour` reports and
+//! summaries leave the host per hour.
+//!
+//! The state must outlive crashwatch, because in a systemd crash loop each
+//! crash is a new crashwatch process: it is one small JSON file in the spool
+//! (`SPOOL/throttle.json`), read and rewritten under an exclusive lock on
+//! `SPOOL/throttle.lock`, so that several crashwatch processes sharing a
+//! spool count together. Times are wall-clock through [`Clock`], so tests
+//! cross windows and hours without sleeping.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::crash_story;
+use crate::report::{CrashReport, Kind};
+use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
+use crate::signals;
+use crate::supervise::ChildStatus;
+use crate::symbolicate::Symbolicated;
+
+/// Frames of the crashing thread that make up a signature.
+const SIGNATURE_FRAMES: usize = 3;
+
+/// The budget's period.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// What makes two crashes "the same".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// `server|signal SIGSEGV|crash_here|main` — also the state's key.
+    pub key: String,
+    /// For people: `SIGSEGV in crash_here`.
+    pub title: String,
+}
+
+/// The signature of `report`: the program, how it ended, and the top frames
+/// where they are known — the app's own frames when any are (a crash in
+/// `memcpy` is about its caller), else the top frames, else the module and
+/// offset. Nothing that differs between two runs of one bug (addresses,
+/// pids, times, messages with ids in them) is part of it.
+pub fn signature(report: &CrashReport, stacks: Option<&Symbolicated>) -> Signature {
+    let how = match (report.kind, report.status) {
+        (Kind::Signal, ChildStatus::Signaled { signal, .. }) => format!("signal {}", signals::name(signal)),
+        (Kind::Exit, ChildStatus::Exited(code)) => format!("exit {code}"),
+        (kind, _) => kind.name().to_owned(),
+    };
+    let mut what = how.clone();
+    let mut frames = Vec::new();
+    if let Some(panic) = &report.panic {
+        what = if panic.kind.is_empty() { format!("{how} {:?}", panic.runtime) } else { panic.kind.clone() };
+        frames = story_frames(panic);
+    }
+    if frames.is_empty()
+        && let Some(stacks) = stacks
+    {
+        frames = native_frames(stacks);
+    }
+    let mut key = format!("{}|{how}", report.program.exe.display());
+    if report.panic.is_some() {
+        key.push('|');
+        key.push_str(&what);
+    }
+    for frame in &frames {
+        key.push('|');
+        key.push_str(frame);
+    }
+    let title = match frames.first() {
+        Some(top) => format!("{what} in {top}"),
+        None => what,
+    };
+    Signature { key, title }
+}
+
+/// The innermost frames of a runtime's story, the app's own if any.
+fn story_frames(story: &crash_story::Crash) -> Vec<String> {
+    let name = |f: &crash_story::Frame| f.function.clone().or_else(|| f.filename.clone());
+    let in_app: Vec<String> = story.frames.iter().rev().filter(|f| f.in_app).filter_map(name).collect();
+    let all = if in_app.is_empty() { story.frames.iter().rev().filter_map(name).collect() } else { in_app };
+    all.into_iter().take(SIGNATURE_FRAMES).collect()
+}
+
+/// The innermost frames of the crashing thread, the app's own if any.
+fn native_frames(stacks: &Symbolicated) -> Vec<String> {
+    let Some(thread) = stacks.crashing_thread.and_then(|i| stacks.threads.get(i)) else { return Vec::new() };
+    let named = |f: &crate::symbolicate::Frame| match (&f.function, &f.module, f.module_base) {
+        (Some(function), _, _) => function.clone(),
+        (None, Some(module), Some(base)) => format!("{module}+{:#x}", f.instruction.saturating_sub(base)),
+        _ => "?".to_owned(),
+    };
+    let module_is_app = |f: &&crate::symbolicate::Frame| {
+        f.module.as_ref().is_some_and(|m| {
+            stacks
+                .modules
+                .iter()
+                .find(|module| module_name(&module.code_file) == m.as_str())
+                .is_some_and(|module| super::event::is_in_app(&module.code_file))
+        })
+    };
+    let in_app: Vec<String> = thread.frames.iter().filter(module_is_app).map(named).collect();
+    let all = if in_app.is_empty() { thread.frames.iter().map(named).collect() } else { in_app };
+    all.into_iter().take(SIGNATURE_FRAMES).collect()
+}
+
+fn module_name(code_file: &str) -> &str {
+    code_file.rsplit('/').next().unwrap_or(code_file)
+}
+
+/// What to do with a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it in full: the first of its signature in the window.
+    Send,
+    /// Keep it locally: it is repeat number `repeats` of `first_report`.
+    Repeat { first_report: String, repeats: u64 },
+    /// Keep it locally: the hour's budget is spent.
+    OverBudget { per_hour: u32 },
+}
+
+/// A group whose repeats are to be sent as one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub key: String,
+    pub title: String,
+    pub program: String,
+    /// The report sent in full (its event id).
+    pub first_report: String,
+    pub repeats: u64,
+    /// When the first report of the window was made.
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    #[error("failed to use the crash-loop state {path}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("failed to save the crash-loop state")]
+    Save(#[source] crate::spool::SpoolError),
+}
+
+/// The persistent crash-loop and budget state of one spool.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    state: PathBuf,
+    lock: PathBuf,
+    window: Duration,
+    per_hour: Option<u32>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    #[serde(default)]
+    groups: BTreeMap<String, Group>,
+    #[serde(default)]
+    budget: Budget,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Group {
+    title: String,
+    program: String,
+    first_report: String,
+    window_start_ms: u64,
+    /// The group window of the crashwatch that opened it: `crashwatch send`
+    /// closes groups too, and has no window of its own.
+    window_ms: u64,
+    last_seen_ms: u64,
+    /// Repeats not yet summarised.
+    repeats: u64,
+}
+
+impl Group {
+    /// Whether its window is still open at `now`.
+    fn open_at(&self, now: SystemTime) -> bool {
+        unix_millis(now) < self.window_start_ms.saturating_add(self.window_ms)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Budget {
+    hour_start_ms: u64,
+    sent: u32,
+    /// Reports kept back this hour.
+    over: u64,
+}
+
+impl Throttle {
+    /// The state of the spool at `spool_root`. A zero `window` sends every
+    /// report; `per_hour: None` sets no budget.
+    pub fn new(spool_root: &Path, window: Duration, per_hour: Option<u32>, clock: Arc<dyn Clock>) -> Throttle {
+        Throttle {
+            state: spool_root.join("throttle.json"),
+            lock: spool_root.join("throttle.lock"),
+            window,
+            per_hour,
+            clock,
+        }
+    }
+
+    /// Decides what to do with a report of signature `signature` (event id
+    /// `report_id`), and returns too the summaries that are due now (to be
+    /// queued before the report).
+    pub fn admit(
+        &self,
+        signature: &Signature,
+        report_id: &str,
+        program: &str,
+    ) -> Result<(Verdict, Vec<Summary>), ThrottleError> {
+        self.with_state(|state, now| {
+            let summaries = self.close(state, now, None);
+            let open = state.groups.get_mut(&signature.key).filter(|g| g.open_at(now));
+            if let Some(group) = open {
+                group.repeats += 1;
+                group.last_seen_ms = unix_millis(now);
+                let verdict = Verdict::Repeat { first_report: group.first_report.clone(), repeats: group.repeats };
+                return (verdict, summaries);
+            }
+            if !self.spend(state, now) {
+                state.budget.over += 1;
+                return (Verdict::OverBudget { per_hour: self.per_hour.unwrap_or(0) }, summaries);
+            }
+            if !self.window.is_zero() {
+                let at = unix_millis(now);
+                state.groups.insert(
+                    signature.key.clone(),
+                    Group {
+                        title: signature.title.clone(),
+                        program: program.to_owned(),
+                        first_report: report_id.to_owned(),
+                        window_start_ms: at,
+                        window_ms: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
+                        last_seen_ms: at,
+                        repeats: 0,
+                    },
+                );
+            }
+            (Verdict::Send, summaries)
+        })
+    }
+
+    /// The summaries that are due: of groups whose window has ended, and,
+    /// with `ending`, of those keys whatever their window (a `--restart`
+    /// loop that gave up will produce no more repeats). Each is taken out of
+    /// the state, so it is returned once.
+    pub fn due(&self, ending: Option<&[String]>) -> Result<Vec<Summary>, ThrottleError> {
+        self.with_state(|state, now| self.close(state, now, ending))
+    }
+
+    /// Takes the due summaries out of `state`, as far as the budget allows
+    /// (the rest wait for the next hour); forgets ended groups.
+    fn close(&self, state: &mut State, now: SystemTime, ending: Option<&[String]>) -> Vec<Summary> {
+        let mut summaries = Vec::new();
+        let keys: Vec<String> = state.groups.keys().cloned().collect();
+        for key in keys {
+            let group = &state.groups[&key];
+            let ended = !group.open_at(now);
+            let forced = ending.is_some_and(|keys| keys.contains(&key));
+            if !(ended || forced) {
+                continue;
+            }
+            if group.repeats > 0 {
+                if !self.spend(state, now) {
+                    continue;
+                }
+                let group = &state.groups[&key];
+                summaries.push(Summary {
+                    key: key.clone(),
+                    title: group.title.clone(),
+                    program: group.program.clone(),
+                    first_report: group.first_report.clone(),
+                    repeats: group.repeats,
+                    first_seen: from_unix_millis(group.window_start_ms),
+                    last_seen: from_unix_millis(group.last_seen_ms),
+                });
+            }
+            if ended {
+                state.groups.remove(&key);
+            } else if let Some(group) = state.groups.get_mut(&key) {
+                // Summarised early; later repeats in the window count anew.
+                group.repeats = 0;
+            }
+        }
+        summaries
+    }
+
+    /// Takes one send from the hour's budget; false when it is spent.
+    fn spend(&self, state: &mut State, now: SystemTime) -> bool {
+        let Some(per_hour) = self.per_hour else { return true };
+        let budget = &mut state.budget;
+        if now >= from_unix_millis(budget.hour_start_ms) + HOUR || now < from_unix_millis(budget.hour_start_ms) {
+            if budget.over > 0 {
+                tracing::warn!(
+                    "{} report(s) of the last hour were kept locally, not sent: over --max-reports-per-hour {per_hour}",
+                    budget.over
+                );
+            }
+            *budget = Budget { hour_start_ms: unix_millis(now), sent: 0, over: 0 };
+        }
+        if budget.sent >= per_hour {
+            return false;
+        }
+        budget.sent += 1;
+        true
+    }
+
+    /// Runs `f` on the state under the lock and saves it.
+    fn with_state<T>(&self, f: impl FnOnce(&mut State, SystemTime) -> T) -> Result<T, ThrottleError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ThrottleError::Io { path, source }
+        };
+        let lock: File =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock).map_err(io(&self.lock))?;
+        lock.lock().map_err(io(&self.lock))?;
+        let mut state = match std::fs::read(&self.state) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                // Losing the counts costs a few extra reports, no more.
+                tracing::warn!("{} is unreadable ({e}); starting the crash-loop counts over", self.state.display());
+                State::default()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io(&self.state)(e)),
+        };
+        let out = f(&mut state, self.clock.now());
+        let json = serde_json::to_vec_pretty(&state).expect("the state always serialises");
+        crate::spool::write_atomic(&self.state, &json).map_err(ThrottleError::Save)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentry::ManualClock;
+
+    fn sig(key: &str) -> Signature {
+        Signature { key: key.into(), title: format!("title of {key}") }
+    }
+
+    fn setup(window: u64, per_hour: Option<u32>) -> (tempfile::TempDir, Arc<ManualClock>, Throttle) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(from_unix_millis(1_700_000_000_000)));
+        let throttle = Throttle::new(dir.path(), Duration::from_secs(window), per_hour, clock.clone());
+        (dir, clock, throttle)
+    }
+
+    #[test]
+    fn repeats_in_the_window_are_counted_and_summarised_once_it_ends() {
+        let (_dir, clock, throttle) = setup(600, None);
+        let (verdict, due) = throttle.admit(&sig("a"), "r0", "server").unwrap();
+        assert_eq!((verdict, due), (Verdict::Send, vec![]));
+        for n in 1..=99 {
+            clock.advance(Duration::from_secs(1));
+            let (verdict, _) = throttle.admit(&sig("a"), &format!("r{n}"), "server").unwrap();
+            assert_eq!(verdict, Verdict::Repeat { first_report: "r0".into(), repeats: n });
+        }
+        // Another signature is not a repeat.
+        assert_eq!(throttle.admit(&sig("b"), "other", "server").unwrap().0, Verdict::Send);
+        assert!(throttle.due(None).unwrap().is_empty(), "the window is still open");
+        clock.advance(Duration::from_secs(600));
+        let due = throttle.due(None).unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!((due[0].repeats, due[0].first_report.as_str(), due[0].title.as_str()), (99, "r0", "title of a"));
+        assert_eq!(due[0].last_seen.duration_since(due[0].first_seen).unwrap(), Duration::from_secs(99));
+        assert!(throttle.due(None).unwrap().is_empty(), "a summary is given once");
+        // After the window, the next crash is sent in full again.
+        assert_eq!(throttle.admit(&sig("a"), "r100", "server").unwrap().0, Verdict::Send);
+    }
+
+    #[test]
+    fn an_ending_loop_summarises_its_groups_at_once() {
+        let (_dir, clock, throttle) = setup(3600, None);
+        throttle.admit(&sig("a"), "r0", "server").unwrap();
+        throttle.admit(&sig("b"), "q0", "server").unwrap();
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(1));
+            throttle.admit(&sig("a"), "r", "server").unwrap();
+            throttle.admit(&sig("b"), "q", "server").unwrap();
+        }
+        let due = throttle.due(Some(&["a".to_owned()])).unwrap();
+        assert_eq!(due.iter().map(|s| (s.key.as_str(), s.repeats)).collect::<Vec<_>>(), [("a", 3)]);
+        // Still in the window: the next one is a repeat, counted anew.
+        assert_eq!(
+            throttle.admit(&sig("a"), "r", "server").unwrap().0,
+            Verdict::Repeat { first_report: "r0".into(), repeats: 1 }
+        );
+    }
+
+    #[test]
+    fn the_hourly_budget_caps_reports_and_summaries() {
+        let (_dir, clock, throttle) = setup(60, Some(3));
+        for key in ["a", "b", "c"] {
+            assert_eq!(throttle.admit(&sig(key), key, "p").unwrap().0, Verdict::Send);
+        }
+        assert_eq!(throttle.admit(&sig("d"), "d", "p").unwrap().0, Verdict::OverBudget { per_hour: 3 });
+        // Repeats are never over budget: they are not sent.
+        assert!(matches!(throttle.admit(&sig("a"), "a2", "p").unwrap().0, Verdict::Repeat { .. }));
+        // The window ends within the hour: its summary waits for budget.
+        clock.advance(Duration::from_secs(120));
+        assert!(throttle.due(None).unwrap().is_empty());
+        clock.advance(Duration::from_secs(3600));
+        let due = throttle.due(None).unwrap();
+        assert_eq!(due.iter().map(|s| (s.key.as_str(), s.repeats)).collect::<Vec<_>>(), [("a", 1)]);
+        assert_eq!(throttle.admit(&sig("d"), "d", "p").unwrap().0, Verdict::Send);
+    }
+
+    #[test]
+    fn a_zero_window_sends_everything_and_state_survives_processes() {
+        let (dir, clock, throttle) = setup(0, None);
+        for _ in 0..3 {
+            assert_eq!(throttle.admit(&sig("a"), "r", "p").unwrap().0, Verdict::Send);
+        }
+        // A second Throttle on the same spool (another crashwatch) shares
+        // the counts.
+        let first = Throttle::new(dir.path(), Duration::from_secs(60), None, clock.clone());
+        let second = Throttle::new(dir.path(), Duration::from_secs(60), None, clock.clone());
+        assert_eq!(first.admit(&sig("x"), "x0", "p").unwrap().0, Verdict::Send);
+        assert_eq!(
+            second.admit(&sig("x"), "x1", "p").unwrap().0,
+            Verdict::Repeat { first_report: "x0".into(), repeats: 1 }
+        );
+    }
+
+    #[test]
+    fn a_corrupt_state_file_starts_over() {
+        let (dir, _clock, throttle) = setup(60, None);
+        std::fs::write(dir.path().join("throttle.json"), b"{not json").unwrap();
+        assert_eq!(throttle.admit(&sig("a"), "r", "p").unwrap().0, Verdict::Send);
+        assert!(matches!(throttle.admit(&sig("a"), "r", "p").unwrap().0, Verdict::Repeat { .. }));
+    }
+}

@@ -16,7 +16,8 @@ Exit codes of `crashwatch run`:
   125                     crashwatch itself failed before the child ran
   126                     PROGRAM exists but cannot be executed
   127                     PROGRAM was not found
-  2                       the command line is wrong
+  2                       the command line (or the --config file) is wrong
+With --restart, the code of the last run.
 Other commands exit 0 on success, 1 on failure, 2 for a wrong command line.
 
 Environment: CRASHWATCH_LOG sets crashwatch's own log level (error, warn,

@@ -289,3 +289,35 @@ fn a_config_file_sits_beneath_the_environment_and_the_command_line() {
     let err = stderr(&out);
     assert!(err.contains("`max-restart` is not a setting") && err.contains("crashwatch.toml"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashwatch_send_sends_the_count_of_a_window_that_has_ended() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    // Two crashwatches, one crash each, as systemd would run them.
+    for _ in 0..2 {
+        let mut cmd = crashwatch(spool.path());
+        cmd.args(["run", "--dsn", &relay.dsn(), "--"]).arg(fixture("segv_nested"));
+        assert_eq!(blocking(cmd).await.status.code(), Some(139));
+    }
+    assert_eq!(relay.with(|s| s.accepted_events().len()), 1);
+    // End the window as an hour passing would: the groups keep the window
+    // they were opened with.
+    let state_path = spool.path().join("throttle.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    for group in state["groups"].as_object_mut().unwrap().values_mut() {
+        assert_eq!(group["repeats"], 1);
+        group["window_ms"] = 1.into();
+    }
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["send", "--dsn", &relay.dsn()]);
+    let out = blocking(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    relay.with(|s| {
+        let events: Vec<Value> = s.accepted_events().iter().map(|e| e.event().unwrap()).collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["extra"]["repeats"], 1);
+        assert_eq!(events[1]["extra"]["first_report"], events[0]["event_id"]);
+    });
+}

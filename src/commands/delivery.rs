@@ -181,12 +181,8 @@ impl Delivery {
                 &summary.first_report[..summary.first_report.len().min(12)],
                 summary.title
             );
-            let queued = event::summary_envelope(&summary)
-                .map_err(|e| Chain(&e).to_string())
-                .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
-            if let Err(e) = queued {
+            if !enqueue_summary(outbox, dsn, &summary) {
                 self.metrics.failed(1);
-                tracing::error!("failed to queue the summary of {} repeats: {e}", summary.repeats);
             }
         }
     }
@@ -276,4 +272,16 @@ impl Delivery {
             Err(e) => tracing::warn!("failed to deliver reports to {dsn}: {}; they stay in the spool", Chain(&e)),
         }
     }
+}
+
+/// Queues the event of a crash-loop summary; false (and logged) if it could
+/// not be.
+pub fn enqueue_summary(outbox: &Outbox, dsn: &Dsn, summary: &Summary) -> bool {
+    let queued = event::summary_envelope(summary)
+        .map_err(|e| Chain(&e).to_string())
+        .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
+    if let Err(e) = &queued {
+        tracing::error!("failed to queue the summary of {} repeats: {e}", summary.repeats);
+    }
+    queued.is_ok()
 }

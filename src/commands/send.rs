@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use crate::cli::SendArgs;
 use crate::commands::Failure;
-use crate::sentry::deliver;
+use crate::errors::Chain;
+use crate::sentry::throttle::Throttle;
+use crate::sentry::{Dsn, Outbox, SystemClock, deliver};
 use crate::spool::Spool;
 
 pub fn send(spool: &Spool, args: &SendArgs) -> Result<i32, Failure> {
     let dsn = super::parse_dsn(args.dsn.as_deref())?
         .ok_or_else(|| Failure::new(2, anyhow::anyhow!("no DSN to send to: give --dsn or set SENTRY_DSN")))?;
     let outbox = deliver::open_outbox(spool.root(), None).map_err(|e| Failure::new(1, e))?;
+    queue_ended_loops(spool, &dsn, &outbox);
     let summary = deliver::flush_for(&outbox, &dsn, Duration::from_secs(args.timeout), deliver::Mode::Now)
         .map_err(|e| Failure::new(1, e))?;
     if args.json {
@@ -28,5 +31,19 @@ pub fn send(spool: &Spool, args: &SendArgs) -> Result<i32, Failure> {
     } else {
         tracing::info!("{text}");
         Ok(0)
+    }
+}
+
+/// Queues the summaries of crash loops whose window has ended (their
+/// repeats were kept locally), so that they go out with the rest.
+fn queue_ended_loops(spool: &Spool, dsn: &Dsn, outbox: &Outbox) {
+    // The window and the budget are those each group was opened with.
+    let throttle = Throttle::new(spool.root(), Duration::ZERO, None, std::sync::Arc::new(SystemClock));
+    let due = match throttle.due(None) {
+        Ok(due) => due,
+        Err(e) => return tracing::warn!("{}; crash-loop summaries wait for a later send", Chain(&e)),
+    };
+    for summary in due {
+        super::delivery::enqueue_summary(outbox, dsn, &summary);
     }
 }

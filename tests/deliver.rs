@@ -301,3 +301,36 @@ async fn secrets_never_leave_the_host() {
     let report = only_report(spool.path());
     assert!(bin::tail_texts(&report).contains(&"connecting with password=hunter2".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_stop_delivers_what_is_pending_before_crashwatch_exits() {
+    use std::process::Stdio;
+    // crashwatch as a container's PID 1 (a PID namespace), a worker of the
+    // server crashes while Relay answers 503: the report waits in its retry
+    // backoff. Then `docker stop`: SIGTERM to PID 1.
+    let relay = FakeRelay::start().await;
+    relay.script([Reply::Error { status: 503, detail: "overloaded".into() }]);
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", env!("CARGO_BIN_EXE_crashwatch"), "run", "--follow-forks"])
+        .args(["--dsn", &relay.dsn(), "--", "sh", "-c", "sh -c 'kill -SEGV $$'; echo ready; exec sleep 1000"])
+        .env("CRASHWATCH_SPOOL_DIR", spool.path())
+        .env_remove("SENTRY_DSN");
+    let mut unshare = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = bin::Lines::new(unshare.stdout.take().unwrap());
+    out.wait_for("ready", LIMIT);
+    relay.wait_until("the first attempt", WAIT, |s| !s.requests.is_empty()).await;
+    assert!(relay.with(|s| s.accepted_events().is_empty()));
+    // unshare's child is crashwatch, PID 1 inside.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let pid1: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid1), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let done = tokio::task::spawn_blocking(move || bin::wait_output(unshare, LIMIT)).await.unwrap();
+    assert_eq!(done.status.code(), Some(143), "{}", String::from_utf8_lossy(&done.stderr));
+    // Delivered before crashwatch exited, though its backoff was not over.
+    relay.with(|s| {
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1, "{:?}", s.requests);
+        assert_eq!(events[0].event().unwrap()["exception"]["values"][0]["type"], "SIGSEGV");
+    });
+}

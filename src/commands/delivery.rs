@@ -236,7 +236,10 @@ impl Delivery {
     }
 
     /// At crashwatch's end: lets the background sends finish, then sends
-    /// what is still waiting, all within one flush timeout.
+    /// what is still waiting, all within one flush timeout. Entries still in
+    /// their retry backoff are tried too (Relay's rate limits still hold):
+    /// this may be the last chance, in a container whose spool goes with it
+    /// after `docker stop`, and it is one attempt per crashwatch.
     pub fn finish(&self) {
         let deadline = Instant::now() + self.flush_timeout;
         // Each background flush has its own deadline, at most one flush
@@ -247,7 +250,7 @@ impl Delivery {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if !left.is_zero() {
-            self.flush(left, deliver::Mode::Due);
+            self.flush(left, deliver::Mode::Now);
         }
     }
 

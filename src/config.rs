@@ -25,6 +25,9 @@ pub struct RunConfig {
     pub follow_forks: bool,
     /// Put the child in a new memory cgroup with this limit, bytes.
     pub memory_limit: Option<u64>,
+    /// `--oom-snapshot`: the share of the cgroup's limit, percent (1..=99),
+    /// at which the live child is dumped once.
+    pub oom_snapshot: Option<u8>,
     /// Send reports of plain non-zero exits too.
     pub report_exit_codes: bool,
     /// Secrets to remove from what is sent, beyond the built-in patterns.
@@ -46,12 +49,17 @@ pub struct RunConfig {
 pub enum ConfigError {
     #[error("--log-bytes must be at least 1K, got {0}")]
     LogBytesTooSmall(u64),
+    #[error("--oom-snapshot writes a minidump, which --minidump off forbids; use --minidump local to keep it unsent")]
+    SnapshotWithoutMinidumps,
 }
 
 impl RunConfig {
     pub fn new(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<RunConfig, ConfigError> {
         if args.log_bytes < 1024 {
             return Err(ConfigError::LogBytesTooSmall(args.log_bytes));
+        }
+        if args.oom_snapshot.is_some() && args.minidump == "off" {
+            return Err(ConfigError::SnapshotWithoutMinidumps);
         }
         let max_bytes = usize::try_from(args.log_bytes).unwrap_or(usize::MAX);
         Ok(RunConfig {
@@ -68,6 +76,7 @@ impl RunConfig {
             ptrace: !args.no_ptrace && args.minidump != "off",
             follow_forks: args.follow_forks,
             memory_limit: args.memory_limit,
+            oom_snapshot: args.oom_snapshot,
             report_exit_codes: args.report_exit_codes,
             scrub: args.scrub,
             upload_minidumps: args.minidump == "upload",

@@ -23,6 +23,7 @@ use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::Delivery;
 use crate::commands::filing;
+use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::{self, Pumps, Ring};
@@ -100,12 +101,16 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     };
     let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or(own_cgroup);
     let oom_watch = OomWatch::start(child_cgroup.clone());
+    let oom_snapshot = OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), spool.is_some() && config.ptrace);
     let sampler = Arc::new(Mutex::new(None));
     let on_started = {
         let sampler = Arc::clone(&sampler);
-        Box::new(move |pid| match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL) {
-            Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
-            Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
+        let snapshot = oom_snapshot.clone();
+        Box::new(move |pid| {
+            match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL, snapshot.map(|s| s.trigger(pid))) {
+                Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
+                Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
+            }
         })
     };
     let before_exec: Option<supervise::BeforeExec> = limited
@@ -189,6 +194,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         before_exec,
         on_started: Some(on_started),
         on_crash,
+        on_snapshot: oom_snapshot.as_ref().map(OomSnapshot::on_snapshot),
     };
     // Reports an earlier run could not deliver go out now, beside the child.
     delivery.flush_in_background(Mode::Now);
@@ -213,6 +219,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         );
     }
     let crash = child_crashes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut snapshot = oom_snapshot.and_then(OomSnapshot::take);
     if finished.status.is_abnormal() || crash.is_some() {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mut report = CrashReport::new(Ending {
@@ -233,7 +240,12 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         }
         report.oom = oom;
         report.memory = memory;
-        filing::file(spool.as_ref(), &delivery, report, crash.as_deref());
+        // A memory snapshot belongs in the report of an OOM kill only.
+        let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
+        filing::file_with_snapshot(spool.as_ref(), &delivery, report, crash.as_deref(), snapshot);
+    }
+    if let Some(snapshot) = snapshot {
+        snapshot.discard("the child did not die of an OOM kill");
     }
     for filing in filings.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = filing.join();

@@ -214,10 +214,10 @@ impl Sampler {
         let mut samples = VecDeque::with_capacity(KEEP);
         let mut peak_rss = None;
         take(&mut samples, &mut peak_rss);
-        if let Some(armed) = armed.as_mut() {
-            armed.check(pid);
-        }
         let thread = std::thread::Builder::new().name("memory".into()).spawn(move || {
+            if let Some(armed) = armed.as_mut() {
+                armed.check(pid);
+            }
             let mut ticks = 0u128;
             while stopped.recv_timeout(tick) == Err(mpsc::RecvTimeoutError::Timeout) {
                 if let Some(armed) = armed.as_mut() {

@@ -113,6 +113,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", env = "CRASHWATCH_MEMORY_LIMIT", value_parser = parse_bytes)]
     pub memory_limit: Option<u64>,
 
+    /// When the child's memory (its cgroup's usage less inactive page cache)
+    /// first reaches PERCENT (1 to 99) of its cgroup's limit, write a
+    /// minidump of the running child, which goes on running; if it then dies
+    /// of an OOM kill, the report carries the stacks of that moment (else
+    /// the dump is deleted). Needs a limit: --memory-limit, or a cgroup with
+    /// one; without, crashwatch warns and runs the child without it
+    #[arg(long, value_name = "PERCENT", env = "CRASHWATCH_OOM_SNAPSHOT", value_parser = parse_percent,
+          conflicts_with = "no_ptrace")]
+    pub oom_snapshot: Option<u8>,
+
     /// Set RUST_BACKTRACE=1 for the child (unless it is set), so a Rust
     /// panic's report has its frames
     #[arg(long, env = "CRASHWATCH_RUST_BACKTRACE")]
@@ -326,10 +336,46 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
 }
 
+/// Parses a share of a limit: `1` to `99`, with an optional `%`.
+pub fn parse_percent(s: &str) -> Result<u8, String> {
+    let trimmed = s.trim();
+    let digits = trimmed.strip_suffix('%').unwrap_or(trimmed).trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{s}' is not a percentage: use a whole number from 1 to 99"));
+    }
+    match digits.parse::<u64>() {
+        Ok(n @ 1..=99) => Ok(n as u8),
+        _ => Err(format!("{s} is out of range: use a percentage of the memory limit from 1 to 99")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn percentages_parse() {
+        assert_eq!(parse_percent("50"), Ok(50));
+        assert_eq!(parse_percent("80%"), Ok(80));
+        assert_eq!(parse_percent(" 1 "), Ok(1));
+        assert_eq!(parse_percent("99"), Ok(99));
+        for out_of_range in ["0", "100", "150", "99999999999999999999999"] {
+            let err = parse_percent(out_of_range).unwrap_err();
+            assert!(err.contains("out of range") && err.contains("1 to 99"), "{err}");
+        }
+        for not_a_number in ["abc", "", "%", "-5", "50.5", "5 0"] {
+            let err = parse_percent(not_a_number).unwrap_err();
+            assert!(err.contains("not a percentage"), "{not_a_number}: {err}");
+        }
+    }
+
+    #[test]
+    fn oom_snapshot_needs_tracing() {
+        let parsed = Cli::try_parse_from(["crashwatch", "run", "--oom-snapshot", "50", "--no-ptrace", "--", "x"]);
+        let err = parsed.unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

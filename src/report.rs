@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::capture::CrashCapture;
-use crate::capture::memory::Memory;
+use crate::capture::memory::{Crossing, Memory};
 use crate::capture::oom::Oom;
+use crate::capture::{CrashCapture, SnapshotCapture};
 use crate::logs::{Line, Stream};
 use crate::signals;
 use crate::supervise::{ChildStatus, Finished};
@@ -88,6 +88,10 @@ pub struct CrashReport {
     /// The child's memory while it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// The minidump taken while the child ran, when its memory crossed the
+    /// `--oom-snapshot` threshold (kept in a report of kind `oom` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<MemorySnapshot>,
     /// The child's last lines, oldest first.
     pub log_tail: Vec<LogLine>,
     /// False when a descendant kept the child's pipes open and the tail was
@@ -141,6 +145,95 @@ pub struct Crash {
     /// Problems that did not prevent the capture.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A minidump of the live child, taken when its memory first crossed the
+/// `--oom-snapshot` share of its cgroup's limit: the stacks an OOM kill
+/// leaves no chance to take. File names are relative to the report's
+/// directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemorySnapshot {
+    /// When the child's memory was seen at the threshold.
+    #[serde(with = "time::serde::rfc3339")]
+    pub crossed_at: OffsetDateTime,
+    /// When the dump was written.
+    #[serde(with = "time::serde::rfc3339")]
+    pub taken_at: OffsetDateTime,
+    /// The cgroup's working set (usage less inactive page cache) that
+    /// crossed the threshold, bytes.
+    pub usage: u64,
+    /// The cgroup's limit, bytes.
+    pub limit: u64,
+    /// `--oom-snapshot PERCENT`.
+    pub threshold_percent: u8,
+    pub pid: i32,
+    /// The thread that took the request: the dump's requesting thread.
+    pub tid: i32,
+    pub thread_name: String,
+    /// Threads the process had when it was stopped.
+    pub threads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minidump: Option<FileRef>,
+    /// Why there is no minidump.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minidump_error: Option<String>,
+    /// The symbolicated stacks of every thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<FileRef>,
+    /// From the request's stop to the child running again, milliseconds.
+    pub capture_ms: f64,
+    /// Problems that did not prevent the snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl MemorySnapshot {
+    /// The record of `capture`, taken on `crossing`; `minidump` is the file
+    /// as kept in the report's directory (or why keeping it failed).
+    pub fn new(crossing: &Crossing, capture: &SnapshotCapture, minidump: Result<FileRef, String>) -> MemorySnapshot {
+        let mut notes: Vec<String> = capture.soft_errors.iter().map(|e| crate::errors::Chain(e).to_string()).collect();
+        notes.extend(capture.requeued.iter().map(|r| {
+            format!("{} pending on thread {} was delivered again after the snapshot", signals::name(r.signal), r.tid)
+        }));
+        let (minidump, minidump_error) = match minidump {
+            Ok(file) => (Some(file), None),
+            Err(e) => (None, Some(e)),
+        };
+        MemorySnapshot {
+            crossed_at: crossing.at,
+            taken_at: capture.taken_at.into(),
+            usage: crossing.usage,
+            limit: crossing.threshold.limit,
+            threshold_percent: crossing.threshold.percent,
+            pid: capture.pid,
+            tid: capture.tid,
+            thread_name: capture.thread_name.clone(),
+            threads: capture.threads,
+            minidump,
+            minidump_error,
+            stacks: None,
+            capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
+            notes,
+        }
+    }
+
+    /// The working set that crossed, as a share of the limit, in percent.
+    pub fn percent(&self) -> f64 {
+        if self.limit == 0 { 0.0 } else { self.usage as f64 * 100.0 / self.limit as f64 }
+    }
+
+    /// `at 52% of the memory limit (33.3 MiB of 64.0 MiB), taken 2026-11-22
+    /// 03:15:02 UTC, 1.20s before the end`
+    pub fn headline(&self, ended_at: OffsetDateTime) -> String {
+        format!(
+            "at {:.0}% of the memory limit ({} of {}), taken {}, {} before the end",
+            self.percent(),
+            human_bytes(self.usage),
+            human_bytes(self.limit),
+            timestamp(self.taken_at),
+            human_duration(ended_at - self.taken_at)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,9 +400,25 @@ impl CrashReport {
             oom: None,
             panic: None,
             memory: None,
+            snapshot: None,
             log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
             log_tail_complete: ending.log_tail_complete,
             notes: Vec::new(),
+        }
+    }
+
+    /// The minidump kept with the report: the crash's, or else the memory
+    /// snapshot's.
+    pub fn minidump_file(&self) -> Option<&FileRef> {
+        let crash = self.crash.as_ref().and_then(|c| c.minidump.as_ref());
+        crash.or_else(|| self.snapshot.as_ref().and_then(|s| s.minidump.as_ref()))
+    }
+
+    /// The symbolicated stacks of [`CrashReport::minidump_file`].
+    pub fn stacks_file(&self) -> Option<&FileRef> {
+        match &self.crash {
+            Some(crash) => crash.stacks.as_ref(),
+            None => self.snapshot.as_ref().and_then(|s| s.stacks.as_ref()),
         }
     }
 
@@ -407,6 +516,32 @@ impl CrashReport {
         }
         if let Some(memory) = &self.memory {
             let _ = writeln!(out, "Memory      {}", memory_line(memory));
+        }
+        if let Some(snapshot) = &self.snapshot {
+            let _ = writeln!(out, "Snapshot    {}", snapshot.headline(self.ended_at));
+            let _ = writeln!(
+                out,
+                "Threads     {}, stacks as of the snapshot ('{}', tid {} took it)",
+                snapshot.threads, snapshot.thread_name, snapshot.tid
+            );
+            match (&snapshot.minidump, &snapshot.minidump_error) {
+                (Some(dump), _) => {
+                    let _ = writeln!(
+                        out,
+                        "Minidump    {} ({}, the child held for {:.1} ms)",
+                        dump.file,
+                        human_bytes(dump.size),
+                        snapshot.capture_ms
+                    );
+                }
+                (None, Some(e)) => {
+                    let _ = writeln!(out, "Minidump    none: {e}");
+                }
+                (None, None) => {}
+            }
+            for note in &snapshot.notes {
+                let _ = writeln!(out, "Note        {note}");
+            }
         }
         for note in &self.notes {
             let _ = writeln!(out, "Note        {note}");
@@ -571,6 +706,32 @@ mod tests {
     fn argv_is_quoted_only_where_needed() {
         let argv = ["python3", "-c", "print('hi there')", "--x=1"].map(String::from);
         assert_eq!(shell_words(&argv), r"python3 -c 'print('\''hi there'\'')' --x=1");
+    }
+
+    #[test]
+    fn a_snapshot_says_when_and_at_what_share_of_the_limit() {
+        let taken_at = time::macros::datetime!(2026-11-22 03:15:02 UTC);
+        let snapshot = MemorySnapshot {
+            crossed_at: taken_at - time::Duration::milliseconds(40),
+            taken_at,
+            usage: 34_000_000,
+            limit: 64 << 20,
+            threshold_percent: 50,
+            pid: 7,
+            tid: 7,
+            thread_name: "server".into(),
+            threads: 3,
+            minidump: None,
+            minidump_error: None,
+            stacks: None,
+            capture_ms: 1.5,
+            notes: Vec::new(),
+        };
+        assert_eq!(
+            snapshot.headline(taken_at + time::Duration::milliseconds(1250)),
+            "at 51% of the memory limit (32.4 MiB of 64.0 MiB), taken 2026-11-22 03:15:02 UTC, 1.25s before the end"
+        );
+        assert_eq!(MemorySnapshot { limit: 0, ..snapshot }.percent(), 0.0);
     }
 
     #[test]

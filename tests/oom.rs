@@ -1,13 +1,24 @@
 //! OOM kills as reports, with real OOM kills: `--memory-limit` puts the
 //! child in a fresh memory cgroup (this project's machines have a writable
 //! cgroup v1 memory controller) and the child allocates past the limit.
+//!
+//! `--oom-snapshot` is driven step by step: `testdata/grow.c` grows and
+//! shrinks its memory on commands from stdin, and each step waits for the
+//! event it causes (the child's answer on stdout, crashwatch's log line on
+//! stderr), never for time to pass.
 
 mod common;
+#[path = "sentry_common/mod.rs"]
+mod sentry_common;
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 
 use common::*;
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 const LIMIT_MIB: u64 = 64;
 
@@ -101,4 +112,328 @@ fn memory_is_recorded_in_any_report() {
     assert_eq!(cgroup["limit"], 64 << 20);
     // A limited cgroup of the child's own, removed once it ended.
     assert!(!Path::new(cgroup["path"].as_str().unwrap()).exists());
+}
+
+/// crashwatch running `grow`, with every pipe in the test's hands.
+struct Grow {
+    child: Child,
+    stdin: ChildStdin,
+    out: Lines,
+    err: Lines,
+}
+
+impl Grow {
+    fn start(cmd: &mut Command) -> Grow {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = Lines::new(child.stdout.take().unwrap());
+        let err = Lines::new(child.stderr.take().unwrap());
+        Grow { child, stdin, out, err }
+    }
+
+    /// Sends one command line to the child.
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Sends `command` and waits for the child's answer on stdout.
+    fn ask(&mut self, command: &str, answer: &str) {
+        self.send(command);
+        self.out.wait_for(answer, LIMIT);
+    }
+
+    /// Closes the child's stdin (it exits at EOF, unless dead already) and
+    /// returns crashwatch's status with every line of its stdout and stderr.
+    fn finish(self) -> (ExitStatus, Vec<String>, Vec<String>) {
+        let Grow { child, stdin, out, err } = self;
+        drop(stdin);
+        let status = wait_output(child, LIMIT).status;
+        (status, out.rest(), err.rest())
+    }
+}
+
+fn grow_under(spool: &Path, flags: &[&str]) -> Command {
+    let mut cmd = crashwatch(spool);
+    cmd.arg("run").args(flags).arg("--").arg(fixture("grow"));
+    cmd
+}
+
+fn count_containing(lines: &[String], what: &str) -> usize {
+    lines.iter().filter(|l| l.contains(what)).count()
+}
+
+fn time_of(value: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(value.as_str().unwrap(), &Rfc3339).unwrap()
+}
+
+/// Files crashwatch writes dumps into before they belong to a report.
+fn scratch_files(spool: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(spool.join("tmp")).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+/// The function names of the frames of the thread a symbolicated dump
+/// blames (the crashing one, or the one that took a snapshot).
+fn blamed_functions(stacks: &Value) -> Vec<String> {
+    let index = stacks["crashing_thread"].as_u64().unwrap() as usize;
+    stacks["threads"][index]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_report_carries_the_stacks_of_the_snapshot() {
+    let relay = sentry_common::relay::FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let (spool_path, dsn) = (spool.path().to_path_buf(), relay.dsn());
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let mut grow = Grow::start(&mut grow_under(
+            &spool_path,
+            &["--dsn", &dsn, "--memory-limit", &format!("{LIMIT_MIB}M"), "--oom-snapshot", "50"],
+        ));
+        // It grows towards 4 times its limit, pausing at 3/4 of it inside
+        // its allocating function until the snapshot has been taken.
+        grow.send(&format!("up {} {}", 4 * LIMIT_MIB, LIMIT_MIB * 3 / 4));
+        grow.out.wait_for("paused at 48 MiB", LIMIT);
+        grow.err.wait_for("snapshot of pid", LIMIT);
+        grow.send("");
+        grow.finish()
+    })
+    .await
+    .unwrap();
+    // The child's real death passes through.
+    assert_eq!(status.code(), Some(128 + 9), "{stderr:#?}");
+    assert_eq!(stdout, ["paused at 48 MiB"]);
+
+    let report = only_report(spool.path());
+    assert_eq!(report["kind"], "oom");
+    assert_eq!(report["oom"]["cgroup_oom_kills"], 1);
+    let pid = report["program"]["pid"].as_i64().unwrap();
+    let snapshot = &report["snapshot"];
+    assert_eq!(snapshot["threshold_percent"], 50);
+    assert_eq!(snapshot["limit"], LIMIT_MIB << 20);
+    let usage = snapshot["usage"].as_u64().unwrap();
+    assert!(((LIMIT_MIB << 20) / 2..=LIMIT_MIB << 20).contains(&usage), "usage {usage}");
+    // One thread, which took the request: the main one.
+    assert_eq!((snapshot["pid"].as_i64(), snapshot["tid"].as_i64()), (Some(pid), Some(pid)));
+    assert_eq!(snapshot["threads"], 1);
+    assert_eq!(snapshot.get("minidump_error"), None);
+    let (crossed, taken, ended) =
+        (time_of(&snapshot["crossed_at"]), time_of(&snapshot["taken_at"]), time_of(&report["ended_at"]));
+    assert!(crossed <= taken && taken <= ended, "{crossed} {taken} {ended}");
+
+    // The dump is of the live process: "dump requested", not a crash.
+    let dir = spool.path().join("reports").join(report["id"].as_str().unwrap());
+    let dump = read_dump(&dir.join(snapshot["minidump"]["file"].as_str().unwrap()));
+    assert_eq!(dump.exception_code, 0xffff_ffff, "DUMP_REQUESTED");
+    assert_eq!(dump.crashing_tid as i64, pid);
+    assert_eq!(dump.thread_ids, [pid as u32]);
+    // Its stacks, symbolicated: the child was in its allocating function.
+    let stacks: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(snapshot["stacks"]["file"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let functions = blamed_functions(&stacks);
+    let grow_to = functions.iter().position(|f| f == "grow_to").unwrap_or_else(|| panic!("{functions:?}"));
+    assert_eq!(functions[grow_to + 1], "main", "{functions:?}");
+
+    // The summary says where the stacks come from, then shows them. (On a
+    // busy machine the sampler may see the threshold before the pause, with
+    // the child in memset below grow_to: the stacks differ, not the facts.)
+    let summary = stderr.join("\n");
+    assert!(summary.contains("the kernel's OOM killer killed it"), "{summary}");
+    let percent = usage as f64 * 100.0 / (LIMIT_MIB << 20) as f64;
+    assert!(summary.contains(&format!("stacks from a snapshot at {percent:.0}")), "{summary}");
+    let snapshot_line = stderr.iter().position(|l| l.contains("stacks from a snapshot at ")).unwrap();
+    assert!(stderr[snapshot_line + 1].starts_with("crashwatch:   #0 "), "{summary}");
+
+    relay.with(|s| {
+        assert!(s.invalid().is_empty(), "{:?}", s.invalid());
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1);
+        let envelope = events[0];
+        assert_eq!(envelope.item_types(), ["event", "attachment:event.minidump", "attachment:event.attachment"]);
+        let minidump = envelope.items.iter().find(|i| i.attachment_type() == Some("event.minidump")).unwrap();
+        assert_eq!(minidump.payload.len() as u64, snapshot["minidump"]["size"].as_u64().unwrap());
+        let event = envelope.event().unwrap();
+        let exception = &event["exception"]["values"][0];
+        assert_eq!(exception["type"], "OOM");
+        assert_eq!(exception["mechanism"]["type"], "oom");
+        assert!(exception["value"].as_str().unwrap().contains("; stacks from a snapshot at "), "{exception}");
+        assert_eq!(exception["thread_id"], pid);
+        // Frames oldest first: main called grow_to.
+        let frames: Vec<&str> = exception["stacktrace"]["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["function"].as_str())
+            .collect();
+        let grow_to = frames.iter().position(|f| *f == "grow_to").unwrap_or_else(|| panic!("{frames:?}"));
+        assert_eq!(frames[grow_to - 1], "main");
+        assert_eq!(event["contexts"]["crashwatch"]["snapshot"]["threshold_percent"], 50);
+        assert_eq!(event["threads"]["values"].as_array().unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_child_that_recovers_is_snapshotted_once_and_runs_on_undisturbed() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = grow_under(spool.path(), &["--memory-limit", &format!("{LIMIT_MIB}M"), "--oom-snapshot", "50"]);
+    // Debug lines say when crashwatch saw the memory fall and rise again.
+    cmd.env("CRASHWATCH_LOG", "crashwatch=debug");
+    let mut grow = Grow::start(&mut cmd);
+    grow.ask("up 48", "at 48 MiB");
+    grow.err.wait_for("snapshot of pid", LIMIT);
+    grow.ask("down 8", "at 8 MiB");
+    grow.err.wait_for("memory fell below the --oom-snapshot threshold", LIMIT);
+    grow.ask("up 48", "at 48 MiB");
+    grow.err.wait_for("memory is above the --oom-snapshot threshold again", LIMIT);
+    // The child checks its own state: every page as it wrote it, and no
+    // SIGURG (the request) ever reached it.
+    grow.ask("check", "verified 48 MiB");
+    grow.ask("urg", "sigurg=");
+    let (status, stdout, stderr) = grow.finish();
+
+    assert_eq!(status.code(), Some(0), "{stderr:#?}");
+    assert_eq!(stdout, ["at 48 MiB", "at 8 MiB", "at 48 MiB", "verified 48 MiB", "sigurg=0"]);
+    assert_eq!(count_containing(&stderr, "taking a snapshot of its stacks"), 1, "{stderr:#?}");
+    assert_eq!(count_containing(&stderr, "snapshot of pid"), 1, "{stderr:#?}");
+    assert_eq!(count_containing(&stderr, "snapshot taken"), 1, "{stderr:#?}");
+    assert_eq!(count_containing(&stderr, "the memory snapshot was discarded: the child did not die of an OOM kill"), 1);
+    // No report, and the dump is gone.
+    assert!(reports(spool.path()).is_empty());
+    assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn crashes_after_a_snapshot_are_still_caught() {
+    // Regression guard: minidump-writer releases every thread, and the
+    // tracer must trace them again, new threads included.
+    let spool = tempfile::tempdir().unwrap();
+    let mut grow = Grow::start(&mut grow_under(spool.path(), &["--memory-limit", "64M", "--oom-snapshot", "50"]));
+    grow.ask("threads 3", "threads started: 3");
+    grow.ask("up 48", "at 48 MiB");
+    grow.err.wait_for("snapshot of pid", LIMIT);
+    grow.ask("down 0", "at 0 MiB");
+    // A thread created after the snapshot crashes.
+    grow.send("crash-thread");
+    let (status, _, stderr) = grow.finish();
+
+    assert_eq!(status.code(), Some(128 + 11), "{stderr:#?}");
+    let report = only_report(spool.path());
+    assert_eq!(report["kind"], "signal");
+    let crash = &report["crash"];
+    assert_eq!(crash["signal"], 11);
+    assert_eq!(crash["threads"], 5);
+    assert_ne!(crash["tid"], report["program"]["pid"]);
+    // The crash has its own dump; the snapshot is not in the report.
+    assert!(crash["minidump"]["size"].as_u64().unwrap() > 0);
+    assert_eq!(report.get("snapshot"), None);
+    // The snapshot saw the 4 threads of the time.
+    assert_eq!(count_containing(&stderr, "written: 4 threads,"), 1, "{stderr:#?}");
+    assert_eq!(count_containing(&stderr, "the memory snapshot was discarded"), 1, "{stderr:#?}");
+    assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_bad_oom_snapshot_is_a_usage_error() {
+    /// Flags, environment, what the error says.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 6] = [
+        (&["--oom-snapshot", "0"], &[], &["0 is out of range: use a percentage of the memory limit from 1 to 99"]),
+        (&["--oom-snapshot", "150"], &[], &["150 is out of range: use a percentage of the memory limit from 1 to 99"]),
+        (&["--oom-snapshot", "abc"], &[], &["'abc' is not a percentage: use a whole number from 1 to 99"]),
+        (&["--oom-snapshot", "50", "--no-ptrace"], &[], &["--oom-snapshot", "cannot be used with", "--no-ptrace"]),
+        // The same conflict, through the environment.
+        (
+            &[],
+            &[("CRASHWATCH_OOM_SNAPSHOT", "50"), ("CRASHWATCH_NO_PTRACE", "true")],
+            &["--oom-snapshot", "cannot be used with", "--no-ptrace"],
+        ),
+        (
+            &["--oom-snapshot", "50", "--minidump", "off"],
+            &[],
+            &["--oom-snapshot writes a minidump, which --minidump off forbids; use --minidump local"],
+        ),
+    ];
+    for (flags, env, messages) in cases {
+        let spool = tempfile::tempdir().unwrap();
+        let mut cmd = crashwatch(spool.path());
+        cmd.arg("run").args(flags).envs(env.iter().copied()).args(["--", "sh", "-c", "echo ran"]);
+        let out = run_with_timeout(cmd, LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?} {env:?}: {stderr}");
+        for message in messages {
+            assert!(stderr.contains(message), "{flags:?} {env:?}: {stderr}");
+        }
+        // The child never ran.
+        assert!(out.stdout.is_empty(), "{flags:?} {env:?}");
+    }
+}
+
+/// A memory cgroup of the test's own, below the one it runs in, removed
+/// when dropped; crashwatch is started inside it (by a shell that moves
+/// itself in, then execs crashwatch).
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(name: &str, limit: Option<u64>) -> TestCgroup {
+        let own = crashwatch::capture::cgroup::MemoryCgroup::of_process(0).unwrap();
+        let dir = own.dir.join(format!("crashwatch-test-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        if let Some(limit) = limit {
+            std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        }
+        TestCgroup(dir)
+    }
+
+    fn run_inside(&self, spool: &Path, flags: &[&str]) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"").arg(&self.0);
+        cmd.arg(env!("CARGO_BIN_EXE_crashwatch")).arg("run").args(flags).arg("--").arg(fixture("grow"));
+        cmd.env("CRASHWATCH_SPOOL_DIR", spool).env_remove("CRASHWATCH_LOG").env_remove("SENTRY_DSN");
+        cmd
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn the_limit_is_the_cgroups_own_and_without_one_the_child_runs_without_snapshot() {
+    // No limit anywhere: a warning that says what to do, and a normal run.
+    let unlimited = TestCgroup::new("unlimited", None);
+    let spool = tempfile::tempdir().unwrap();
+    let mut grow = Grow::start(&mut unlimited.run_inside(spool.path(), &["--oom-snapshot", "50"]));
+    grow.ask("up 8", "at 8 MiB");
+    grow.ask("check", "verified 8 MiB");
+    let (status, _, stderr) = grow.finish();
+    assert_eq!(status.code(), Some(0), "{stderr:#?}");
+    let warning = format!(
+        "warning: --oom-snapshot is ignored: the child's memory cgroup ({}) has no limit to take 50% of; give \
+         --memory-limit",
+        unlimited.0.display()
+    );
+    assert_eq!(count_containing(&stderr, &warning), 1, "{stderr:#?}");
+    assert_eq!(count_containing(&stderr, "snapshot of pid"), 0, "{stderr:#?}");
+
+    // The limit of the cgroup crashwatch runs in (crashwatch's own memory
+    // counts towards it too, as it does for the OOM killer).
+    let limited = TestCgroup::new("limited", Some(256 << 20));
+    let spool = tempfile::tempdir().unwrap();
+    let mut grow = Grow::start(&mut limited.run_inside(spool.path(), &["--oom-snapshot", "40"]));
+    grow.ask("up 120", "at 120 MiB");
+    let line = grow.err.wait_for("taking a snapshot of its stacks", LIMIT);
+    assert!(line.contains("of its 256.0 MiB limit"), "{line}");
+    grow.err.wait_for("snapshot of pid", LIMIT);
+    grow.ask("check", "verified 120 MiB");
+    let (status, _, stderr) = grow.finish();
+    assert_eq!(status.code(), Some(0), "{stderr:#?}");
+    assert!(reports(spool.path()).is_empty());
+    assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
 }

@@ -112,6 +112,26 @@ impl MemoryCgroup {
         read_u64(&self.file("memory.usage_in_bytes", "memory.current"))
     }
 
+    /// The memory the cgroup cannot give back without an OOM kill, in bytes:
+    /// its usage less the inactive page cache (`total_inactive_file` of v1's
+    /// memory.stat, `inactive_file` of v2's), which the kernel reclaims
+    /// before it kills. This is the "working set" container runtimes and
+    /// the kubelet watch; a program that only reads many files has a large
+    /// usage but a small working set.
+    pub fn working_set(&self) -> Option<u64> {
+        let usage = self.usage()?;
+        let stat = fs::read_to_string(self.dir.join("memory.stat")).ok()?;
+        let inactive_file = keyed_value(&stat, self.stat_key("total_inactive_file", "inactive_file"))?;
+        Some(usage.saturating_sub(inactive_file))
+    }
+
+    fn stat_key(&self, v1: &'static str, v2: &'static str) -> &'static str {
+        match self.version {
+            Version::V1 => v1,
+            Version::V2 => v2,
+        }
+    }
+
     /// The most memory ever charged to the cgroup, in bytes.
     pub fn peak(&self) -> Option<u64> {
         read_u64(&self.file("memory.max_usage_in_bytes", "memory.peak"))
@@ -306,6 +326,16 @@ mod tests {
         assert_eq!(keyed_value(v2, "oom_kill"), Some(2));
         assert_eq!(keyed_value(v2, "oom"), Some(2));
         assert_eq!(keyed_value("oom_kill_disable 0\n", "oom_kill"), None);
+    }
+
+    #[test]
+    fn reads_the_inactive_page_cache_of_both_versions() {
+        // v1 lists the cgroup's own counters, then the hierarchical totals.
+        let v1 = "cache 2138112\nrss 1900544\ninactive_file 1060864\ntotal_cache 4276224\n\
+                  total_inactive_file 2121728\n";
+        assert_eq!(keyed_value(v1, "total_inactive_file"), Some(2121728));
+        let v2 = "anon 1200128\nfile 4096\nactive_file 0\ninactive_file 4096\n";
+        assert_eq!(keyed_value(v2, "inactive_file"), Some(4096));
     }
 
     #[test]

@@ -1,22 +1,39 @@
-//! Step 7 of the crash path: minidump-writer on the stopped, untraced
-//! process.
+//! Step 7 of the crash path (and the heart of a snapshot): minidump-writer
+//! on the stopped, untraced process.
 
 use std::fs::OpenOptions;
 use std::panic::{self, AssertUnwindSafe};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use minidump_writer::CrashContextExt;
 use minidump_writer::crash_context::CrashContext;
 use minidump_writer::minidump_writer::{DirectAuxvDumpInfo, MinidumpWriterConfig};
 
-use super::{CaptureError, CaptureRequest, DumpFile};
+use super::{CaptureError, DumpFile};
 use crate::capture::procfs;
 
-/// Step 7: minidump-writer into a new file in the scratch directory.
-pub(super) fn write_dump(req: &CaptureRequest<'_>, dump_pid: i32, ctx: CrashContext) -> Result<DumpFile, CaptureError> {
-    let (tgid, tid) = (req.tgid, req.tid);
+/// What to dump and where.
+pub(super) struct DumpTarget<'a> {
+    /// `crash` or `snapshot`: the start of the file's name.
+    pub kind: &'static str,
+    pub tgid: i32,
+    /// The thread the dump is about: the crashing one, or the one that took
+    /// the snapshot request.
+    pub tid: i32,
+    /// The id minidump-writer addresses the process by (see the caller).
+    pub dump_pid: i32,
+    pub scratch_dir: &'a Path,
+    pub stop_timeout: Duration,
+}
+
+/// minidump-writer into a new file in the scratch directory. With a crash
+/// context, the dump's exception is the crash; without, it says
+/// `DUMP_REQUESTED` and T's registers are read from the live thread.
+pub(super) fn write_dump(target: &DumpTarget<'_>, ctx: Option<CrashContext>) -> Result<DumpFile, CaptureError> {
+    let DumpTarget { kind, tgid, tid, dump_pid, scratch_dir, stop_timeout } = *target;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let path = req.scratch_dir.join(format!("crash-{tgid}-{tid}-{nanos}.dmp"));
+    let path = scratch_dir.join(format!("{kind}-{tgid}-{tid}-{nanos}.dmp"));
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -25,10 +42,11 @@ pub(super) fn write_dump(req: &CaptureRequest<'_>, dump_pid: i32, ctx: CrashCont
         .map_err(|source| CaptureError::CreateDump { path: path.clone(), source })?;
 
     let mut config = MinidumpWriterConfig::new(dump_pid, tid);
-    config
-        .set_crash_context(CrashContextExt { inner: ctx })
-        // The process is already stopped; this only bounds its own wait.
-        .stop_timeout(req.stop_timeout);
+    if let Some(ctx) = ctx {
+        config.set_crash_context(CrashContextExt { inner: ctx });
+    }
+    // The process is already stopped; this only bounds its own wait.
+    config.stop_timeout(stop_timeout);
     if let Ok(auxv) = procfs::auxv(tid) {
         // Read through the live thread: with a zombie leader /proc/TGID/auxv
         // is empty.

@@ -58,6 +58,29 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to resume thread {tid} of process {pid}")]
+    Resume {
+        pid: i32,
+        tid: i32,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "process {pid} could not be traced again after a snapshot if it were released (it is not dumpable, or \
+         its credentials changed): no snapshot was taken, so that its crashes are still caught"
+    )]
+    NotAttachable {
+        pid: i32,
+        #[source]
+        source: ProcError,
+    },
+    #[error("failed to trace thread {tid} of process {pid} again after the snapshot; its crash would not be caught")]
+    Retrace {
+        pid: i32,
+        tid: i32,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to re-queue signal {signal} to thread {tid} of process {pid}")]
     Requeue {
         pid: i32,

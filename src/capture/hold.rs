@@ -1,4 +1,6 @@
 //! The guard that owns what a capture has done to the process and undoes it.
+//! A crash capture hands the process back untraced, to die of its signal; a
+//! snapshot (no crash signal) keeps every task it never detached traced.
 
 use super::procfs::SignalMasks;
 use super::{CaptureError, RequeuedSignal};
@@ -11,10 +13,14 @@ use crate::sys::ptrace as sys;
 /// being stopped into `stopped`) → `sigstopped` → detached (`stopped` empty,
 /// `crashing_held` false) → `signal_requeued` → released. [`Hold::release`]
 /// completes whatever is left from any state; `Drop` calls it.
+///
+/// For a snapshot there is no crash signal: T's stop was for the snapshot
+/// request, which is discarded, and `signal_requeued` has nothing to do.
 pub(super) struct Hold {
     pub(super) tgid: i32,
     pub(super) tid: i32,
-    signal: i32,
+    /// The crash signal of T; `None` for a snapshot.
+    signal: Option<i32>,
     crashing_held: bool,
     /// Other threads in a ptrace-stop under us, not yet detached.
     pub(super) stopped: Vec<i32>,
@@ -30,6 +36,16 @@ pub(super) struct Hold {
 
 impl Hold {
     pub(super) fn new(tgid: i32, tid: i32, signal: i32, masks: SignalMasks) -> Self {
+        Self::holding(tgid, tid, Some(signal), masks)
+    }
+
+    /// A hold for a snapshot of a live process, T being stopped for the
+    /// request.
+    pub(super) fn for_snapshot(tgid: i32, tid: i32, masks: SignalMasks) -> Self {
+        Self::holding(tgid, tid, None, masks)
+    }
+
+    fn holding(tgid: i32, tid: i32, signal: Option<i32>, masks: SignalMasks) -> Self {
         Hold {
             tgid,
             tid,
@@ -74,14 +90,31 @@ impl Hold {
             return;
         }
         self.signal_requeued = true;
-        if let Err(source) = sys::tgkill(self.tgid, self.tid, self.signal)
+        let Some(signal) = self.signal else { return };
+        if let Err(source) = sys::tgkill(self.tgid, self.tid, signal)
             && !sys::is_esrch(&source)
         {
-            self.soft_errors.push(CaptureError::Requeue { pid: self.tgid, tid: self.tid, signal: self.signal, source });
+            self.soft_errors.push(CaptureError::Requeue { pid: self.tgid, tid: self.tid, signal, source });
         }
     }
 
-    /// Leaves the process running (towards its death by S) from any state.
+    /// Resumes a held task that was never detached: a crash lets it go
+    /// untraced, a snapshot keeps tracing it.
+    fn let_go(&mut self, tid: i32, signal: i32) {
+        if self.signal.is_some() {
+            self.detach(tid, signal);
+        } else if let Err(source) = sys::cont(tid, signal)
+            && !sys::is_esrch(&source)
+        {
+            // Not resumable as a tracee: detaching is the one way left not to
+            // leave it stopped.
+            self.soft_errors.push(CaptureError::Resume { pid: self.tgid, tid, source });
+            self.detach(tid, signal);
+        }
+    }
+
+    /// Leaves the process running (towards its death by S, or on, after a
+    /// snapshot) from any state.
     pub(super) fn release(&mut self) {
         if self.released {
             return;
@@ -97,14 +130,14 @@ impl Hold {
             }
         } else {
             // Never stopped as a group: let everyone go, T with its signal
-            // delivered directly by the detach.
+            // delivered directly by the detach (a snapshot request: none).
             for t in std::mem::take(&mut self.stopped) {
-                self.detach(t, 0);
+                self.let_go(t, 0);
             }
             if self.crashing_held {
                 self.crashing_held = false;
                 self.signal_requeued = true;
-                self.detach(self.tid, self.signal);
+                self.let_go(self.tid, self.signal.unwrap_or(0));
             }
         }
         self.requeue_pending(true);

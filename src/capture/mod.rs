@@ -2,7 +2,8 @@
 //! thread's fatal signal-delivery-stop to a minidump on disk and a process
 //! that dies of its real signal. Beside it: [`procfs`] (the facts `/proc`
 //! gives), [`cgroup`], [`memory`], [`kmsg`] and [`oom`] (how much memory the
-//! child used, and whether the OOM killer ended it).
+//! child used, and whether the OOM killer ended it), and [`snapshot`] (a
+//! minidump of the live child, which runs on: `--oom-snapshot`).
 //!
 //! ```text
 //!  T in signal-delivery-stop for S (fatal, no handler)
@@ -59,6 +60,7 @@ pub mod memory;
 pub mod oom;
 mod preserve;
 pub mod procfs;
+pub mod snapshot;
 mod stop;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +71,7 @@ use minidump_writer::crash_context::CrashContext;
 pub use self::error::CaptureError;
 use self::hold::Hold;
 use self::procfs::SignalMasks;
+pub use self::snapshot::SnapshotCapture;
 use crate::ptrace::siginfo::SigInfo;
 use crate::sys::ptrace as sys;
 
@@ -310,7 +313,15 @@ fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> W
     let dump_start = Instant::now();
     let leader_dead = procfs::task_state(tgid, tgid).is_ok_and(|s| s.is_dead());
     let dump_pid = if leader_dead { tid } else { tgid };
-    let dump = dump::write_dump(req, dump_pid, ctx);
+    let target = dump::DumpTarget {
+        kind: "crash",
+        tgid,
+        tid,
+        dump_pid,
+        scratch_dir: req.scratch_dir,
+        stop_timeout: req.stop_timeout,
+    };
+    let dump = dump::write_dump(&target, Some(ctx));
     phases.dump = dump_start.elapsed();
 
     Window { phases, threads, dump, opened, laggards, soft_errors }

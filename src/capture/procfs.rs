@@ -117,6 +117,30 @@ pub fn task_status(tid: i32) -> Result<TaskStatus, ProcError> {
     parse_status(&text).map_err(|what| ProcError::Parse { path, what })
 }
 
+/// The `TracerPid` of a `/proc/PID/status` text: 0 when nobody traces it.
+pub fn parse_tracer_pid(text: &str) -> Option<i32> {
+    text.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The process (thread group) that traces task `tid`; 0 when none does.
+pub fn tracer_pid(tid: i32) -> Result<i32, ProcError> {
+    let (text, path) = read_string(PathBuf::from(format!("/proc/{tid}/status")))?;
+    parse_tracer_pid(&text).ok_or(ProcError::Parse { path, what: "no valid TracerPid line" })
+}
+
+/// Whether this process may ptrace-attach to the process of live thread
+/// `tid` once it no longer traces it: opening `/proc/TID/mem` takes the same
+/// permission check as `PTRACE_SEIZE` (`PTRACE_MODE_ATTACH`: same user and
+/// dumpable, or CAP_SYS_PTRACE; Yama's scope), and fails for a child that
+/// made itself non-dumpable or changed its credentials.
+pub fn may_attach(tid: i32) -> Result<(), ProcError> {
+    let path = PathBuf::from(format!("/proc/{tid}/mem"));
+    match fs::File::open(&path) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ProcError::Read { path, source }),
+    }
+}
+
 /// Lists the thread ids in `/proc/TGID/task`, sorted.
 pub fn task_ids(tgid: i32) -> Result<Vec<i32>, ProcError> {
     let path = PathBuf::from(format!("/proc/{tgid}/task"));
@@ -309,6 +333,13 @@ mod tests {
         assert!(status.masks.is_default(libc::SIGABRT));
         assert!(!status.masks.is_default(0));
         assert!(!status.masks.is_default(65));
+    }
+
+    #[test]
+    fn tracer_pid_of_a_status() {
+        assert_eq!(parse_tracer_pid(STATUS), Some(4000));
+        assert_eq!(parse_tracer_pid("Name:\tx\nTracerPid:\t0\n"), Some(0));
+        assert_eq!(parse_tracer_pid("Name:\tx\n"), None);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Filing a report: what happens between "the child crashed" and "the
 //! report is in the spool, queued for Sentry, and summarised on stderr".
 //!
-//! The order matters. The capture's files move into the report's directory
-//! first; the minidump is symbolicated there by a short-lived helper process
+//! The order matters. The capture's files (or an `--oom-snapshot` dump's)
+//! move into the report's directory first; the minidump is symbolicated there by a short-lived helper process
 //! (`crashwatch symbolicate --json`), so that the memory symbolication takes
 //! never stays in the supervisor; its stacks and diagnosis join the report;
 //! only then is `report.json` written, so that it never names a missing file;
@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use crate::capture::CrashCapture;
 use crate::commands::delivery::Delivery;
+use crate::commands::oom_snapshot::TakenSnapshot;
 use crate::commands::symbolicate;
 use crate::errors::Chain;
 use crate::logs::Console;
 use crate::logs::console::Priority;
-use crate::report::{self, Crash, CrashReport, FileRef, Kind, Preserved};
+use crate::report::{self, Crash, CrashReport, FileRef, Kind, MemorySnapshot, Preserved};
 use crate::spool::{self, Spool, SpoolError};
 use crate::supervise::ChildStatus;
 use crate::symbolicate::Symbolicated;
@@ -30,8 +31,24 @@ const SUMMARY_FRAMES: usize = 6;
 /// Files `report` (with the files of `capture`, if the crash was caught):
 /// keeps, symbolicates, saves, queues and summarises it. Never fails: what
 /// goes wrong is noted in the report or logged.
-pub fn file(spool: Option<&Spool>, delivery: &Delivery, mut report: CrashReport, capture: Option<&CrashCapture>) {
+pub fn file(spool: Option<&Spool>, delivery: &Delivery, report: CrashReport, capture: Option<&CrashCapture>) {
+    file_with_snapshot(spool, delivery, report, capture, None);
+}
+
+/// [`file`], with the minidump an `--oom-snapshot` took while the child ran
+/// (the caller passes it for an OOM kill only). A caught crash's own dump
+/// wins over a snapshot's.
+pub fn file_with_snapshot(
+    spool: Option<&Spool>,
+    delivery: &Delivery,
+    mut report: CrashReport,
+    capture: Option<&CrashCapture>,
+    snapshot: Option<TakenSnapshot>,
+) {
     let Some(spool) = spool else {
+        if let Some(snapshot) = snapshot {
+            snapshot.discard("there is no usable spool to keep it in");
+        }
         summarize(&report, None, None, None);
         return;
     };
@@ -40,6 +57,18 @@ pub fn file(spool: Option<&Spool>, delivery: &Delivery, mut report: CrashReport,
         let mut crash = keep_crash(spool, &report.id, capture);
         stacks = symbolicate_kept(spool, &report.id, &mut crash);
         report.crash = Some(crash);
+        if let Some(snapshot) = snapshot {
+            snapshot.discard("the child's crash has a minidump of its own");
+        }
+    } else if let Some(taken) = snapshot {
+        let mut kept = keep_snapshot(spool, &report.id, &taken);
+        if let Some(dump) = &kept.minidump {
+            let (symbolicated, file, error) = symbolicate_dump(spool, &report.id, dump, &[]);
+            kept.stacks = file;
+            kept.notes.extend(error);
+            stacks = symbolicated;
+        }
+        report.snapshot = Some(kept);
     }
     let saved = spool.save(&report);
     let kept_local = match &saved {
@@ -52,25 +81,49 @@ pub fn file(spool: Option<&Spool>, delivery: &Delivery, mut report: CrashReport,
 /// Symbolicates the kept minidump of `crash` into `stacks.json` beside it.
 fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbolicated> {
     let dir = spool.report_dir(id);
-    let dump = dir.join(&crash.minidump.as_ref()?.file);
     // Deleted binaries are read from the copies kept at crash time.
     let replacements: Vec<(PathBuf, PathBuf)> =
         crash.preserved.iter().map(|p| (p.original.clone(), dir.join(&p.file))).collect();
-    match symbolicate::in_helper(&dump, &replacements) {
+    let (stacks, file, error) = symbolicate_dump(spool, id, crash.minidump.as_ref()?, &replacements);
+    crash.stacks = file;
+    crash.notes.extend(error);
+    if let Some(stacks) = &stacks {
+        crash.diagnosis = stacks.diagnosis.clone();
+    }
+    stacks
+}
+
+/// Symbolicates minidump `dump` of report `id` into `stacks.json` beside
+/// it: the stacks, the file kept, and what went wrong.
+fn symbolicate_dump(
+    spool: &Spool,
+    id: &str,
+    dump: &FileRef,
+    replacements: &[(PathBuf, PathBuf)],
+) -> (Option<Symbolicated>, Option<FileRef>, Option<String>) {
+    let dir = spool.report_dir(id);
+    match symbolicate::in_helper(&dir.join(&dump.file), replacements) {
         Ok(stacks) => {
             let json = serde_json::to_vec(&stacks).expect("stacks always serialise");
             match spool::write_atomic(&dir.join("stacks.json"), &json) {
-                Ok(()) => crash.stacks = Some(FileRef { file: "stacks.json".into(), size: json.len() as u64 }),
-                Err(e) => crash.notes.push(format!("failed to keep the symbolicated stacks: {}", Chain(&e))),
+                Ok(()) => (Some(stacks), Some(FileRef { file: "stacks.json".into(), size: json.len() as u64 }), None),
+                Err(e) => (Some(stacks), None, Some(format!("failed to keep the symbolicated stacks: {}", Chain(&e)))),
             }
-            crash.diagnosis = stacks.diagnosis.clone();
-            Some(stacks)
         }
-        Err(e) => {
-            crash.notes.push(e);
-            None
-        }
+        Err(e) => (None, None, Some(e)),
     }
+}
+
+/// Moves a snapshot's dump from the scratch directory into report `id`.
+fn keep_snapshot(spool: &Spool, id: &str, taken: &TakenSnapshot) -> MemorySnapshot {
+    let minidump = match &taken.capture.dump {
+        Ok(dump) => spool
+            .adopt(id, &dump.path, "minidump.dmp")
+            .map(|size| FileRef { file: "minidump.dmp".into(), size })
+            .map_err(|e| Chain(&e).to_string()),
+        Err(e) => Err(Chain(e).to_string()),
+    };
+    MemorySnapshot::new(&taken.crossing, &taken.capture, minidump)
 }
 
 /// How many lines may follow a crash story in the tail for it to count as
@@ -173,7 +226,9 @@ fn summarize(
             text.push_str(&format!("diagnosis: {diagnosis}\n"));
         }
     }
-    if let Some(frames) = stacks.and_then(top_frames) {
+    if report.crash.is_some()
+        && let Some(frames) = stacks.and_then(top_frames)
+    {
         text.push_str(&frames);
     }
     if let Some(panic) = &report.panic {
@@ -182,6 +237,15 @@ fn summarize(
     if report.kind == Kind::Oom {
         let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
         text.push_str(&format!("the kernel's OOM killer killed it: {memory}\n"));
+        if let Some(snapshot) = &report.snapshot {
+            text.push_str(&format!("stacks from a snapshot {}\n", snapshot.headline(report.ended_at)));
+            if let Some(e) = &snapshot.minidump_error {
+                text.push_str(&format!("snapshot: no minidump: {e}\n"));
+            }
+            if let Some(frames) = stacks.and_then(top_frames) {
+                text.push_str(&frames);
+            }
+        }
     }
     if !report.log_tail.is_empty() && !stopped {
         let shown = report.log_tail.len().min(SUMMARY_LINES);
@@ -191,7 +255,7 @@ fn summarize(
     match saved {
         Some(Ok(_)) if stopped => {}
         Some(Ok(dir)) => {
-            if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()) {
+            if let Some(dump) = report.minidump_file() {
                 text.push_str(&format!("minidump: {}\n", dir.join(&dump.file).display()));
             }
             text.push_str(&format!(

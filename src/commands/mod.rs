@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod doctor;
 pub mod filing;
 pub mod list;
+pub mod oom_snapshot;
 pub mod run;
 pub mod send;
 pub mod show;

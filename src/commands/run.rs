@@ -23,6 +23,7 @@ use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::{self, Delivery};
 use crate::commands::filing;
+use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::{self, Pumps, Ring};
@@ -173,13 +174,15 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     };
     let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or_else(|| shared.own_cgroup.clone());
     let oom_watch = OomWatch::start(child_cgroup.clone());
+    let oom_snapshot = OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), spool.is_some() && config.ptrace);
     let sampler = Arc::new(Mutex::new(None));
     let on_started = {
         let sampler = Arc::clone(&sampler);
         let metrics = Arc::clone(shared.metrics);
+        let snapshot = oom_snapshot.clone();
         Box::new(move |pid| {
             metrics.child_started(number > 0);
-            match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL) {
+            match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL, snapshot.map(|s| s.trigger(pid))) {
                 Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
                 Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
             }
@@ -268,6 +271,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         before_exec,
         on_started: Some(on_started),
         on_crash,
+        on_snapshot: oom_snapshot.as_ref().map(OomSnapshot::on_snapshot),
     };
     let finished = supervise::supervise(spec);
     // Everything the cgroup knows is read before it is removed.
@@ -291,6 +295,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     }
     shared.metrics.child_ended();
     let crash = child_crashes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut snapshot = oom_snapshot.and_then(OomSnapshot::take);
     let code = finished.status.exit_code();
     let ended = Ended {
         failed: finished.status.is_abnormal() || crash.is_some(),
@@ -318,7 +323,12 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         report.oom = oom;
         report.memory = memory;
         shared.metrics.crashed(report.kind, SystemTime::now());
-        filing::file(spool.as_ref(), delivery, report, crash.as_deref());
+        // A memory snapshot belongs in the report of an OOM kill only.
+        let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
+        filing::file_with_snapshot(spool.as_ref(), delivery, report, crash.as_deref(), snapshot);
+    }
+    if let Some(snapshot) = snapshot {
+        snapshot.discard("the child did not die of an OOM kill");
     }
     for filing in filings.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = filing.join();

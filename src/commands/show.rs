@@ -20,8 +20,9 @@ pub fn show(spool: &Spool, args: &ShowArgs) -> Result<i32, Failure> {
         serde_json::to_string_pretty(&report).expect("a report always serialises") + "\n"
     } else {
         let mut text = report.render();
-        // The symbolicated stacks, when the crash was caught with a dump.
-        let stacks = report.crash.as_ref().and_then(|c| c.stacks.as_ref()).and_then(|file| {
+        // The symbolicated stacks, when the crash (or a memory snapshot
+        // before an OOM kill) was caught with a dump.
+        let stacks = report.stacks_file().and_then(|file| {
             let path = spool.report_dir(&report.id).join(&file.file);
             let bytes =
                 std::fs::read(&path).inspect_err(|e| tracing::warn!("failed to read {}: {e}", path.display())).ok()?;

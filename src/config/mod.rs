@@ -30,6 +30,9 @@ pub struct RunConfig {
     pub follow_forks: bool,
     /// Put the child in a new memory cgroup with this limit, bytes.
     pub memory_limit: Option<u64>,
+    /// `--oom-snapshot`: the share of the cgroup's limit, percent (1..=99),
+    /// at which the live child is dumped once.
+    pub oom_snapshot: Option<u8>,
     /// Send reports of plain non-zero exits too.
     pub report_exit_codes: bool,
     /// Secrets to remove from what is sent, beyond the built-in patterns.
@@ -60,6 +63,8 @@ pub enum ConfigError {
     LogBytesTooSmall(u64),
     #[error("--restart-max-delay ({max:?}) is shorter than --restart-delay ({initial:?})")]
     RestartDelays { initial: Duration, max: Duration },
+    #[error("--oom-snapshot writes a minidump, which --minidump off forbids; use --minidump local to keep it unsent")]
+    SnapshotWithoutMinidumps,
 }
 
 impl RunConfig {
@@ -69,6 +74,9 @@ impl RunConfig {
         }
         if args.restart_max_delay < args.restart_delay {
             return Err(ConfigError::RestartDelays { initial: args.restart_delay, max: args.restart_max_delay });
+        }
+        if args.oom_snapshot.is_some() && args.minidump == "off" {
+            return Err(ConfigError::SnapshotWithoutMinidumps);
         }
         let max_bytes = usize::try_from(args.log_bytes).unwrap_or(usize::MAX);
         Ok(RunConfig {
@@ -85,6 +93,7 @@ impl RunConfig {
             ptrace: !args.no_ptrace && args.minidump != "off",
             follow_forks: args.follow_forks,
             memory_limit: args.memory_limit,
+            oom_snapshot: args.oom_snapshot,
             report_exit_codes: args.report_exit_codes,
             scrub: args.scrub,
             upload_minidumps: args.minidump == "upload",

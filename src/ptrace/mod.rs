@@ -18,6 +18,8 @@
 //!  signal-delivery-stop for S:
 //!     S ∈ {SEGV BUS ILL FPE ABRT SYS TRAP}
 //!     and S has no handler and is not ignored → crash path (capture)
+//!     S is our snapshot request (see `request`) → snapshot of the child,
+//!                                        once per tracer; S is discarded
 //!     otherwise                        → PTRACE_CONT(S): passes through
 //! ```
 //!
@@ -33,6 +35,7 @@
 //! path waits for specific tasks' stops; a stop the caller reaped but did not
 //! feed would be waited for in vain until `stop_timeout`.
 
+pub mod request;
 pub mod siginfo;
 pub mod wait_status;
 
@@ -42,12 +45,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::capture::procfs;
+use crate::capture::snapshot::SnapshotRequest;
 use crate::capture::{self, CaptureRequest};
+use crate::ptrace::siginfo::SigInfo;
 use crate::ptrace::wait_status::{WaitStatus, is_stop_signal};
 use crate::signals;
 use crate::sys::ptrace as sys;
 
-pub use crate::capture::CrashCapture;
+pub use crate::capture::{CrashCapture, SnapshotCapture};
+pub use request::request_snapshot;
 
 /// A process or thread id as the kernel uses it (`pid_t`).
 pub type Pid = i32;
@@ -90,6 +96,8 @@ pub enum Handled {
     /// A fatal signal was captured; the process has been released and will
     /// die of `capture.signal` (its exit arrives as a later status).
     Crash(Box<CrashCapture>),
+    /// A snapshot of the child was taken on request; it runs on, traced.
+    Snapshot(Box<SnapshotCapture>),
     /// A task or untraced child ended: the status is the caller's to
     /// interpret (it checks whether it was the main child).
     Ended,
@@ -105,6 +113,12 @@ pub fn is_fatal(signal: i32, masks: &procfs::SignalMasks) -> bool {
 #[derive(Debug)]
 pub struct Tracer {
     opts: TraceOptions,
+    /// The process seized first; the only one a snapshot is taken of.
+    child: Pid,
+    /// The `PTRACE_O_*` options every task is seized with.
+    options: i32,
+    /// A snapshot was taken: later requests are discarded.
+    snapshot_taken: bool,
     /// Tasks interrupted by a capture whose stop did not arrive in time: they
     /// are still our tracees, and are detached as soon as they report.
     laggards: HashSet<i32>,
@@ -125,7 +139,7 @@ impl Tracer {
         }
         sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
         tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
-        Ok(Tracer { opts, laggards: HashSet::new() })
+        Ok(Tracer { opts, child, options, snapshot_taken: false, laggards: HashSet::new() })
     }
 
     /// Handles one `(pid, status)` from `waitpid(-1, __WALL)`.
@@ -173,6 +187,17 @@ impl Tracer {
 
     fn signal_stop(&mut self, tid: i32, signal: i32) -> Handled {
         let started = Instant::now();
+        if signal == request::SIGNAL && sys::get_siginfo(tid).is_ok_and(|raw| request::is_request(&SigInfo::new(raw))) {
+            return self.snapshot(tid, started);
+        }
+        if signal == libc::SIGSTOP && self.snapshot_taken && sys::get_siginfo(tid).is_ok_and(|raw| sent_by_us(&raw)) {
+            // A SIGSTOP of the snapshot's, reaching a thread that missed the
+            // stop (a laggard) after the process was resumed: delivering it
+            // would stop the whole child with nobody left to continue it.
+            tracing::debug!(tid, "discarded a late SIGSTOP of the snapshot");
+            resume(tid, ResumeHow::Cont(0));
+            return Handled::Event;
+        }
         if signals::CRASH.contains(&signal) {
             match procfs::task_status(tid) {
                 Ok(status) if is_fatal(signal, &status.masks) => {
@@ -197,6 +222,37 @@ impl Tracer {
         resume(tid, ResumeHow::Cont(signal));
         Handled::Event
     }
+
+    /// Thread `tid` stopped for a snapshot request: takes the one snapshot
+    /// of the child, or discards a request that comes too late.
+    fn snapshot(&mut self, tid: i32, started: Instant) -> Handled {
+        let status = match procfs::task_status(tid) {
+            Ok(status) if status.tgid == self.child && !self.snapshot_taken => status,
+            other => {
+                tracing::debug!(tid, taken = self.snapshot_taken, ok = other.is_ok(), "snapshot request discarded");
+                // The request is ours: the child never sees it.
+                resume(tid, ResumeHow::Cont(0));
+                return Handled::Event;
+            }
+        };
+        self.snapshot_taken = true;
+        let capture = capture::snapshot::snapshot(SnapshotRequest {
+            tgid: status.tgid,
+            tid,
+            masks: status.masks,
+            scratch_dir: &self.opts.scratch_dir,
+            stop_timeout: self.opts.stop_timeout,
+            seize_options: self.options,
+            started,
+        });
+        Handled::Snapshot(Box::new(capture))
+    }
+}
+
+/// Whether a signal was sent by this crashwatch process with `kill`.
+fn sent_by_us(raw: &sys::RawSigInfo) -> bool {
+    let info = SigInfo::new(*raw);
+    info.code() == libc::SI_USER && info.sender().is_some_and(|(pid, _)| pid == std::process::id() as i32)
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -114,6 +114,7 @@ fn run_pending_signal(exe: &Path, mode: &str, dir: &Path) -> PendingRun {
                 run.status = status;
                 break;
             }
+            Handled::Snapshot(_) => panic!("no snapshot was requested"),
             Handled::Ended | Handled::Event => {}
         }
     }

@@ -8,7 +8,10 @@
 //! `meta.signal`; every thread, the crashed one's frames on the exception
 //! too, oldest first (Sentry's order; the symbolicator's is innermost first);
 //! `debug_meta` ELF images with the build-id as `code_id` and `debug_id`;
-//! contexts; tags; the log tail as breadcrumbs. It is built as JSON rather
+//! contexts; tags; the log tail as breadcrumbs. An OOM kill has no crash
+//! of its own to dump: when `--oom-snapshot` took a minidump of the child
+//! before, its stacks stand in, and the exception and the `crashwatch`
+//! context say when they were taken. It is built as JSON rather
 //! than with sentry-types' `Event`, whose frame and image types lack fields
 //! native events need (`trust`, `instruction_addr_adjustment`, `code_file`).
 
@@ -52,7 +55,7 @@ pub fn envelope(
     let mut event = event(report, stacks);
     scrubber.scrub_json(&mut event);
     let mut envelope = Envelope::new(id, event)?;
-    if let Some(dump) = report.crash.as_ref().and_then(|c| c.minidump.as_ref()).filter(|_| with_minidump) {
+    if let Some(dump) = report.minidump_file().filter(|_| with_minidump) {
         envelope.add_attachment(Attachment::minidump(
             "minidump.dmp",
             AttachmentSource::File(report_dir.join(&dump.file)),
@@ -155,7 +158,11 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
         }
         (None, Kind::Oom) => {
             let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
-            ("OOM".to_string(), format!("killed by the kernel's OOM killer: {memory}"), "oom", Value::Null)
+            let mut value = format!("killed by the kernel's OOM killer: {memory}");
+            if let Some(snapshot) = &report.snapshot {
+                value.push_str(&format!("; stacks from a snapshot {}", snapshot.headline(report.ended_at)));
+            }
+            ("OOM".to_string(), value, "oom", Value::Null)
         }
         (None, _) => match (&report.crash, report.status) {
             (Some(crash), _) => (crash.signal_name.clone(), crash.headline(), "signalhandler", Value::Null),
@@ -191,6 +198,8 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
     }
     if let Some(crash) = &report.crash {
         exception["thread_id"] = json!(crash.tid);
+    } else if let Some(snapshot) = report.snapshot.as_ref().filter(|_| !exception["stacktrace"].is_null()) {
+        exception["thread_id"] = json!(snapshot.tid);
     }
     values.push(exception);
     values
@@ -365,6 +374,23 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
     }
     if let Some(oom) = &report.oom {
         crashwatch["oom"] = json!(oom);
+    }
+    if let Some(snapshot) = &report.snapshot {
+        let mut value = json!({
+            "crossed_at": snapshot.crossed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "taken_at": snapshot.taken_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "usage": snapshot.usage,
+            "limit": snapshot.limit,
+            "percent": (snapshot.percent() * 10.0).round() / 10.0,
+            "threshold_percent": snapshot.threshold_percent,
+            "seconds_before_end": (report.ended_at - snapshot.taken_at).as_seconds_f64(),
+            "threads": snapshot.threads,
+            "capture_ms": snapshot.capture_ms,
+        });
+        if let Some(e) = &snapshot.minidump_error {
+            value["minidump_error"] = json!(e);
+        }
+        crashwatch["snapshot"] = value;
     }
     let mut contexts = json!({
         "os": {"type": "os", "name": "Linux", "kernel_version": field(|u| u.release())},

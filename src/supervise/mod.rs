@@ -46,7 +46,7 @@ use signal_hook::iterator::{Handle, Signals};
 pub use spawn::{Prepared, SpawnError};
 pub use status::ChildStatus;
 
-use crate::ptrace::{CrashCapture, Handled, TraceOptions, Tracer};
+use crate::ptrace::{CrashCapture, Handled, SnapshotCapture, TraceOptions, Tracer};
 use crate::{signals, sys};
 
 /// The signals passed on to the child.
@@ -79,7 +79,15 @@ pub struct Spec {
     /// captured (of the child, or of a descendant with `follow_forks`), as
     /// soon as the crashed process has been released to die of its signal.
     pub on_crash: Box<dyn FnMut(libc::pid_t, Box<CrashCapture>) + Send>,
+    /// Called on the tracer thread with the snapshot of the running child
+    /// that a request (`ptrace::request_snapshot`) asked for. Without it, a
+    /// snapshot's dump is deleted. Must return quickly: the child's threads
+    /// wait for the tracer loop to resume them.
+    pub on_snapshot: Option<OnSnapshot>,
 }
+
+/// See [`Spec::on_snapshot`].
+pub type OnSnapshot = Box<dyn FnMut(libc::pid_t, Box<SnapshotCapture>) + Send>;
 
 /// See [`Spec::before_exec`].
 pub type BeforeExec = Box<dyn FnOnce(libc::pid_t) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send>;
@@ -192,7 +200,7 @@ fn start_and_wait(
     started: mpsc::Sender<(libc::pid_t, SystemTime)>,
     stop: &AtomicUsize,
 ) -> Result<(ChildStatus, SystemTime, Option<i32>), SuperviseError> {
-    let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, before_exec, .. } = spec;
+    let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, mut on_snapshot, before_exec, .. } = spec;
     let held = spawn::fork(&prepared, &stdout, &stderr, take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
     drop(stdout);
@@ -225,7 +233,7 @@ fn start_and_wait(
         return Err(e.into());
     }
     let _ = started.send((pid, started_at));
-    let status = wait_for(pid, tracer.as_mut(), &mut *on_crash)?;
+    let status = wait_for(pid, tracer.as_mut(), &mut *on_crash, &mut on_snapshot)?;
     let stop_requested = match stop.load(Ordering::SeqCst) {
         0 => None,
         signal => Some(signal as i32),
@@ -240,6 +248,7 @@ fn wait_for(
     child: libc::pid_t,
     mut tracer: Option<&mut Tracer>,
     on_crash: &mut dyn FnMut(libc::pid_t, Box<CrashCapture>),
+    on_snapshot: &mut Option<OnSnapshot>,
 ) -> Result<ChildStatus, SuperviseError> {
     let status = loop {
         let (pid, raw) = sys::ptrace::wait_any().map_err(|source| SuperviseError::Wait { pid: child, source })?;
@@ -248,6 +257,17 @@ fn wait_for(
                 Handled::Event => continue,
                 Handled::Crash(capture) => {
                     on_crash(child, capture);
+                    continue;
+                }
+                Handled::Snapshot(snapshot) => {
+                    match on_snapshot {
+                        Some(on_snapshot) => on_snapshot(child, snapshot),
+                        None => {
+                            if let Ok(dump) = &snapshot.dump {
+                                let _ = std::fs::remove_file(&dump.path);
+                            }
+                        }
+                    }
                     continue;
                 }
                 Handled::Ended => {}

@@ -251,6 +251,23 @@ pub fn tgsigqueueinfo(tgid: i32, tid: i32, signal: i32, info: &RawSigInfo) -> io
     check(rc).map(drop)
 }
 
+/// `sigqueue(pid, signal, value)`: queue a process-directed signal whose
+/// siginfo says `SI_QUEUE`, carries our pid and uid as the sender and `value`
+/// as its `sigval` payload (what `SigInfo::value` reads back). Any thread of
+/// `pid` that does not block `signal` may take it.
+///
+/// `ESRCH`: no such process; `EAGAIN`: its queue of pending signals is full.
+pub fn sigqueue(pid: i32, signal: i32, value: u64) -> io::Result<()> {
+    // The payload is an integer carried in the pointer member of the union;
+    // nobody dereferences it.
+    let sigval = libc::sigval { sival_ptr: value as usize as *mut c_void };
+    // SAFETY: sigqueue takes two integers and a sigval by value; glibc builds
+    // the siginfo on its own stack and the kernel copies it. No memory of
+    // ours is read through the payload or kept after the call.
+    let rc = unsafe { libc::sigqueue(pid, signal, sigval) };
+    check(rc as c_long).map(drop)
+}
+
 /// `kill(pid, signal)`: send a process-directed signal.
 pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     // SAFETY: kill takes two integers and touches no memory of ours.

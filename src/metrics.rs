@@ -156,7 +156,7 @@ impl Metrics {
 /// Why the metrics cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("--metrics-addr {addr}: not a HOST:PORT address ({source})")]
+    #[error("--metrics-addr {addr} is not a HOST:PORT address")]
     Address { addr: String, source: std::io::Error },
     #[error("failed to listen on {addr} for --metrics-addr (is another process using the port?)")]
     Bind { addr: String, source: std::io::Error },

@@ -63,6 +63,8 @@ pub enum ConfigError {
     LogBytesTooSmall(u64),
     #[error("--restart-max-delay ({max:?}) is shorter than --restart-delay ({initial:?})")]
     RestartDelays { initial: Duration, max: Duration },
+    #[error("--metrics-addr '{0}' is not HOST:PORT (e.g. 127.0.0.1:9464, [::]:9464, localhost:0)")]
+    MetricsAddr(String),
     #[error("--oom-snapshot writes a minidump, which --minidump off forbids; use --minidump local to keep it unsent")]
     SnapshotWithoutMinidumps,
 }
@@ -74,6 +76,11 @@ impl RunConfig {
         }
         if args.restart_max_delay < args.restart_delay {
             return Err(ConfigError::RestartDelays { initial: args.restart_delay, max: args.restart_max_delay });
+        }
+        if let Some(addr) = args.metrics_addr.as_deref().filter(|a| !a.is_empty())
+            && !addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        {
+            return Err(ConfigError::MetricsAddr(addr.to_owned()));
         }
         if args.oom_snapshot.is_some() && args.minidump == "off" {
             return Err(ConfigError::SnapshotWithoutMinidumps);
@@ -137,6 +144,26 @@ fn child_env(ours: impl Iterator<Item = (OsString, OsString)>, rust_backtrace: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        use clap::Parser;
+        let argv = ["crashwatch", "run"].iter().chain(args).chain(&["--", "prog"]);
+        let crate::cli::Command::Run(run) = crate::cli::Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        RunConfig::new(run, Some("/tmp".into()))
+    }
+
+    #[test]
+    fn contradictions_are_usage_errors() {
+        for addr in ["nonsense", ":80", "host:99999"] {
+            let e = config(&["--metrics-addr", addr]).unwrap_err();
+            assert!(e.to_string().contains("is not HOST:PORT"), "{addr}: {e}");
+        }
+        assert!(config(&["--metrics-addr", "[::1]:9464"]).is_ok());
+        let e = config(&["--restart-delay", "2m", "--restart-max-delay", "1m"]).unwrap_err();
+        assert!(e.to_string().contains("shorter than --restart-delay"), "{e}");
+    }
 
     #[test]
     fn python_is_unbuffered_unless_the_user_says_otherwise() {

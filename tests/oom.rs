@@ -48,6 +48,11 @@ fn a_real_oom_kill_is_reported_with_the_limit_and_the_peak() {
     assert_eq!(cgroup["limit"], LIMIT_MIB << 20);
     let peak = cgroup["peak"].as_u64().unwrap();
     assert!(peak <= LIMIT_MIB << 20 && peak > (LIMIT_MIB << 20) / 2, "peak {peak}");
+    // The process's own peak is the kernel's count to its death, not the
+    // last sample's (the hog lives well under the sampling interval). RSS
+    // also counts shared library pages the cgroup was not charged for.
+    let peak_rss = report["memory"]["peak_rss"].as_u64().unwrap();
+    assert!(peak_rss > (LIMIT_MIB << 20) / 2 && peak_rss < 2 * (LIMIT_MIB << 20), "peak RSS {peak_rss}");
     // The last lines it printed before it died are there.
     let tail = tail_texts(&report);
     assert!(tail.last().unwrap().starts_with("allocated "), "{tail:?}");

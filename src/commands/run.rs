@@ -234,6 +234,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                     started_at: SystemTime::now(),
                     ended_at: SystemTime::now(),
                     stop_requested: None,
+                    peak_rss: None,
                 },
                 log_tail: &tail,
                 log_tail_complete: false,
@@ -275,7 +276,12 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     };
     let finished = supervise::supervise(spec);
     // Everything the cgroup knows is read before it is removed.
-    let memory = sampler.lock().unwrap_or_else(|e| e.into_inner()).take().map(Sampler::finish);
+    let mut memory = sampler.lock().unwrap_or_else(|e| e.into_inner()).take().map(Sampler::finish);
+    // The kernel's count is exact where the samples may have missed the
+    // peak (a child that dies within a second of its start, or of a spike).
+    if let (Some(memory), Ok(Finished { peak_rss: Some(peak), .. })) = (memory.as_mut(), &finished) {
+        memory.peak_rss = memory.peak_rss.max(Some(*peak));
+    }
     let oom = match &finished {
         Ok(Finished { pid, status: ChildStatus::Signaled { signal: libc::SIGKILL, .. }, .. }) => oom_watch.assess(*pid),
         _ => None,

@@ -380,7 +380,7 @@ pub struct Ending<'a> {
 impl CrashReport {
     /// A new report about `ending`, with a fresh id.
     pub fn new(ending: Ending<'_>) -> CrashReport {
-        let Finished { pid, status, started_at, ended_at, stop_requested } = ending.finished;
+        let Finished { pid, status, started_at, ended_at, stop_requested, .. } = ending.finished;
         let kind = match status {
             ChildStatus::Signaled { signal, .. } if signals::CRASH.contains(&signal) => Kind::Signal,
             _ if stop_requested.is_some() => Kind::Stopped,

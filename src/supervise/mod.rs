@@ -102,6 +102,9 @@ pub struct Finished {
     /// The last stop signal (TERM, INT, HUP, QUIT) crashwatch received
     /// before the child ended, if any: the child was asked to stop.
     pub stop_requested: Option<i32>,
+    /// The child's peak resident set, bytes, as the kernel counted it to
+    /// the end (`wait4`'s `ru_maxrss`).
+    pub peak_rss: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,8 +184,9 @@ pub fn supervise(mut spec: Spec) -> Result<Finished, SuperviseError> {
         // leave zombies for as long as crashwatch still runs.
         reap_orphans();
     }
-    let (status, ended_at, stop_requested) = tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
-    Ok(Finished { pid, status, started_at, ended_at, stop_requested })
+    let (status, peak_rss, ended_at, stop_requested) =
+        tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
+    Ok(Finished { pid, status, started_at, ended_at, stop_requested, peak_rss })
 }
 
 /// Closes the signal iterator when the tracer thread ends, however it ends.
@@ -199,7 +203,7 @@ fn start_and_wait(
     spec: Spec,
     started: mpsc::Sender<(libc::pid_t, SystemTime)>,
     stop: &AtomicUsize,
-) -> Result<(ChildStatus, SystemTime, Option<i32>), SuperviseError> {
+) -> Result<(ChildStatus, Option<u64>, SystemTime, Option<i32>), SuperviseError> {
     let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, mut on_snapshot, before_exec, .. } = spec;
     let held = spawn::fork(&prepared, &stdout, &stderr, take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
@@ -233,25 +237,26 @@ fn start_and_wait(
         return Err(e.into());
     }
     let _ = started.send((pid, started_at));
-    let status = wait_for(pid, tracer.as_mut(), &mut *on_crash, &mut on_snapshot)?;
+    let (status, peak_rss) = wait_for(pid, tracer.as_mut(), &mut *on_crash, &mut on_snapshot)?;
     let stop_requested = match stop.load(Ordering::SeqCst) {
         0 => None,
         signal => Some(signal as i32),
     };
-    Ok((status, SystemTime::now(), stop_requested))
+    Ok((status, peak_rss, SystemTime::now(), stop_requested))
 }
 
 /// Waits until `child` ends, handling the stops of its traced tasks and
 /// reaping every other process that ends on the way: orphans reparented to
-/// us as PID 1 or subreaper.
+/// us as PID 1 or subreaper. Returns its status and its peak resident set.
 fn wait_for(
     child: libc::pid_t,
     mut tracer: Option<&mut Tracer>,
     on_crash: &mut dyn FnMut(libc::pid_t, Box<CrashCapture>),
     on_snapshot: &mut Option<OnSnapshot>,
-) -> Result<ChildStatus, SuperviseError> {
+) -> Result<(ChildStatus, Option<u64>), SuperviseError> {
     let status = loop {
-        let (pid, raw) = sys::ptrace::wait_any().map_err(|source| SuperviseError::Wait { pid: child, source })?;
+        let (pid, raw, peak) =
+            sys::ptrace::wait_any_with_peak().map_err(|source| SuperviseError::Wait { pid: child, source })?;
         if let Some(tracer) = tracer.as_deref_mut() {
             match tracer.handle(pid, raw) {
                 Handled::Event => continue,
@@ -278,7 +283,7 @@ fn wait_for(
             continue;
         }
         if let Some(status) = ChildStatus::from_raw(raw) {
-            break status;
+            break (status, Some(peak).filter(|p| *p > 0));
         }
     };
     Ok(status)

@@ -212,6 +212,31 @@ pub fn wait_any() -> io::Result<(i32, i32)> {
     }
 }
 
+/// [`wait_any`] through `wait4`, which also gives the peak resident set of
+/// a task that ended (`ru_maxrss`, in bytes; 0 for a stop): the exact
+/// high-water mark of a child that died between two memory samples.
+pub fn wait_any_with_peak() -> io::Result<(i32, i32, u64)> {
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `status` and `usage` are valid and writable for the call;
+        // the kernel writes only them.
+        let rc = unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut usage) };
+        match rc {
+            -1 => {
+                let err = last_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            0 => return Err(io::Error::other("wait4 returned 0 without WNOHANG")),
+            reaped => return Ok((reaped, status, u64::try_from(usage.ru_maxrss).unwrap_or(0).saturating_mul(1024))),
+        }
+    }
+}
+
 /// Non-blocking wait for one specific task (thread or process) of ours.
 pub fn try_wait_task(tid: i32) -> io::Result<Option<(i32, i32)>> {
     waitpid(tid, libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG)

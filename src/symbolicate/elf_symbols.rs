@@ -297,6 +297,11 @@ impl<'d> ElfSymbols<'d> {
         Ok(ElfSymbols { file, base, list, dwarf })
     }
 
+    /// Builds what every DWARF lookup needs first (see [`DwarfLookup::prepare`]).
+    pub(crate) fn prepare(&self) {
+        self.dwarf.prepare();
+    }
+
     /// The function, and its DWARF frames, at `relative` (an address
     /// relative to the module's base).
     pub(crate) fn lookup(&self, relative: u32) -> Answer {

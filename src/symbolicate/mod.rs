@@ -129,7 +129,10 @@ impl Default for SymbolOptions {
 /// Symbolicates the minidump at `dump`.
 ///
 /// Blocking; builds and drops its own single-threaded async runtime, so it
-/// must not be called from inside an async runtime's worker thread.
+/// must not be called from inside an async runtime's worker thread. It uses
+/// up to two more threads for a while (symbols of the main executable are
+/// loaded ahead of the walk; a large compressed section is inflated beside
+/// the others); they are joined before it returns.
 pub fn symbolicate(dump: &Path, opts: &SymbolOptions) -> Result<Symbolicated, SymbolicateError> {
     for url in &opts.symbol_urls {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -225,15 +228,27 @@ fn symbolicate_bytes(path: &Path, bytes: Vec<u8>, opts: &SymbolOptions) -> Resul
     // Declared before the provider, so it outlives it: the provider's
     // symbols borrow the mapped files it holds.
     let store = SymbolStore::new(&facts);
-    runtime.block_on(async {
-        let provider =
-            Provider::new(Some(&system_info), &modules, &facts, &store, opts.debug_dirs.clone(), breakpad).await;
-        let state = minidump_processor::process_minidump(&dump, &provider)
-            .await
-            .map_err(|e| SymbolicateError::Process { path: path.to_owned(), reason: e.to_string() })?;
-        let report = provider.into_report();
-        Ok(convert::to_symbolicated(&state, &facts, &report))
+    let provider = runtime.block_on(Provider::new(
+        Some(&system_info),
+        &modules,
+        &facts,
+        &store,
+        opts.debug_dirs.clone(),
+        breakpad,
+    ));
+    let state = std::thread::scope(|scope| {
+        // The main executable is on nearly every thread's stack, but the
+        // walk usually meets it only after the C library (threads stop in
+        // system calls): loading its symbols on the other CPU meanwhile
+        // takes that work off the walk's path.
+        if let Some(main) = modules.main_module() {
+            scope.spawn(|| provider.prepare(main.base_address()));
+        }
+        runtime.block_on(minidump_processor::process_minidump(&dump, &provider))
     })
+    .map_err(|e| SymbolicateError::Process { path: path.to_owned(), reason: e.to_string() })?;
+    let report = provider.into_report();
+    Ok(convert::to_symbolicated(&state, &facts, &report))
 }
 
 /// `(cache dir, download dir inside it, temporary cache to delete)` when

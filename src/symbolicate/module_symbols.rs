@@ -138,6 +138,14 @@ impl<'s> ModuleSymbols<'s> {
         Ok(Some(Symbolized { function_base: base + u64::from(info.symbol.address), name: info.symbol.name, frames }))
     }
 
+    /// Loads the symbols the lean way (nothing for modules wholesym reads:
+    /// that load is async and stays with the walk).
+    pub(crate) fn prepare(&self, debug_dirs: &[PathBuf]) {
+        if let Ok(Some(symbols)) = self.elf_symbols(debug_dirs) {
+            symbols.prepare();
+        }
+    }
+
     /// `Ok(None)` when wholesym must read this module.
     fn elf_symbols(&self, debug_dirs: &[PathBuf]) -> Result<Option<&ElfSymbols<'s>>, ()> {
         let opened = self.opened.get_or_init(|| elf_symbols::open(&self.file, &self.identifier, debug_dirs));

@@ -215,6 +215,15 @@ impl<'s> Provider<'s> {
         Provider { unwinder, debuginfo, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
     }
 
+    /// Loads the debuginfo symbols of the module at `base` (and readies its
+    /// DWARF) ahead of the walk; what the walk then asks for is ready, or
+    /// waits for this to finish. Loading is the same either way.
+    pub(crate) fn prepare(&self, base: u64) {
+        if let Some(symbols) = self.debuginfo.get(&base) {
+            symbols.prepare(&self.debug_dirs);
+        }
+    }
+
     pub(crate) fn into_report(self) -> ProviderReport {
         let load_errors =
             self.debuginfo.iter().filter_map(|(base, lazy)| Some((*base, lazy.load_error()?.to_owned()))).collect();

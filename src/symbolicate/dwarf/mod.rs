@@ -109,6 +109,13 @@ impl<'d> DwarfLookup<'d> {
         }
     }
 
+    /// Builds the unit index, which every lookup needs first.
+    pub(crate) fn prepare(&self) {
+        if self.sup_sections.is_none() {
+            self.index.get_or_init(|| self.build_index());
+        }
+    }
+
     /// The frames at `probe` (an address as the file states it), innermost
     /// first, as wholesym reports them: `None` without DWARF for it, or
     /// when reading it failed.

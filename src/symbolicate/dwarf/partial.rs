@@ -52,6 +52,7 @@ pub(crate) fn copy(
     let mut pending = Vec::new();
     // Parsed abbreviation tables, by offset: units often share one.
     let mut abbreviations: HashMap<usize, gimli::Abbreviations> = HashMap::new();
+    let mut crossings: HashMap<usize, Vec<u8>> = HashMap::new();
 
     // Every entry of the units that may cover the address may be a
     // function addr2line names: all their references count.
@@ -63,22 +64,33 @@ pub(crate) fn copy(
             // No entry of this unit can refer to another unit.
             continue;
         }
-        let abbreviations = match abbreviations.entry(header.debug_abbrev_offset().0) {
+        let table = header.debug_abbrev_offset().0;
+        let abbreviations = match abbreviations.entry(table) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(header.abbreviations(&abbrev).ok()?),
         };
+        // Per abbreviation code: 0 not seen yet, 1 no reference to another
+        // unit, 2 one (only `DW_FORM_ref_addr` leads to another unit).
+        let crossing = crossings.entry(table).or_default();
         let mut entries = header.entries_raw(abbreviations, None).ok()?;
         while !entries.is_empty() {
             budget = budget.checked_sub(1)?;
             let Some(entry) = entries.read_abbreviation().ok()? else {
                 continue;
             };
-            // Only `DW_FORM_ref_addr` leads to another unit; entries
-            // without one are skipped without decoding their values.
-            let crosses = |spec: &gimli::AttributeSpecification| {
-                is_name_reference(spec.name()) && spec.form() == gimli::DW_FORM_ref_addr
-            };
-            if !entry.attributes().iter().any(crosses) {
+            let code = usize::try_from(entry.code()).ok()?;
+            if crossing.len() <= code {
+                crossing.resize(code + 1, 0);
+            }
+            if crossing[code] == 0 {
+                let crosses = entry
+                    .attributes()
+                    .iter()
+                    .any(|spec| is_name_reference(spec.name()) && spec.form() == gimli::DW_FORM_ref_addr);
+                crossing[code] = if crosses { 2 } else { 1 };
+            }
+            if crossing[code] == 1 {
+                // Skipped without decoding the values.
                 entries.skip_attributes(entry.attributes()).ok()?;
                 continue;
             }

@@ -12,8 +12,10 @@
 //! had been deleted) is checked the same way, first.
 //!
 //! Files are read through `object::ReadCache` (plain `read` calls, only the
-//! ranges asked for) rather than mapped: a file truncated while mapped
-//! would kill this process with `SIGBUS`, and this crate has no `unsafe`.
+//! ranges asked for) rather than mapped: this runs for every module of the
+//! dump, most of which are never symbolicated, and a file truncated while
+//! mapped would kill this process with `SIGBUS` (see `mapped.rs` for the
+//! files that are mapped, and why that is accepted there).
 
 use std::fs::File;
 use std::io;

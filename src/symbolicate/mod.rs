@@ -12,7 +12,8 @@
 //!  Provider: framehop unwinder over the verified files, symbol sources
 //!      │ loaded lazily per module on first use:            (provider.rs)
 //!      │   debuginfo (ELF symbols + DWARF, build-id debug dirs,
-//!      │   .gnu_debuglink) → .sym directories → symbol servers
+//!      │   .gnu_debuglink; module_symbols.rs, elf_symbols.rs,
+//!      │   symbol_list.rs, dwarf/) → .sym directories → symbol servers
 //!      ▼
 //!  minidump-processor: stack walk (CFI, frame pointers, scanning)
 //!      │ + rust-minidump's crash inspection
@@ -33,30 +34,41 @@
 //!   preserved copy that matches is given in [`SymbolOptions::replacements`].
 //! - **One source per frame.** See `provider.rs`: no duplicate inline frames.
 //! - **Never panic on input.** The dump is read into memory (not mapped, so
-//!   a file truncated under us cannot raise `SIGBUS`); malformed dumps are
+//!   a dump truncated under us cannot raise `SIGBUS`; the verified ELF files
+//!   are mapped, see `mapped.rs`); malformed dumps are
 //!   errors; CPUs other than x86_64/arm64 skip the DWARF-CFI unwinder that
 //!   would hit `unimplemented!`; and the whole call runs under
 //!   `catch_unwind` so a panic in a dependency becomes
 //!   [`SymbolicateError::Panicked`].
 
 //!
-//! # Cost (measured, 2-core VM, release build)
+//! # Cost (measured, 2-core VM, release build; BENCHMARKS.md)
 //!
-//! The laziness only saves the modules that are not on any stack. For those
-//! that are, wholesym's per-module load dominates and is eager *within* the
-//! module: it decompresses every compressed DWARF section, builds
-//! addr2line's unit table and the full symbol list, before the first lookup.
-//! Loading libc's `-dbgsym` file (4 MB, zlib-compressed DWARF) costs ~40 MB
-//! of peak RSS; a 60 MB Rust binary with DWARF ~53 MB. The individual
-//! lookups after that add little. Beating that needs a lookup that streams
-//! one compilation unit instead (see the prototype's report).
+//! minidump-stackwalk (wholesym) loads each module on the stacks eagerly:
+//! every DWARF section decompressed and copied, every unit's abbreviations
+//! and line-program header parsed and kept, every symbol name read. Here a
+//! module costs its symbol table's *indices*, the DWARF sections addr2line
+//! needs decompressed (only when compressed), a pass over each unit's first
+//! entry, and then only the units that hold the addresses asked about
+//! (`dwarf/`). Peak RSS for a small C crash is ~20 MB (of which ~8 MB are
+//! pages of crashwatch's own binary and ~9 MB libc's decompressed DWARF),
+//! for ripgrep with full debug info ~40 MB: 0.4× minidump-stackwalk's, in
+//! about half its time. What remains is dominated by inflating libc's
+//! zlib-compressed DWARF.
 
 mod convert;
+mod dwarf;
+mod elf_symbols;
+#[cfg(test)]
+mod equivalence_tests;
 mod error;
 mod identity;
+mod mapped;
 mod model;
+mod module_symbols;
 mod provider;
 mod render;
+mod symbol_list;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -70,6 +82,7 @@ pub use identity::{DebugInfo, IdentityError, debug_info};
 pub use model::{Frame, Module, SymbolSource, Symbolicated, Thread};
 pub use render::render_text;
 
+use module_symbols::SymbolStore;
 use provider::{ModuleFacts, Provider};
 
 /// Largest dump read into memory. minidump-writer's dumps hold stacks and a
@@ -92,8 +105,8 @@ pub struct SymbolOptions {
     /// to a temporary directory removed when the call returns.
     pub cache_dir: Option<PathBuf>,
     /// Roots searched for `ROOT/.build-id/xx/rest.debug` separate debug
-    /// files (checked by build-id). wholesym also always looks under
-    /// `/usr/lib/debug`, and follows `.gnu_debuglink`.
+    /// files (checked by build-id). `/usr/lib/debug` is always searched too
+    /// (as wholesym does), and `.gnu_debuglink` is followed.
     pub debug_dirs: Vec<PathBuf>,
     /// `(code_file as recorded in the dump, preserved copy of that file)`,
     /// e.g. a binary deleted or replaced by a deploy while it ran. Used only
@@ -116,7 +129,10 @@ impl Default for SymbolOptions {
 /// Symbolicates the minidump at `dump`.
 ///
 /// Blocking; builds and drops its own single-threaded async runtime, so it
-/// must not be called from inside an async runtime's worker thread.
+/// must not be called from inside an async runtime's worker thread. It uses
+/// up to two more threads for a while (symbols of the main executable are
+/// loaded ahead of the walk; a large compressed section is inflated beside
+/// the others); they are joined before it returns.
 pub fn symbolicate(dump: &Path, opts: &SymbolOptions) -> Result<Symbolicated, SymbolicateError> {
     for url in &opts.symbol_urls {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -209,14 +225,30 @@ fn symbolicate_bytes(path: &Path, bytes: Vec<u8>, opts: &SymbolOptions) -> Resul
         .enable_all()
         .build()
         .map_err(|source| SymbolicateError::Runtime { path: path.to_owned(), source })?;
-    runtime.block_on(async {
-        let provider = Provider::new(Some(&system_info), &modules, &facts, opts.debug_dirs.clone(), breakpad).await;
-        let state = minidump_processor::process_minidump(&dump, &provider)
-            .await
-            .map_err(|e| SymbolicateError::Process { path: path.to_owned(), reason: e.to_string() })?;
-        let report = provider.into_report();
-        Ok(convert::to_symbolicated(&state, &facts, &report))
+    // Declared before the provider, so it outlives it: the provider's
+    // symbols borrow the mapped files it holds.
+    let store = SymbolStore::new(&facts);
+    let provider = runtime.block_on(Provider::new(
+        Some(&system_info),
+        &modules,
+        &facts,
+        &store,
+        opts.debug_dirs.clone(),
+        breakpad,
+    ));
+    let state = std::thread::scope(|scope| {
+        // The main executable is on nearly every thread's stack, but the
+        // walk usually meets it only after the C library (threads stop in
+        // system calls): loading its symbols on the other CPU meanwhile
+        // takes that work off the walk's path.
+        if let Some(main) = modules.main_module() {
+            scope.spawn(|| provider.prepare(main.base_address()));
+        }
+        runtime.block_on(minidump_processor::process_minidump(&dump, &provider))
     })
+    .map_err(|e| SymbolicateError::Process { path: path.to_owned(), reason: e.to_string() })?;
+    let report = provider.into_report();
+    Ok(convert::to_symbolicated(&state, &facts, &report))
 }
 
 /// `(cache dir, download dir inside it, temporary cache to delete)` when

@@ -24,18 +24,22 @@
 //!   frame, `STACK CFI` from Breakpad `.sym` files is tried.
 //! - loads symbols lazily, per module, the first time an address in that
 //!   module is asked for: the modules on the stacks (and the few the stack
-//!   scanner probes), never the others. A load happens once even when
-//!   several threads' walks ask concurrently (a `OnceCell` per module).
+//!   scanner probes), never the others ([`super::module_symbols`]). A load
+//!   happens once even when several threads' walks ask concurrently. It
+//!   answers exactly as wholesym (minidump-stackwalk's source) would, but
+//!   reads only what the addresses asked about need
+//!   ([`super::elf_symbols`]); wholesym itself still reads the shapes of
+//!   debug information that lookup does not (split DWARF, MiniDebugInfo).
 //! - asks the sources in order (debuginfo, local `.sym` directories, symbol
 //!   servers) into a scratch frame and copies exactly one answer into the
 //!   real frame: the first with a name and a source line, else the first
-//!   with a name, else a placeholder name. Placeholders (`fun_<hex>`, which
-//!   wholesym synthesizes from `.eh_frame` for stripped code) are still
+//!   with a name, else a placeholder name. Placeholders (`fun_<hex>`,
+//!   synthesized, as wholesym does, from `.eh_frame` for stripped code) are still
 //!   given to the frame so the scanner judges addresses exactly as
 //!   minidump-stackwalk does, but they are not counted as symbolicated.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -43,12 +47,11 @@ use minidump::system_info::Cpu;
 use minidump::{MinidumpModule, MinidumpModuleList, MinidumpSystemInfo, Module};
 use minidump_unwind::debuginfo::DebugInfoSymbolProvider;
 use minidump_unwind::{FileError, FileKind, FillSymbolError, FrameSymbolizer, FrameWalker, SymbolProvider, Symbolizer};
-use tokio::sync::OnceCell;
 use wholesym::debugid::DebugId;
-use wholesym::{CodeId, ElfBuildId, LibraryInfo, LookupAddress, SymbolManager, SymbolManagerConfig, SymbolMap};
 
 use super::identity::{self, Located};
 use super::model::SymbolSource;
+use super::module_symbols::{ModuleSymbols, SymbolStore, Symbolized};
 
 /// What the provider needs to know about one module of the dump.
 pub(crate) struct ModuleFacts {
@@ -129,97 +132,32 @@ impl FrameSymbolizer for Recorded {
     }
 }
 
-/// A module's DWARF/symbol-table symbols, loaded on first use.
-struct LazySymbols {
-    /// The verified binary (or preserved copy).
-    file: PathBuf,
-    identifier: Vec<u8>,
-    debug_id: Option<DebugId>,
-    /// `Err` keeps the reason for the module's `problem`. The mutex is there
-    /// because wholesym's `SymbolMap` is `Send` but not `Sync`.
-    map: OnceCell<Result<tokio::sync::Mutex<SymbolMap>, String>>,
-}
-
-impl LazySymbols {
-    async fn get(&self, debug_dirs: &[PathBuf]) -> Option<&tokio::sync::Mutex<SymbolMap>> {
-        self.map.get_or_init(|| async { self.load(debug_dirs).await.map(tokio::sync::Mutex::new) }).await.as_ref().ok()
-    }
-
-    fn load_error(&self) -> Option<&str> {
-        self.map.get()?.as_ref().err().map(String::as_str)
-    }
-
-    async fn load(&self, debug_dirs: &[PathBuf]) -> Result<SymbolMap, String> {
-        // A separate debug file found by build-id is checked by identifier
-        // like the binary; wholesym then still follows `.gnu_debuglink`
-        // (CRC-checked) from the binary when there is none.
-        let debug_file = identity::find_debug_file(debug_dirs, &self.identifier);
-        let path = debug_file.as_deref().unwrap_or(&self.file);
-        // One manager per module: it holds nothing but this module's
-        // location, and the loaded map keeps what it needs of it alive.
-        let mut manager = SymbolManager::with_config(SymbolManagerConfig::new());
-        let name = file_name(path);
-        let result = match (self.debug_id, &name) {
-            (Some(debug_id), Some(debug_name)) => {
-                // Looking the map up by the dump's debug id makes wholesym
-                // reject any candidate file that belongs to another build;
-                // the known library tells it where this build's files are.
-                let info = LibraryInfo {
-                    debug_name: name.clone(),
-                    debug_id: Some(debug_id),
-                    debug_path: Some(path.to_string_lossy().into_owned()),
-                    name: name.clone(),
-                    code_id: Some(CodeId::ElfBuildId(ElfBuildId::from_bytes(&self.identifier))),
-                    path: Some(path.to_string_lossy().into_owned()),
-                    arch: None,
-                };
-                manager.add_known_library(info);
-                manager.load_symbol_map(debug_name, debug_id).await
-            }
-            // The file was verified by identifier already, so its own
-            // identity is the dump's.
-            _ => manager.load_symbol_map_for_binary_at_path(path, None).await,
-        };
-        result.map_err(|e| format!("no debug info in {}: {e}", path.display()))
-    }
-}
-
-fn file_name(path: &Path) -> Option<String> {
-    path.file_name().map(|n| n.to_string_lossy().into_owned())
-}
-
-/// Looks `instruction` up in a wholesym symbol map, reporting the answer the
-/// way minidump-unwind's debuginfo provider does (so frames match
+/// The frame record for one module's answer, reported the way
+/// minidump-unwind's debuginfo provider reports wholesym's (so frames match
 /// minidump-stackwalk's): the outermost function with its line, then the
 /// inlined calls outermost first.
-async fn lookup(map: &tokio::sync::Mutex<SymbolMap>, base: u64, instruction: u64) -> Option<Recorded> {
-    let relative = u32::try_from(instruction.checked_sub(base)?).ok()?;
-    let info = map.lock().await.lookup(LookupAddress::Relative(relative)).await?;
-    let function_base = base + u64::from(info.symbol.address);
+fn record(instruction: u64, symbolized: Symbolized) -> Recorded {
+    let Symbolized { function_base, name, frames } = symbolized;
     let mut recorded = Recorded::new(instruction);
-    recorded.function = Some((info.symbol.name, function_base, 0));
-    if let Some(frames) = info.frames {
+    recorded.function = Some((name, function_base, 0));
+    if let Some(frames) = frames {
         let mut outer_first = frames.into_iter().rev();
         if let Some(outer) = outer_first.next()
-            && let Some(path) = outer.file_path
+            && let Some(path) = outer.file
         {
-            recorded.source = Some((path.raw_path().to_owned(), outer.line_number.unwrap_or(0), function_base));
+            recorded.source = Some((path, outer.line.unwrap_or(0), function_base));
         }
         for inline in outer_first {
-            recorded.inlines.push((
-                inline.function.unwrap_or_default(),
-                inline.file_path.map(|p| p.raw_path().to_owned()),
-                inline.line_number,
-            ));
+            recorded.inlines.push((inline.function.unwrap_or_default(), inline.file, inline.line));
         }
     }
-    Some(recorded)
+    recorded
 }
 
 /// The provider. Lives for one `symbolicate` call.
-pub(crate) struct Provider {
+pub(crate) struct Provider<'s> {
     unwinder: Option<DebugInfoSymbolProvider>,
-    debuginfo: HashMap<u64, LazySymbols>,
+    debuginfo: HashMap<u64, ModuleSymbols<'s>>,
     debug_dirs: Vec<PathBuf>,
     /// Breakpad symbolizers in the order they are asked.
     breakpad: Vec<(Symbolizer, SymbolSource)>,
@@ -235,14 +173,17 @@ pub(crate) struct ProviderReport {
     pub load_errors: HashMap<u64, String>,
 }
 
-impl Provider {
+impl<'s> Provider<'s> {
+    /// `store` holds the files the symbols are read from: it must outlive
+    /// the provider.
     pub(crate) async fn new(
         system_info: Option<&MinidumpSystemInfo>,
         modules: &MinidumpModuleList,
         facts: &[ModuleFacts],
+        store: &'s SymbolStore,
         debug_dirs: Vec<PathBuf>,
         breakpad: Vec<(Symbolizer, SymbolSource)>,
-    ) -> Provider {
+    ) -> Provider<'s> {
         let verified: HashMap<u64, &ModuleFacts> =
             facts.iter().filter(|f| f.located.file.is_some()).map(|f| (f.base, f)).collect();
 
@@ -269,22 +210,18 @@ impl Provider {
             _ => None,
         };
 
-        let debuginfo = verified
-            .values()
-            .filter_map(|f| {
-                Some((
-                    f.base,
-                    LazySymbols {
-                        file: f.located.file.clone()?,
-                        identifier: f.identifier.clone()?,
-                        debug_id: f.debug_id,
-                        map: OnceCell::new(),
-                    },
-                ))
-            })
-            .collect();
+        let debuginfo = verified.values().filter_map(|f| Some((f.base, ModuleSymbols::new(f, store)?))).collect();
 
         Provider { unwinder, debuginfo, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
+    }
+
+    /// Loads the debuginfo symbols of the module at `base` (and readies its
+    /// DWARF) ahead of the walk; what the walk then asks for is ready, or
+    /// waits for this to finish. Loading is the same either way.
+    pub(crate) fn prepare(&self, base: u64) {
+        if let Some(symbols) = self.debuginfo.get(&base) {
+            symbols.prepare(&self.debug_dirs);
+        }
     }
 
     pub(crate) fn into_report(self) -> ProviderReport {
@@ -308,7 +245,7 @@ fn consider(best: &mut Option<(Quality, Recorded, SymbolSource)>, recorded: Reco
 }
 
 #[async_trait]
-impl SymbolProvider for Provider {
+impl SymbolProvider for Provider<'_> {
     async fn fill_symbol(
         &self,
         module: &(dyn Module + Sync),
@@ -319,12 +256,12 @@ impl SymbolProvider for Provider {
         let mut had_symbols = false;
         let mut best: Option<(Quality, Recorded, SymbolSource)> = None;
 
-        if let Some(lazy) = self.debuginfo.get(&base)
-            && let Some(map) = lazy.get(&self.debug_dirs).await
+        if let Some(symbols) = self.debuginfo.get(&base)
+            && let Ok(answer) = symbols.lookup(&self.debug_dirs, base, instruction).await
         {
             had_symbols = true;
-            if let Some(recorded) = lookup(map, base, instruction).await {
-                consider(&mut best, recorded, SymbolSource::Debuginfo);
+            if let Some(symbolized) = answer {
+                consider(&mut best, record(instruction, symbolized), SymbolSource::Debuginfo);
             }
         }
         for (symbolizer, source) in &self.breakpad {

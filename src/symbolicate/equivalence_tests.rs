@@ -1,0 +1,166 @@
+//! The lean lookup ([`super::elf_symbols`]) must answer exactly as wholesym
+//! does: that is what minidump-stackwalk prints, and what the stack
+//! scanner's judgement of candidate addresses depends on. These tests ask
+//! both about thousands of addresses of real files and compare every field
+//! (function start and name, and each DWARF frame's function, file and
+//! line).
+//!
+//! `CRASHWATCH_SYMBOL_EQUIVALENCE=/path/a:/path/b` adds files of one's own
+//! (a large Rust binary with debug info, say) to
+//! `same_answers_for_extra_files`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wholesym::samply_symbols::object::{self, Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+use wholesym::{LookupAddress, SymbolManager, SymbolManagerConfig};
+
+use super::dwarf::Buffers;
+use super::elf_symbols::{self, Answer, ElfSymbols, Opened};
+use super::identity;
+
+/// At most this many addresses per file (spread over all its functions).
+const PROBES: usize = 3000;
+
+type Frames = Option<Vec<(Option<String>, Option<String>, Option<u32>)>>;
+
+/// Compares the two lookups on `binary`; returns how many addresses were
+/// compared.
+fn compare(binary: &Path) -> usize {
+    let identifier = identity::file_identifier(binary).unwrap();
+    let buffers = Buffers::new();
+    let opened = elf_symbols::open(binary, &identifier, &[PathBuf::from("/usr/lib/debug")]).unwrap();
+    let Opened::Data(data) = opened else {
+        panic!("{} is read by wholesym, not by the lean lookup", binary.display());
+    };
+    let ours = ElfSymbols::new(&data, &buffers).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let manager = SymbolManager::with_config(SymbolManagerConfig::new());
+    let theirs = runtime.block_on(manager.load_symbol_map_for_binary_at_path(data.path(), None)).unwrap();
+
+    let probes = probes(data.path());
+    let mut differences = Vec::new();
+    for &relative in &probes {
+        let expected = runtime.block_on(theirs.lookup(LookupAddress::Relative(relative))).map(|info| {
+            let frames: Frames = info.frames.map(|frames| {
+                frames
+                    .into_iter()
+                    .map(|f| (f.function, f.file_path.map(|p| p.raw_path().to_owned()), f.line_number))
+                    .collect()
+            });
+            (info.symbol.address, info.symbol.name, frames)
+        });
+        let actual = match ours.lookup(relative) {
+            Answer::Nothing => None,
+            Answer::Found { start, name, frames } => {
+                let frames: Frames =
+                    frames.map(|frames| frames.into_iter().map(|f| (f.function, f.file, f.line)).collect());
+                Some((start, name, frames))
+            }
+            Answer::SplitDwarf => panic!("{}: unexpected split DWARF at {relative:#x}", binary.display()),
+        };
+        if actual != expected {
+            differences.push(format!("{relative:#x}:\n  wholesym {expected:?}\n  ours     {actual:?}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{}: {} of {} addresses differ, first ones:\n{}",
+        data.path().display(),
+        differences.len(),
+        probes.len(),
+        differences[..differences.len().min(5)].join("\n")
+    );
+    probes.len()
+}
+
+/// Relative addresses at the start, middle and last byte of functions of
+/// the symbol table, and just past them, evenly spread.
+fn probes(path: &Path) -> Vec<u32> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let base = wholesym::samply_symbols::relative_address_base(&file);
+    let functions: Vec<(u64, u64)> = file
+        .symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.address() >= base && s.size() > 0)
+        .map(|s| (s.address() - base, s.size()))
+        .collect();
+    let step = (functions.len() * 4).div_ceil(PROBES).max(1);
+    let mut probes: Vec<u32> = functions
+        .iter()
+        .step_by(step)
+        .flat_map(|&(start, size)| [start, start + size / 2, start + size - 1, start + size])
+        .filter_map(|address| u32::try_from(address).ok())
+        .collect();
+    // And a stride over the code, for stripped files and the gaps between
+    // symbols (placeholders from `.eh_frame`, exports, nothing).
+    for section in file.sections().filter(|s| s.kind() == SectionKind::Text) {
+        let (start, size) = (section.address().saturating_sub(base), section.size());
+        let stride = (size / 500).max(1);
+        probes.extend((0..size).step_by(stride as usize).filter_map(|offset| u32::try_from(start + offset).ok()));
+    }
+    probes.sort_unstable();
+    probes.dedup();
+    probes
+}
+
+fn build(command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/symbolicate").join(name)
+}
+
+#[test]
+fn same_answers_for_c_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (source, flags) in [("nested.c", "-O0"), ("inlined.c", "-O2")] {
+        let exe = dir.path().join(source.trim_end_matches(".c"));
+        build(Command::new("gcc").args(["-g", flags, "-Wl,--build-id", "-o"]).arg(&exe).arg(testdata(source)));
+        assert!(compare(&exe) > 0);
+    }
+}
+
+/// Release Rust code with several codegen units: ThinLTO inlines across
+/// them, so functions' names are found through references into other
+/// units, which the partial contexts must bring along.
+#[test]
+fn same_answers_for_optimised_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("rust_crash");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    build(
+        Command::new(rustc)
+            .args(["--edition", "2021", "-g", "-C", "opt-level=3", "-C", "codegen-units=8", "-o"])
+            .arg(&exe)
+            .arg(testdata("rust_crash.rs")),
+    );
+    assert!(compare(&exe) > 0);
+}
+
+/// The C library, through its separate debug file (zlib-compressed DWARF
+/// on Debian) when one is installed.
+#[test]
+fn same_answers_for_the_c_library() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let libc = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| Path::new(path).file_name().is_some_and(|n| n.to_string_lossy().starts_with("libc.so")))
+        .map(PathBuf::from)
+        .expect("this test binary maps a libc");
+    assert!(compare(&libc) > 0);
+}
+
+#[test]
+fn same_answers_for_extra_files() {
+    let Some(extra) = std::env::var_os("CRASHWATCH_SYMBOL_EQUIVALENCE") else {
+        return;
+    };
+    for path in std::env::split_paths(&extra) {
+        eprintln!("{}: {} addresses, same answers", path.display(), compare(&path));
+    }
+}

@@ -31,8 +31,8 @@ use wholesym::samply_symbols::{demangle_any, relative_address_base};
 
 use super::dwarf::{Buffers, DwarfLookup, FrameInfo, READ_BY_ADDR2LINE, Section, Sections, SplitDwarf};
 use super::identity;
-use super::mapped::Mapped;
 use super::symbol_list::SymbolList;
+use crate::sys::mapped::Mapped;
 
 /// Where distributions install separate debug files; wholesym always looks
 /// here (by build-id, and for `.gnu_debuglink` targets).

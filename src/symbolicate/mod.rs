@@ -35,7 +35,7 @@
 //! - **One source per frame.** See `provider.rs`: no duplicate inline frames.
 //! - **Never panic on input.** The dump is read into memory (not mapped, so
 //!   a dump truncated under us cannot raise `SIGBUS`; the verified ELF files
-//!   are mapped, see `mapped.rs`); malformed dumps are
+//!   are mapped, see `sys/mapped.rs`); malformed dumps are
 //!   errors; CPUs other than x86_64/arm64 skip the DWARF-CFI unwinder that
 //!   would hit `unimplemented!`; and the whole call runs under
 //!   `catch_unwind` so a panic in a dependency becomes
@@ -63,7 +63,6 @@ mod elf_symbols;
 mod equivalence_tests;
 mod error;
 mod identity;
-mod mapped;
 mod model;
 mod module_symbols;
 mod provider;

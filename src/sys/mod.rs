@@ -1,14 +1,17 @@
 //! The raw syscalls crashwatch needs and `std` does not offer: a fork whose
 //! child is held before `execve` and the child-subreaper flag here; ptrace,
-//! raw `waitpid` statuses and thread-directed signals in [`ptrace`].
+//! raw `waitpid` statuses and thread-directed signals in [`ptrace`]; the
+//! read-only file mappings symbolication reads debug information from in
+//! [`mapped`].
 //!
-//! This module and its child are the only code allowed `unsafe`. Everything
+//! This module and its children are the only code allowed `unsafe`. Everything
 //! between `fork` and `execve` runs in a child forked from a multithreaded
 //! process, so it may only call async-signal-safe functions: no allocation,
 //! no locks, no `std::io`. Every buffer the child touches is prepared by
 //! [`ExecPlan::new`] before the fork.
 #![allow(unsafe_code)] // fork/exec: see the module doc.
 
+pub mod mapped;
 pub mod ptrace;
 
 use std::ffi::{CString, OsStr};

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::super::mapped::Mapped;
+use crate::sys::mapped::Mapped;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Section<'d> {

@@ -21,22 +21,19 @@
 //! this adds no new way to die. The files are binaries and debug files
 //! whose build-id was just checked: nobody is expected to write into them.
 
-// The one `unsafe` of the symbolicator; see the SAFETY comment.
-#![allow(unsafe_code)]
-
 use std::fs::File;
 use std::io;
 use std::path::Path;
 
 /// A whole file mapped read-only, and the open file for reads that should
 /// not go through the mapping.
-pub(crate) struct Mapped {
+pub struct Mapped {
     map: memmap2::Mmap,
     file: File,
 }
 
 impl Mapped {
-    pub(crate) fn open(path: &Path) -> io::Result<Mapped> {
+    pub fn open(path: &Path) -> io::Result<Mapped> {
         let file = File::open(path)?;
         // SAFETY: the mapping is private and read-only, and the bytes are
         // only ever read through `&[u8]`. Its contents could change under
@@ -46,7 +43,7 @@ impl Mapped {
         Ok(Mapped { map, file })
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         &self.map
     }
 
@@ -55,7 +52,7 @@ impl Mapped {
     /// (often 64 KiB or more on current kernels, whatever `madvise` says);
     /// scattered reads of a few bytes each, like the first entry of every
     /// compilation unit, are cheaper this way.
-    pub(crate) fn read_at(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
+    pub fn read_at(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt as _;
         self.file.read_exact_at(buffer, offset)
     }

@@ -25,6 +25,11 @@ const CRASH_KINDS: [Kind; 4] = [Kind::Signal, Kind::Oom, Kind::Panic, Kind::Exit
 /// How long a scraper may take to send its request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections served at once; more wait to be accepted. Prometheus needs
+/// one; the bound keeps a flood on an exposed port from taking the file
+/// descriptors the child's pipes and the spool need.
+const MAX_CONNECTIONS: usize = 8;
+
 /// crashwatch's counters since it started.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -158,7 +163,7 @@ impl Metrics {
 pub enum ServeError {
     #[error("--metrics-addr {addr} is not a HOST:PORT address")]
     Address { addr: String, source: std::io::Error },
-    #[error("failed to listen on {addr} for --metrics-addr (is another process using the port?)")]
+    #[error("failed to listen on {addr} for --metrics-addr (is the port in use, or the address not this host's?)")]
     Bind { addr: String, source: std::io::Error },
     #[error("failed to start the metrics server")]
     Start(#[source] std::io::Error),
@@ -194,7 +199,9 @@ async fn accept(listener: TcpListener, metrics: Arc<Metrics>, pending: Arc<dyn F
             return;
         }
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -206,6 +213,7 @@ async fn accept(listener: TcpListener, metrics: Arc<Metrics>, pending: Arc<dyn F
         };
         let (metrics, pending) = (Arc::clone(&metrics), Arc::clone(&pending));
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
                 let response = respond(&request, &metrics, &*pending);
                 async move { Ok::<_, std::convert::Infallible>(response) }

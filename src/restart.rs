@@ -75,7 +75,7 @@ impl Default for Restart {
 pub struct Ended {
     /// A crash, an OOM kill, a non-zero exit.
     pub failed: bool,
-    /// It ended after crashwatch forwarded it a stop signal.
+    /// It ended after crashwatch forwarded it a stop signal (not SIGHUP).
     pub stop_requested: bool,
     /// How long it ran.
     pub ran_for: Duration,
@@ -186,9 +186,10 @@ pub fn run_loop<T, E>(
 }
 
 /// The real pause: sleeps, but wakes at once for a stop signal (TERM, INT,
-/// HUP, QUIT), which signal-hook writes into a socket pair polled here. It
-/// is registered for the whole run, so a stop between two runs (while a
-/// report is filed, or during the delay) is never missed.
+/// QUIT; not HUP, a reload for many servers), which signal-hook writes into
+/// a socket pair polled here. It is registered for the whole run, so a stop
+/// between two runs (while a report is filed, or during the delay) is never
+/// missed, nor one forwarded to a child that then crashed on its way out.
 pub struct StopSignals {
     read: std::os::unix::net::UnixStream,
     ids: Vec<signal_hook::SigId>,
@@ -199,7 +200,7 @@ impl StopSignals {
         let (read, write) = std::os::unix::net::UnixStream::pair()?;
         read.set_nonblocking(true)?;
         let mut ids = Vec::new();
-        for signal in crate::signals::STOP {
+        for signal in crate::signals::END_RESTARTS {
             ids.push(signal_hook::low_level::pipe::register(signal, write.try_clone()?)?);
         }
         Ok(StopSignals { read, ids })

@@ -9,6 +9,11 @@ pub const CRASH: [i32; 7] =
 /// Signals that ask a program to stop (systemctl stop, docker stop, ^C).
 pub const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
+/// The stop signals that also end a `--restart` loop. Not SIGHUP: many
+/// servers take it as "reload" and run on, and a crash hours later must
+/// still be restarted.
+pub const END_RESTARTS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+
 /// The conventional name of signal `n`, e.g. `SIGSEGV` or `SIGRTMIN+2`.
 pub fn name(n: i32) -> String {
     if let Some((name, _)) = known(n) {

@@ -321,3 +321,24 @@ async fn crashwatch_send_sends_the_count_of_a_window_that_has_ended() {
         assert_eq!(events[1]["extra"]["first_report"], events[0]["event_id"]);
     });
 }
+
+#[test]
+fn a_crash_after_a_reload_signal_is_still_restarted() {
+    // SIGHUP is a reload for many servers: one that survives it and crashes
+    // later must be restarted like any crash.
+    let spool = tempfile::tempdir().unwrap();
+    let count = spool.path().join("count");
+    let script = format!(
+        "[ $(wc -l < '{}') -ge 2 ] && exit 0; trap 'echo reloaded; kill -SEGV $$' HUP; echo ready; \
+         while :; do sleep 0.1; done",
+        count.display()
+    );
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--restart", "on-failure", "--restart-delay", "0", "--"]).args(counting(&count, &script));
+    let (child, mut lines) = bin::start_ready(&mut cmd);
+    send_signal(&child, Signal::SIGHUP);
+    lines.wait_for("reloaded", LIMIT);
+    let out = wait_output(child, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(runs(&count), 2);
+}

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::report::CrashReport;
 use crate::sentry::deliver;
 use crate::sentry::scrub::Scrubber;
-use crate::sentry::throttle::{self, Summary, Throttle, Verdict};
+use crate::sentry::throttle::{self, Origin, Summary, Throttle, Verdict};
 use crate::sentry::{Dsn, Outbox, SystemClock, event};
 use crate::spool::Spool;
 use crate::symbolicate::Symbolicated;
@@ -113,34 +113,33 @@ impl Delivery {
             return Some(why);
         }
         let (dsn, outbox) = self.target.as_ref()?;
+        let mut admitted = None;
         if let Some(throttle) = &self.throttle {
             let signature = throttle::signature(report, stacks);
-            match throttle.admit(&signature, &report.id, &report.program_name()) {
-                Ok((verdict, due)) => {
-                    self.queue_summaries(due);
-                    match verdict {
-                        Verdict::Send => {
-                            self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).push(signature.key)
-                        }
-                        Verdict::Repeat { first_report, repeats } => {
-                            self.metrics.repeat();
-                            let first = &first_report[..first_report.len().min(12)];
-                            return Some(format!(
-                                "not sent: repeat {repeats} of report {first} ({}) within --group-window; \
-                                 the count is sent as one summary",
-                                signature.title
-                            ));
-                        }
-                        Verdict::OverBudget { per_hour } => {
-                            self.metrics.over_budget();
-                            tracing::warn!(
-                                report = %report.short_id(),
-                                "kept locally, not sent: {per_hour} reports were sent in the last hour \
-                                 (--max-reports-per-hour)"
-                            );
-                            return Some(format!("not sent: over the budget of {per_hour} reports per hour"));
-                        }
-                    }
+            let origin = Origin {
+                program: report.program_name(),
+                release: report.release.clone(),
+                environment: report.environment.clone(),
+            };
+            match throttle.admit(&signature, &report.id, &origin, &mut |s: &Summary| self.queue_summary(s)) {
+                Ok(Verdict::Send) => admitted = Some((throttle, signature)),
+                Ok(Verdict::Repeat { first_report, repeats }) => {
+                    self.metrics.repeat();
+                    return Some(format!(
+                        "not sent: repeat {repeats} of report {} ({}) within --group-window; \
+                         the count is sent as one summary",
+                        short(&first_report),
+                        signature.title
+                    ));
+                }
+                Ok(Verdict::OverBudget { per_hour }) => {
+                    self.metrics.over_budget();
+                    tracing::warn!(
+                        report = %report.short_id(),
+                        "kept locally, not sent: the budget of {per_hour} reports and summaries per hour \
+                         (--max-reports-per-hour) is spent"
+                    );
+                    return Some(format!("not sent: over the budget of {per_hour} reports per hour"));
                 }
                 // Better one report too many than one lost.
                 Err(e) => tracing::warn!("{}; sending the report without crash-loop grouping", Chain(&e)),
@@ -150,10 +149,22 @@ impl Delivery {
             .map_err(|e| Chain(&e).to_string())
             .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
         match queued {
-            Ok(_) => None,
+            Ok(_) => {
+                if let Some((_, signature)) = admitted {
+                    self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).push(signature.key);
+                }
+                None
+            }
             Err(e) => {
                 self.metrics.failed(1);
                 tracing::error!(report = %report.short_id(), "failed to queue the report for Sentry: {e}");
+                // Its repeats must not be counted against a report Sentry
+                // never got.
+                if let Some((throttle, signature)) = admitted
+                    && let Err(e) = throttle.withdraw(&signature, &report.id)
+                {
+                    tracing::warn!("{}", Chain(&e));
+                }
                 Some(format!("not sent: failed to queue it for Sentry: {e}"))
             }
         }
@@ -162,29 +173,36 @@ impl Delivery {
     /// Queues the summaries of crash-loop groups that are due: those whose
     /// window has ended, and with `loop_ended` those this crashwatch opened
     /// (its `--restart` loop is over, no more repeats will come from it).
-    pub fn queue_due_summaries(&self, loop_ended: bool) {
-        let Some(throttle) = &self.throttle else { return };
+    /// Returns how many were queued.
+    pub fn queue_due_summaries(&self, loop_ended: bool) -> usize {
+        let Some(throttle) = &self.throttle else { return 0 };
         let mine = loop_ended.then(|| self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).clone());
-        match throttle.due(mine.as_deref()) {
-            Ok(due) => self.queue_summaries(due),
-            Err(e) => tracing::warn!("{}; crash-loop summaries wait for a later run", Chain(&e)),
+        let mut queued = 0;
+        let result = throttle.due(mine.as_deref(), &mut |s: &Summary| {
+            let ok = self.queue_summary(s);
+            queued += usize::from(ok);
+            ok
+        });
+        if let Err(e) = result {
+            tracing::warn!("{}; crash-loop summaries wait for a later run", Chain(&e));
         }
+        queued
     }
 
-    fn queue_summaries(&self, due: Vec<Summary>) {
-        let Some((dsn, outbox)) = &self.target else { return };
-        for summary in due {
-            tracing::info!(
-                "{} crashed {} more time(s) like report {} ({}); sending the count",
-                summary.program,
-                summary.repeats,
-                &summary.first_report[..summary.first_report.len().min(12)],
-                summary.title
-            );
-            if !enqueue_summary(outbox, dsn, &summary) {
-                self.metrics.failed(1);
-            }
+    fn queue_summary(&self, summary: &Summary) -> bool {
+        let Some((dsn, outbox)) = &self.target else { return false };
+        tracing::info!(
+            "{} crashed {} more time(s) like report {} ({}); sending the count",
+            summary.origin.program,
+            summary.repeats,
+            short(&summary.first_report),
+            summary.title
+        );
+        let queued = enqueue_summary(outbox, dsn, summary);
+        if !queued {
+            self.metrics.failed(1);
         }
+        queued
     }
 
     /// While the child runs (for days, perhaps), a thread checks once a
@@ -200,9 +218,7 @@ impl Delivery {
             loop {
                 std::thread::sleep(WINDOW_CHECK);
                 let Some(delivery) = delivery.upgrade() else { return };
-                let before = delivery.pending();
-                delivery.queue_due_summaries(false);
-                if delivery.pending() > before {
+                if delivery.queue_due_summaries(false) > 0 {
                     delivery.flush_in_background(deliver::Mode::Due);
                 }
             }
@@ -230,7 +246,17 @@ impl Delivery {
         let thread =
             std::thread::Builder::new().name("send".into()).spawn(move || delivery.flush(delivery.flush_timeout, mode));
         match thread {
-            Ok(handle) => self.background.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
+            Ok(handle) => {
+                let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+                // A long run (restarts, descendants' crashes, window checks)
+                // must not keep every finished thread it ever started.
+                let (done, running): (Vec<_>, Vec<_>) = background.drain(..).partition(|h| h.is_finished());
+                for handle in done {
+                    let _ = handle.join();
+                }
+                *background = running;
+                background.push(handle);
+            }
             Err(e) => tracing::warn!("failed to start sending reports in the background: {e}"),
         }
     }
@@ -287,4 +313,9 @@ pub fn enqueue_summary(outbox: &Outbox, dsn: &Dsn, summary: &Summary) -> bool {
         tracing::error!("failed to queue the summary of {} repeats: {e}", summary.repeats);
     }
     queued.is_ok()
+}
+
+/// The first 12 characters of a report id, as `crashwatch list` shows it.
+fn short(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }

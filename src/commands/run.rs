@@ -116,19 +116,21 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     delivery.queue_due_summaries(false);
     delivery.flush_in_background(Mode::Now);
     delivery.close_windows_periodically();
-    let (code, why) = restart::run_loop(&config.restart, &mut *stops, |n| run_child(&shared, n))?;
-    if let Why::GaveUp { restarts } = why {
+    let ran = restart::run_loop(&config.restart, &mut *stops, |n| run_child(&shared, n));
+    if let Ok((_, Why::GaveUp { restarts })) = ran {
         tracing::error!(
             "giving up after {restarts} restarts without a run of {} or longer; exiting with the last status",
             humantime::format_duration(config.restart.healthy_after)
         );
     }
-    // A --restart loop that is over sends the counts of its repeats now.
+    // A --restart loop that is over sends the counts of its repeats now,
+    // even when it ended because a run could not start: the reports of the
+    // runs before it must not be cut off by crashwatch's exit.
     delivery.queue_due_summaries(config.restart.policy != Policy::Never);
     // Whatever is waiting (this report, a descendant's, an earlier run's)
     // goes out now, within the flush deadline.
     delivery.finish();
-    Ok(code)
+    ran.map(|(code, _)| code)
 }
 
 /// What every run of the child shares.
@@ -305,7 +307,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     let code = finished.status.exit_code();
     let ended = Ended {
         failed: finished.status.is_abnormal() || crash.is_some(),
-        stop_requested: finished.stop_requested.is_some(),
+        stop_requested: finished.stop_requested.is_some_and(|s| s != libc::SIGHUP),
         ran_for: finished.ended_at.duration_since(finished.started_at).unwrap_or_default(),
     };
     if ended.failed {

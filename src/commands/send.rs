@@ -37,13 +37,9 @@ pub fn send(spool: &Spool, args: &SendArgs) -> Result<i32, Failure> {
 /// Queues the summaries of crash loops whose window has ended (their
 /// repeats were kept locally), so that they go out with the rest.
 fn queue_ended_loops(spool: &Spool, dsn: &Dsn, outbox: &Outbox) {
-    // The window and the budget are those each group was opened with.
-    let throttle = Throttle::new(spool.root(), Duration::ZERO, None, std::sync::Arc::new(SystemClock));
-    let due = match throttle.due(None) {
-        Ok(due) => due,
-        Err(e) => return tracing::warn!("{}; crash-loop summaries wait for a later send", Chain(&e)),
-    };
-    for summary in due {
-        super::delivery::enqueue_summary(outbox, dsn, &summary);
+    let throttle = Throttle::for_send(spool.root(), std::sync::Arc::new(SystemClock));
+    let queued = throttle.due(None, &mut |summary| super::delivery::enqueue_summary(outbox, dsn, summary));
+    if let Err(e) = queued {
+        tracing::warn!("{}; crash-loop summaries wait for a later send", Chain(&e));
     }
 }

@@ -96,9 +96,9 @@ fn options_from(table: &toml::Table, matches: &clap::ArgMatches, path: &Path) ->
         let long = |a: &&clap::Arg| a.get_long() == Some(key.as_str());
         // Global options (spool-dir) are the top command's; the rest the
         // subcommand's.
-        let (arg, arg_matches) = match (cli.get_arguments().find(long), sub.get_arguments().find(long)) {
-            (Some(arg), _) => (arg, matches),
-            (None, Some(arg)) => (arg, sub_matches),
+        let (arg, global) = match (cli.get_arguments().find(long), sub.get_arguments().find(long)) {
+            (Some(arg), _) => (arg, true),
+            (None, Some(arg)) => (arg, false),
             (None, None) => {
                 let anywhere = cli.get_subcommands().any(|s| s.get_arguments().any(|a| long(&a)));
                 if anywhere {
@@ -107,10 +107,22 @@ fn options_from(table: &toml::Table, matches: &clap::ArgMatches, path: &Path) ->
                 return Err(bad("is not a setting: settings are the long options of the subcommands, without `--`"));
             }
         };
-        let id = arg.get_id().as_str();
-        let source = arg_matches.value_source(id);
+        let by_user = |in_matches: &clap::ArgMatches, id: &clap::Id| {
+            matches!(in_matches.value_source(id.as_str()), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+        };
         let appends = matches!(arg.get_action(), ArgAction::Append);
-        if matches!(source, Some(ValueSource::CommandLine | ValueSource::EnvVariable)) && !appends {
+        if by_user(if global { matches } else { sub_matches }, arg.get_id()) && !appends {
+            continue;
+        }
+        // An option the user's own options exclude (`follow-forks` in the
+        // file, `--no-ptrace` typed) gives way to them, as a setting does.
+        let excluded = !global
+            && sub.get_arguments().any(|other| {
+                by_user(sub_matches, other.get_id())
+                    && (sub.get_arg_conflicts_with(other).iter().any(|c| c.get_id() == arg.get_id())
+                        || sub.get_arg_conflicts_with(arg).iter().any(|c| c.get_id() == other.get_id()))
+            });
+        if excluded {
             continue;
         }
         let option = format!("--{key}");
@@ -219,6 +231,16 @@ mod tests {
         assert_eq!(run.max_restarts, Some(4));
         assert_eq!(run.scrub, ["a(?P<secret>b)", "z"], "lists add up");
         assert_eq!(run.command, ["prog", "--log-lines"]);
+    }
+
+    #[test]
+    fn a_file_option_gives_way_to_the_users_conflicting_one() {
+        let (cli, _) = with_file("follow-forks = true\n", &["run", "--no-ptrace", "--", "prog"]).unwrap();
+        let run = run_args(cli);
+        assert!(run.no_ptrace && !run.follow_forks);
+        let (cli, _) = with_file("no-ptrace = true\n", &["run", "--follow-forks", "--", "prog"]).unwrap();
+        let run = run_args(cli);
+        assert!(run.follow_forks && !run.no_ptrace);
     }
 
     #[test]

@@ -83,9 +83,9 @@ pub fn summary_envelope(summary: &Summary) -> Result<Envelope, EnvelopeError> {
     let message = format!(
         "{}: {} happened {} more {times} in {span} after the report sent in full (event {}); \
          the repeats were kept on the host, not sent",
-        summary.program, summary.title, summary.repeats, summary.first_report
+        summary.origin.program, summary.title, summary.repeats, summary.first_report
     );
-    let event = json!({
+    let mut event = json!({
         "event_id": id.to_string(),
         "timestamp": rfc3339(summary.last_seen),
         "platform": "native",
@@ -94,7 +94,7 @@ pub fn summary_envelope(summary: &Summary) -> Result<Envelope, EnvelopeError> {
         "server_name": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         "message": {"formatted": message},
         "fingerprint": ["crashwatch-repeats", summary.key],
-        "tags": {"program": summary.program, "kind": "repeats"},
+        "tags": {"program": summary.origin.program, "kind": "repeats"},
         "extra": {
             "repeats": summary.repeats,
             "first_report": summary.first_report,
@@ -103,6 +103,13 @@ pub fn summary_envelope(summary: &Summary) -> Result<Envelope, EnvelopeError> {
             "last_seen": rfc3339(summary.last_seen),
         },
     });
+    let object = event.as_object_mut().expect("an object");
+    if let Some(release) = &summary.origin.release {
+        object.insert("release".into(), json!(release));
+    }
+    if let Some(environment) = &summary.origin.environment {
+        object.insert("environment".into(), json!(environment));
+    }
     Envelope::new(id, event)
 }
 

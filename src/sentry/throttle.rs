@@ -130,12 +130,22 @@ pub enum Verdict {
     OverBudget { per_hour: u32 },
 }
 
+/// Who sent a report, for the summary of its repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub program: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
 /// A group whose repeats are to be sent as one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub key: String,
     pub title: String,
-    pub program: String,
+    pub origin: Origin,
     /// The report sent in full (its event id).
     pub first_report: String,
     pub repeats: u64,
@@ -143,6 +153,10 @@ pub struct Summary {
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
 }
+
+/// Queues one summary for sending; false if it could not be queued (it then
+/// stays in the state for a later attempt).
+pub type QueueSummary<'a> = &'a mut dyn FnMut(&Summary) -> bool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThrottleError {
@@ -158,7 +172,8 @@ pub struct Throttle {
     state: PathBuf,
     lock: PathBuf,
     window: Duration,
-    per_hour: Option<u32>,
+    /// `None`: the budget recorded by the last `crashwatch run` holds.
+    per_hour: Option<Option<u32>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -173,7 +188,8 @@ struct State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
     title: String,
-    program: String,
+    #[serde(flatten)]
+    origin: Origin,
     first_report: String,
     window_start_ms: u64,
     /// The group window of the crashwatch that opened it: `crashwatch send`
@@ -193,6 +209,10 @@ impl Group {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Budget {
+    /// The last `crashwatch run`'s `--max-reports-per-hour` (`None`: no
+    /// cap), which `crashwatch send` keeps to.
+    #[serde(default)]
+    per_hour: Option<u32>,
     hour_start_ms: u64,
     sent: u32,
     /// Reports kept back this hour.
@@ -200,39 +220,45 @@ struct Budget {
 }
 
 impl Throttle {
-    /// The state of the spool at `spool_root`. A zero `window` sends every
-    /// report; `per_hour: None` sets no budget.
+    /// The state of the spool at `spool_root`, for `crashwatch run`. A zero
+    /// `window` sends every report; `per_hour: None` sets no budget.
     pub fn new(spool_root: &Path, window: Duration, per_hour: Option<u32>, clock: Arc<dyn Clock>) -> Throttle {
         Throttle {
             state: spool_root.join("throttle.json"),
             lock: spool_root.join("throttle.lock"),
             window,
-            per_hour,
+            per_hour: Some(per_hour),
             clock,
         }
     }
 
+    /// The state for `crashwatch send`, which only closes groups: each keeps
+    /// the window it was opened with, and the budget is the last run's.
+    pub fn for_send(spool_root: &Path, clock: Arc<dyn Clock>) -> Throttle {
+        Throttle { per_hour: None, ..Throttle::new(spool_root, Duration::ZERO, None, clock) }
+    }
+
     /// Decides what to do with a report of signature `signature` (event id
-    /// `report_id`), and returns too the summaries that are due now (to be
-    /// queued before the report).
+    /// `report_id`). The summaries that are due now are given to `queue`
+    /// first, under the state's lock, and leave the state only if queued.
     pub fn admit(
         &self,
         signature: &Signature,
         report_id: &str,
-        program: &str,
-    ) -> Result<(Verdict, Vec<Summary>), ThrottleError> {
+        origin: &Origin,
+        queue: QueueSummary<'_>,
+    ) -> Result<Verdict, ThrottleError> {
         self.with_state(|state, now| {
-            let summaries = self.close(state, now, None);
+            self.close(state, now, None, queue);
             let open = state.groups.get_mut(&signature.key).filter(|g| g.open_at(now));
             if let Some(group) = open {
                 group.repeats += 1;
                 group.last_seen_ms = unix_millis(now);
-                let verdict = Verdict::Repeat { first_report: group.first_report.clone(), repeats: group.repeats };
-                return (verdict, summaries);
+                return Verdict::Repeat { first_report: group.first_report.clone(), repeats: group.repeats };
             }
             if !self.spend(state, now) {
                 state.budget.over += 1;
-                return (Verdict::OverBudget { per_hour: self.per_hour.unwrap_or(0) }, summaries);
+                return Verdict::OverBudget { per_hour: state.budget.per_hour.unwrap_or(0) };
             }
             if !self.window.is_zero() {
                 let at = unix_millis(now);
@@ -240,7 +266,7 @@ impl Throttle {
                     signature.key.clone(),
                     Group {
                         title: signature.title.clone(),
-                        program: program.to_owned(),
+                        origin: origin.clone(),
                         first_report: report_id.to_owned(),
                         window_start_ms: at,
                         window_ms: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
@@ -249,22 +275,33 @@ impl Throttle {
                     },
                 );
             }
-            (Verdict::Send, summaries)
+            Verdict::Send
         })
     }
 
-    /// The summaries that are due: of groups whose window has ended, and,
-    /// with `ending`, of those keys whatever their window (a `--restart`
-    /// loop that gave up will produce no more repeats). Each is taken out of
-    /// the state, so it is returned once.
-    pub fn due(&self, ending: Option<&[String]>) -> Result<Vec<Summary>, ThrottleError> {
-        self.with_state(|state, now| self.close(state, now, ending))
+    /// Takes back the [`Verdict::Send`] of `report_id`, which could not be
+    /// queued after all: its group is not opened (its repeats would point
+    /// at a report Sentry never got) and its share of the budget returns.
+    pub fn withdraw(&self, signature: &Signature, report_id: &str) -> Result<(), ThrottleError> {
+        self.with_state(|state, _| {
+            if state.groups.get(&signature.key).is_some_and(|g| g.first_report == report_id && g.repeats == 0) {
+                state.groups.remove(&signature.key);
+            }
+            state.budget.sent = state.budget.sent.saturating_sub(1);
+        })
     }
 
-    /// Takes the due summaries out of `state`, as far as the budget allows
-    /// (the rest wait for the next hour); forgets ended groups.
-    fn close(&self, state: &mut State, now: SystemTime, ending: Option<&[String]>) -> Vec<Summary> {
-        let mut summaries = Vec::new();
+    /// Gives `queue` the summaries that are due: of groups whose window has
+    /// ended, and, with `ending`, of those keys whatever their window (a
+    /// `--restart` loop that gave up will produce no more repeats). Each
+    /// leaves the state once queued, so it is sent once.
+    pub fn due(&self, ending: Option<&[String]>, queue: QueueSummary<'_>) -> Result<(), ThrottleError> {
+        self.with_state(|state, now| self.close(state, now, ending, queue))
+    }
+
+    /// Queues the due summaries of `state`, as far as the budget allows (the
+    /// rest wait for the next hour); forgets ended groups.
+    fn close(&self, state: &mut State, now: SystemTime, ending: Option<&[String]>, queue: QueueSummary<'_>) {
         let keys: Vec<String> = state.groups.keys().cloned().collect();
         for key in keys {
             let group = &state.groups[&key];
@@ -278,15 +315,20 @@ impl Throttle {
                     continue;
                 }
                 let group = &state.groups[&key];
-                summaries.push(Summary {
+                let summary = Summary {
                     key: key.clone(),
                     title: group.title.clone(),
-                    program: group.program.clone(),
+                    origin: group.origin.clone(),
                     first_report: group.first_report.clone(),
                     repeats: group.repeats,
                     first_seen: from_unix_millis(group.window_start_ms),
                     last_seen: from_unix_millis(group.last_seen_ms),
-                });
+                };
+                if !queue(&summary) {
+                    // Kept, with its budget, for the next attempt.
+                    state.budget.sent = state.budget.sent.saturating_sub(1);
+                    continue;
+                }
             }
             if ended {
                 state.groups.remove(&key);
@@ -295,12 +337,14 @@ impl Throttle {
                 group.repeats = 0;
             }
         }
-        summaries
     }
 
     /// Takes one send from the hour's budget; false when it is spent.
     fn spend(&self, state: &mut State, now: SystemTime) -> bool {
-        let Some(per_hour) = self.per_hour else { return true };
+        if let Some(per_hour) = self.per_hour {
+            state.budget.per_hour = per_hour;
+        }
+        let Some(per_hour) = state.budget.per_hour else { return true };
         let budget = &mut state.budget;
         if now >= from_unix_millis(budget.hour_start_ms) + HOUR || now < from_unix_millis(budget.hour_start_ms) {
             if budget.over > 0 {
@@ -309,7 +353,7 @@ impl Throttle {
                     budget.over
                 );
             }
-            *budget = Budget { hour_start_ms: unix_millis(now), sent: 0, over: 0 };
+            *budget = Budget { per_hour: Some(per_hour), hour_start_ms: unix_millis(now), sent: 0, over: 0 };
         }
         if budget.sent >= per_hour {
             return false;
@@ -352,6 +396,29 @@ mod tests {
         Signature { key: key.into(), title: format!("title of {key}") }
     }
 
+    fn admit(throttle: &Throttle, key: &str, id: &str) -> (Verdict, Vec<Summary>) {
+        let mut queued = Vec::new();
+        let origin = Origin { program: "server".into(), ..Origin::default() };
+        let verdict = throttle
+            .admit(&sig(key), id, &origin, &mut |s: &Summary| {
+                queued.push(s.clone());
+                true
+            })
+            .unwrap();
+        (verdict, queued)
+    }
+
+    fn due_now(throttle: &Throttle, ending: Option<&[String]>) -> Vec<Summary> {
+        let mut queued = Vec::new();
+        throttle
+            .due(ending, &mut |s: &Summary| {
+                queued.push(s.clone());
+                true
+            })
+            .unwrap();
+        queued
+    }
+
     fn setup(window: u64, per_hour: Option<u32>) -> (tempfile::TempDir, Arc<ManualClock>, Throttle) {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(from_unix_millis(1_700_000_000_000)));
@@ -362,85 +429,112 @@ mod tests {
     #[test]
     fn repeats_in_the_window_are_counted_and_summarised_once_it_ends() {
         let (_dir, clock, throttle) = setup(600, None);
-        let (verdict, due) = throttle.admit(&sig("a"), "r0", "server").unwrap();
+        let (verdict, due) = admit(&throttle, "a", "r0");
         assert_eq!((verdict, due), (Verdict::Send, vec![]));
         for n in 1..=99 {
             clock.advance(Duration::from_secs(1));
-            let (verdict, _) = throttle.admit(&sig("a"), &format!("r{n}"), "server").unwrap();
+            let (verdict, _) = admit(&throttle, "a", &format!("r{n}"));
             assert_eq!(verdict, Verdict::Repeat { first_report: "r0".into(), repeats: n });
         }
         // Another signature is not a repeat.
-        assert_eq!(throttle.admit(&sig("b"), "other", "server").unwrap().0, Verdict::Send);
-        assert!(throttle.due(None).unwrap().is_empty(), "the window is still open");
+        assert_eq!(admit(&throttle, "b", "other").0, Verdict::Send);
+        assert!(due_now(&throttle, None).is_empty(), "the window is still open");
         clock.advance(Duration::from_secs(600));
-        let due = throttle.due(None).unwrap();
+        let due = due_now(&throttle, None);
         assert_eq!(due.len(), 1, "{due:?}");
         assert_eq!((due[0].repeats, due[0].first_report.as_str(), due[0].title.as_str()), (99, "r0", "title of a"));
         assert_eq!(due[0].last_seen.duration_since(due[0].first_seen).unwrap(), Duration::from_secs(99));
-        assert!(throttle.due(None).unwrap().is_empty(), "a summary is given once");
+        assert!(due_now(&throttle, None).is_empty(), "a summary is given once");
         // After the window, the next crash is sent in full again.
-        assert_eq!(throttle.admit(&sig("a"), "r100", "server").unwrap().0, Verdict::Send);
+        assert_eq!(admit(&throttle, "a", "r100").0, Verdict::Send);
     }
 
     #[test]
     fn an_ending_loop_summarises_its_groups_at_once() {
         let (_dir, clock, throttle) = setup(3600, None);
-        throttle.admit(&sig("a"), "r0", "server").unwrap();
-        throttle.admit(&sig("b"), "q0", "server").unwrap();
+        admit(&throttle, "a", "r0");
+        admit(&throttle, "b", "q0");
         for _ in 0..3 {
             clock.advance(Duration::from_secs(1));
-            throttle.admit(&sig("a"), "r", "server").unwrap();
-            throttle.admit(&sig("b"), "q", "server").unwrap();
+            admit(&throttle, "a", "r");
+            admit(&throttle, "b", "q");
         }
-        let due = throttle.due(Some(&["a".to_owned()])).unwrap();
+        let due = due_now(&throttle, Some(&["a".to_owned()]));
         assert_eq!(due.iter().map(|s| (s.key.as_str(), s.repeats)).collect::<Vec<_>>(), [("a", 3)]);
         // Still in the window: the next one is a repeat, counted anew.
-        assert_eq!(
-            throttle.admit(&sig("a"), "r", "server").unwrap().0,
-            Verdict::Repeat { first_report: "r0".into(), repeats: 1 }
-        );
+        assert_eq!(admit(&throttle, "a", "r").0, Verdict::Repeat { first_report: "r0".into(), repeats: 1 });
     }
 
     #[test]
     fn the_hourly_budget_caps_reports_and_summaries() {
         let (_dir, clock, throttle) = setup(60, Some(3));
         for key in ["a", "b", "c"] {
-            assert_eq!(throttle.admit(&sig(key), key, "p").unwrap().0, Verdict::Send);
+            assert_eq!(admit(&throttle, key, key).0, Verdict::Send);
         }
-        assert_eq!(throttle.admit(&sig("d"), "d", "p").unwrap().0, Verdict::OverBudget { per_hour: 3 });
+        assert_eq!(admit(&throttle, "d", "d").0, Verdict::OverBudget { per_hour: 3 });
         // Repeats are never over budget: they are not sent.
-        assert!(matches!(throttle.admit(&sig("a"), "a2", "p").unwrap().0, Verdict::Repeat { .. }));
+        assert!(matches!(admit(&throttle, "a", "a2").0, Verdict::Repeat { .. }));
         // The window ends within the hour: its summary waits for budget.
         clock.advance(Duration::from_secs(120));
-        assert!(throttle.due(None).unwrap().is_empty());
+        assert!(due_now(&throttle, None).is_empty());
         clock.advance(Duration::from_secs(3600));
-        let due = throttle.due(None).unwrap();
+        let due = due_now(&throttle, None);
         assert_eq!(due.iter().map(|s| (s.key.as_str(), s.repeats)).collect::<Vec<_>>(), [("a", 1)]);
-        assert_eq!(throttle.admit(&sig("d"), "d", "p").unwrap().0, Verdict::Send);
+        assert_eq!(admit(&throttle, "d", "d").0, Verdict::Send);
     }
 
     #[test]
     fn a_zero_window_sends_everything_and_state_survives_processes() {
         let (dir, clock, throttle) = setup(0, None);
         for _ in 0..3 {
-            assert_eq!(throttle.admit(&sig("a"), "r", "p").unwrap().0, Verdict::Send);
+            assert_eq!(admit(&throttle, "a", "r").0, Verdict::Send);
         }
         // A second Throttle on the same spool (another crashwatch) shares
         // the counts.
         let first = Throttle::new(dir.path(), Duration::from_secs(60), None, clock.clone());
         let second = Throttle::new(dir.path(), Duration::from_secs(60), None, clock.clone());
-        assert_eq!(first.admit(&sig("x"), "x0", "p").unwrap().0, Verdict::Send);
-        assert_eq!(
-            second.admit(&sig("x"), "x1", "p").unwrap().0,
-            Verdict::Repeat { first_report: "x0".into(), repeats: 1 }
-        );
+        assert_eq!(admit(&first, "x", "x0").0, Verdict::Send);
+        assert_eq!(admit(&second, "x", "x1").0, Verdict::Repeat { first_report: "x0".into(), repeats: 1 });
     }
 
     #[test]
     fn a_corrupt_state_file_starts_over() {
         let (dir, _clock, throttle) = setup(60, None);
         std::fs::write(dir.path().join("throttle.json"), b"{not json").unwrap();
-        assert_eq!(throttle.admit(&sig("a"), "r", "p").unwrap().0, Verdict::Send);
-        assert!(matches!(throttle.admit(&sig("a"), "r", "p").unwrap().0, Verdict::Repeat { .. }));
+        assert_eq!(admit(&throttle, "a", "r").0, Verdict::Send);
+        assert!(matches!(admit(&throttle, "a", "r").0, Verdict::Repeat { .. }));
+    }
+
+    #[test]
+    fn a_summary_that_cannot_be_queued_stays_for_the_next_attempt() {
+        let (_dir, clock, throttle) = setup(60, Some(10));
+        admit(&throttle, "a", "r0");
+        admit(&throttle, "a", "r1");
+        clock.advance(Duration::from_secs(61));
+        throttle.due(None, &mut |_: &Summary| false).unwrap();
+        let due = due_now(&throttle, None);
+        assert_eq!(due.iter().map(|s| s.repeats).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_withdrawn_first_report_opens_no_window_and_costs_no_budget() {
+        let (_dir, _clock, throttle) = setup(60, Some(1));
+        assert_eq!(admit(&throttle, "a", "r0").0, Verdict::Send);
+        throttle.withdraw(&sig("a"), "r0").unwrap();
+        // Not a repeat of a report Sentry never got, and the budget of one
+        // is still there.
+        assert_eq!(admit(&throttle, "a", "r1").0, Verdict::Send);
+    }
+
+    #[test]
+    fn crashwatch_send_keeps_the_last_runs_budget() {
+        let (dir, clock, throttle) = setup(60, Some(1));
+        admit(&throttle, "a", "r0");
+        admit(&throttle, "a", "r1");
+        clock.advance(Duration::from_secs(61));
+        let send = Throttle::for_send(dir.path(), clock.clone());
+        assert!(due_now(&send, None).is_empty(), "the hour's budget of 1 is spent");
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(due_now(&send, None).len(), 1);
     }
 }

@@ -237,6 +237,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                     ended_at: SystemTime::now(),
                     stop_requested: None,
                     peak_rss: None,
+                    ran_for: Duration::ZERO,
                 },
                 log_tail: &tail,
                 log_tail_complete: false,
@@ -308,7 +309,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     let ended = Ended {
         failed: finished.status.is_abnormal() || crash.is_some(),
         stop_requested: finished.stop_requested.is_some_and(|s| s != libc::SIGHUP),
-        ran_for: finished.ended_at.duration_since(finished.started_at).unwrap_or_default(),
+        ran_for: finished.ran_for,
     };
     if ended.failed {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();

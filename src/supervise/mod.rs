@@ -105,6 +105,9 @@ pub struct Finished {
     /// The child's peak resident set, bytes, as the kernel counted it to
     /// the end (`wait4`'s `ru_maxrss`).
     pub peak_rss: Option<u64>,
+    /// How long it ran, on the monotonic clock (a wall-clock step during
+    /// the run does not change it).
+    pub ran_for: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,9 +145,14 @@ pub fn supervise(mut spec: Spec) -> Result<Finished, SuperviseError> {
     let on_started = spec.on_started.take();
     let mut signals = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
     let stop = Arc::new(AtomicUsize::new(0));
+    // Unregistered when this run ends, so a --restart loop does not pile
+    // up one more action per signal for every run.
+    let mut stop_flags = StopFlags(Vec::new());
     for signal in signals::STOP {
-        signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
-            .map_err(SuperviseError::Signals)?;
+        stop_flags.0.push(
+            signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
+                .map_err(SuperviseError::Signals)?,
+        );
     }
     let close = CloseOnDrop(signals.handle());
     let signal_group = spec.signal_group;
@@ -184,9 +192,20 @@ pub fn supervise(mut spec: Spec) -> Result<Finished, SuperviseError> {
         // leave zombies for as long as crashwatch still runs.
         reap_orphans();
     }
-    let (status, peak_rss, ended_at, stop_requested) =
+    let TracerEnd { status, peak_rss, ran_for, ended_at, stop_requested } =
         tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
-    Ok(Finished { pid, status, started_at, ended_at, stop_requested, peak_rss })
+    Ok(Finished { pid, status, started_at, ended_at, stop_requested, peak_rss, ran_for })
+}
+
+/// The stop-signal flags of one run, unregistered when it ends.
+struct StopFlags(Vec<signal_hook::SigId>);
+
+impl Drop for StopFlags {
+    fn drop(&mut self) {
+        for id in self.0.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// Closes the signal iterator when the tracer thread ends, however it ends.
@@ -198,12 +217,21 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// What the tracer thread knows when the child has ended.
+struct TracerEnd {
+    status: ChildStatus,
+    peak_rss: Option<u64>,
+    ran_for: std::time::Duration,
+    ended_at: SystemTime,
+    stop_requested: Option<i32>,
+}
+
 /// The tracer thread's body.
 fn start_and_wait(
     spec: Spec,
     started: mpsc::Sender<(libc::pid_t, SystemTime)>,
     stop: &AtomicUsize,
-) -> Result<(ChildStatus, Option<u64>, SystemTime, Option<i32>), SuperviseError> {
+) -> Result<TracerEnd, SuperviseError> {
     let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, mut on_snapshot, before_exec, .. } = spec;
     let held = spawn::fork(&prepared, &stdout, &stderr, take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
@@ -231,6 +259,7 @@ fn start_and_wait(
         }
     });
     let started_at = SystemTime::now();
+    let clock = std::time::Instant::now();
     if let Err(e) = held.release() {
         // The child has exited 127 after reporting the errno; reap it.
         let _ = sys::ptrace::waitpid(pid, libc::__WALL);
@@ -242,7 +271,7 @@ fn start_and_wait(
         0 => None,
         signal => Some(signal as i32),
     };
-    Ok((status, peak_rss, SystemTime::now(), stop_requested))
+    Ok(TracerEnd { status, peak_rss, ran_for: clock.elapsed(), ended_at: SystemTime::now(), stop_requested })
 }
 
 /// Waits until `child` ends, handling the stops of its traced tasks and

@@ -103,7 +103,7 @@ fn run_pending_signal(exe: &Path, mode: &str, dir: &Path) -> PendingRun {
     let mut run = PendingRun { pid, status: -1, captures: Vec::new(), stdout: String::new(), crash_first: false };
     let mut first = true;
     loop {
-        let (task, status) = sys::ptrace::wait_any().expect("waitpid");
+        let (task, status, _) = sys::ptrace::wait_any().expect("wait4");
         if first {
             run.crash_first = task == pid;
             first = false;

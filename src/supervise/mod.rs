@@ -284,8 +284,7 @@ fn wait_for(
     on_snapshot: &mut Option<OnSnapshot>,
 ) -> Result<(ChildStatus, Option<u64>), SuperviseError> {
     let status = loop {
-        let (pid, raw, peak) =
-            sys::ptrace::wait_any_with_peak().map_err(|source| SuperviseError::Wait { pid: child, source })?;
+        let (pid, raw, peak) = sys::ptrace::wait_any().map_err(|source| SuperviseError::Wait { pid: child, source })?;
         if let Some(tracer) = tracer.as_deref_mut() {
             match tracer.handle(pid, raw) {
                 Handled::Event => continue,

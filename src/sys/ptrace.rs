@@ -178,11 +178,17 @@ pub fn get_event_msg(tid: i32) -> io::Result<u64> {
 /// Returns `Ok(None)` when `WNOHANG` is in `options` and nothing is ready,
 /// otherwise the task id and its raw status. `ECHILD`: nothing to wait for.
 pub fn waitpid(pid: i32, options: c_int) -> io::Result<Option<(i32, i32)>> {
+    wait4(pid, options, std::ptr::null_mut())
+}
+
+/// `wait4(2)`, retried on EINTR; `usage` is null or a writable `rusage`.
+fn wait4(pid: i32, options: c_int, usage: *mut libc::rusage) -> io::Result<Option<(i32, i32)>> {
     loop {
         let mut status: c_int = 0;
         // SAFETY: `status` is a valid, writable c_int for the duration of the
-        // call; the kernel writes only that int.
-        let rc = unsafe { libc::waitpid(pid, &mut status, options) };
+        // call, and `usage` is null or valid and writable (our callers);
+        // the kernel writes only those.
+        let rc = unsafe { libc::wait4(pid, &mut status, options, usage) };
         match rc {
             -1 => {
                 let err = last_error();
@@ -197,43 +203,23 @@ pub fn waitpid(pid: i32, options: c_int) -> io::Result<Option<(i32, i32)>> {
     }
 }
 
-/// The tracer loop's blocking wait: `waitpid(-1, __WALL | __WNOTHREAD)`.
+/// The tracer loop's blocking wait: `wait4(-1, __WALL | __WNOTHREAD)`.
+/// Returns the task, its raw status, and its peak resident set in bytes
+/// (`ru_maxrss`; 0 for a stop): the exact high-water mark of a child that
+/// died between two memory samples.
 ///
 /// `__WALL` includes clone children (threads) and tracees. `__WNOTHREAD`
 /// limits the wait to children and tracees of the *calling thread*: without
 /// it the tracer thread would also reap processes that other threads of the
 /// supervisor spawned (e.g. a `std::process::Command` helper), and those
 /// threads' own `wait` would then fail.
-pub fn wait_any() -> io::Result<(i32, i32)> {
-    match waitpid(-1, libc::__WALL | libc::__WNOTHREAD)? {
-        Some(reaped) => Ok(reaped),
+pub fn wait_any() -> io::Result<(i32, i32, u64)> {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    match wait4(-1, libc::__WALL | libc::__WNOTHREAD, &mut usage)? {
+        Some((task, status)) => Ok((task, status, u64::try_from(usage.ru_maxrss).unwrap_or(0).saturating_mul(1024))),
         // Cannot happen without WNOHANG; report it rather than panic.
-        None => Err(io::Error::other("waitpid returned 0 without WNOHANG")),
-    }
-}
-
-/// [`wait_any`] through `wait4`, which also gives the peak resident set of
-/// a task that ended (`ru_maxrss`, in bytes; 0 for a stop): the exact
-/// high-water mark of a child that died between two memory samples.
-pub fn wait_any_with_peak() -> io::Result<(i32, i32, u64)> {
-    loop {
-        let mut status: c_int = 0;
-        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `status` and `usage` are valid and writable for the call;
-        // the kernel writes only them.
-        let rc = unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut usage) };
-        match rc {
-            -1 => {
-                let err = last_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err);
-            }
-            0 => return Err(io::Error::other("wait4 returned 0 without WNOHANG")),
-            reaped => return Ok((reaped, status, u64::try_from(usage.ru_maxrss).unwrap_or(0).saturating_mul(1024))),
-        }
+        None => Err(io::Error::other("wait4 returned 0 without WNOHANG")),
     }
 }
 

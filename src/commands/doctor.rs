@@ -22,7 +22,7 @@ use crate::sentry::Dsn;
 use crate::sentry::deliver;
 use crate::spool::Spool;
 use crate::supervise::spawn::resolve;
-use crate::symbolicate::{DebugInfo, debug_info};
+use crate::symbolicate::{DebugInfo, SYSTEM_DEBUG_DIR, debug_info};
 use crate::sys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -267,7 +267,7 @@ fn check_debug_info(program: &std::ffi::OsStr) -> Check {
         Err(e) => return Check { verdict: Verdict::Fail, name, text: Chain(&e).to_string() },
     };
     let shown = path.display();
-    match debug_info(&path, &[PathBuf::from("/usr/lib/debug")]) {
+    match debug_info(&path, &[PathBuf::from(SYSTEM_DEBUG_DIR)]) {
         Ok(DebugInfo::Embedded) => Check {
             verdict: Verdict::Ok,
             name,

@@ -30,13 +30,9 @@ use wholesym::samply_symbols::object::{self, CompressionFormat, Object, ObjectSe
 use wholesym::samply_symbols::{demangle_any, relative_address_base};
 
 use super::dwarf::{Buffers, DwarfLookup, FrameInfo, READ_BY_ADDR2LINE, Section, Sections, SplitDwarf};
-use super::identity;
+use super::identity::{self, SYSTEM_DEBUG_DIR};
 use super::symbol_list::SymbolList;
 use crate::sys::mapped::Mapped;
-
-/// Where distributions install separate debug files; wholesym always looks
-/// here (by build-id, and for `.gnu_debuglink` targets).
-const SYSTEM_DEBUG_DIR: &str = "/usr/lib/debug";
 
 /// The files one module's symbols are read from, mapped, plus the
 /// decompressed copies of compressed sections. Owned by the caller's
@@ -68,6 +64,8 @@ pub(crate) fn open(binary: &Path, identifier: &[u8], debug_dirs: &[PathBuf]) -> 
 
     // The file wholesym would pick for this build: a debug file by
     // build-id, `<name>.so.dbg` next to a `.so`, else the binary itself.
+    // wholesym always looks in the system's debug directory (by build-id,
+    // and for `.gnu_debuglink` targets), so this does too.
     let mut roots = debug_dirs.to_vec();
     if !roots.iter().any(|r| r == Path::new(SYSTEM_DEBUG_DIR)) {
         roots.push(PathBuf::from(SYSTEM_DEBUG_DIR));
@@ -141,11 +139,7 @@ fn supplementary_file<'d>(path: &Path, file: &object::File<'d, &'d [u8]>) -> Opt
     } else if let Some(dir) = path.parent() {
         candidates.push(dir.join(link));
     }
-    let hex = identity::hex(build_id);
-    if hex.len() > 2 {
-        let (dir, rest) = hex.split_at(2);
-        candidates.push(Path::new(SYSTEM_DEBUG_DIR).join(".build-id").join(dir).join(format!("{rest}.debug")));
-    }
+    candidates.extend(identity::build_id_path(Path::new(SYSTEM_DEBUG_DIR), build_id));
     candidates.into_iter().find_map(|candidate| {
         let mapped = Mapped::open(&candidate).ok()?;
         let found = object::File::parse(mapped.bytes()).ok()?.build_id().ok().flatten() == Some(build_id);

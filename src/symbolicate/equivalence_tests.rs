@@ -29,7 +29,7 @@ type Frames = Option<Vec<(Option<String>, Option<String>, Option<u32>)>>;
 fn compare(binary: &Path) -> usize {
     let identifier = identity::file_identifier(binary).unwrap();
     let buffers = Buffers::new();
-    let opened = elf_symbols::open(binary, &identifier, &[PathBuf::from("/usr/lib/debug")]).unwrap();
+    let opened = elf_symbols::open(binary, &identifier, &[PathBuf::from(super::identity::SYSTEM_DEBUG_DIR)]).unwrap();
     let Opened::Data(data) = opened else {
         panic!("{} is read by wholesym, not by the lean lookup", binary.display());
     };

@@ -206,19 +206,28 @@ pub(crate) fn locate(code_file: &str, expected: Option<&[u8]>, replacements: &[(
     Located { file: None, problem: Some(notes.join("; ")) }
 }
 
+/// Where distributions install separate debug files.
+pub const SYSTEM_DEBUG_DIR: &str = "/usr/lib/debug";
+
 /// Finds a separate debug file by build-id under each root
 /// (`ROOT/.build-id/xx/rest.debug`, the layout of Debian's `-dbgsym`
 /// packages and of `debuginfod` caches), checking its identifier too.
 pub(crate) fn find_debug_file(roots: &[PathBuf], build_id: &[u8]) -> Option<PathBuf> {
+    roots
+        .iter()
+        .filter_map(|root| build_id_path(root, build_id))
+        .find(|candidate| matches!(file_identifier(candidate), Ok(found) if found == build_id))
+}
+
+/// Where the debug file of `build_id` is under `root`:
+/// `ROOT/.build-id/xx/rest.debug`; `None` for an id too short to split.
+pub(crate) fn build_id_path(root: &Path, build_id: &[u8]) -> Option<PathBuf> {
     if build_id.len() < 2 {
         return None;
     }
     let id = hex(build_id);
     let (dir, rest) = id.split_at(2);
-    roots
-        .iter()
-        .map(|root| root.join(".build-id").join(dir).join(format!("{rest}.debug")))
-        .find(|candidate| matches!(file_identifier(candidate), Ok(found) if found == build_id))
+    Some(root.join(".build-id").join(dir).join(format!("{rest}.debug")))
 }
 
 /// Where a binary's debug information is, as `crashwatch doctor` reports it.

@@ -77,7 +77,7 @@ use minidump::{CodeView, Minidump, MinidumpModuleList, MinidumpSystemInfo, Minid
 use minidump_unwind::{Symbolizer, http_symbol_supplier, simple_symbol_supplier};
 
 pub use error::SymbolicateError;
-pub use identity::{DebugInfo, IdentityError, debug_info};
+pub use identity::{DebugInfo, IdentityError, SYSTEM_DEBUG_DIR, debug_info};
 pub use model::{Frame, Module, SymbolSource, Symbolicated, Thread};
 pub use render::render_text;
 
@@ -119,7 +119,7 @@ impl Default for SymbolOptions {
             symbol_dirs: Vec::new(),
             symbol_urls: Vec::new(),
             cache_dir: None,
-            debug_dirs: vec![PathBuf::from("/usr/lib/debug")],
+            debug_dirs: vec![PathBuf::from(identity::SYSTEM_DEBUG_DIR)],
             replacements: Vec::new(),
         }
     }

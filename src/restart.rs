@@ -211,8 +211,8 @@ impl StopSignals {
         use std::io::Read;
         let mut buf = [0u8; 64];
         let mut any = false;
-        while let Ok(n @ 1..) = self.read.read(&mut buf) {
-            any |= n > 0;
+        while let Ok(1..) = self.read.read(&mut buf) {
+            any = true;
         }
         any
     }

@@ -128,7 +128,7 @@ impl Delivery {
                     return Some(format!(
                         "not sent: repeat {repeats} of report {} ({}) within --group-window; \
                          the count is sent as one summary",
-                        short(&first_report),
+                        crate::report::short_id(&first_report),
                         signature.title
                     ));
                 }
@@ -195,7 +195,7 @@ impl Delivery {
             "{} crashed {} more time(s) like report {} ({}); sending the count",
             summary.origin.program,
             summary.repeats,
-            short(&summary.first_report),
+            crate::report::short_id(&summary.first_report),
             summary.title
         );
         let queued = enqueue_summary(outbox, dsn, summary);
@@ -313,9 +313,4 @@ pub fn enqueue_summary(outbox: &Outbox, dsn: &Dsn, summary: &Summary) -> bool {
         tracing::error!("failed to queue the summary of {} repeats: {e}", summary.repeats);
     }
     queued.is_ok()
-}
-
-/// The first 12 characters of a report id, as `crashwatch list` shows it.
-fn short(id: &str) -> &str {
-    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }

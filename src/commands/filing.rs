@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::CrashCapture;
+use crate::capture::{CaptureError, CrashCapture, DumpFile};
 use crate::commands::delivery::Delivery;
 use crate::commands::oom_snapshot::TakenSnapshot;
 use crate::commands::symbolicate;
@@ -116,14 +116,19 @@ fn symbolicate_dump(
 
 /// Moves a snapshot's dump from the scratch directory into report `id`.
 fn keep_snapshot(spool: &Spool, id: &str, taken: &TakenSnapshot) -> MemorySnapshot {
-    let minidump = match &taken.capture.dump {
+    MemorySnapshot::new(&taken.crossing, &taken.capture, keep_dump(spool, id, &taken.capture.dump))
+}
+
+/// Moves a written minidump into report `id` as `minidump.dmp`; the file
+/// kept, or why there is none (it was never written, or could not be kept).
+fn keep_dump(spool: &Spool, id: &str, dump: &Result<DumpFile, CaptureError>) -> Result<FileRef, String> {
+    match dump {
         Ok(dump) => spool
             .adopt(id, &dump.path, "minidump.dmp")
             .map(|size| FileRef { file: "minidump.dmp".into(), size })
             .map_err(|e| Chain(&e).to_string()),
         Err(e) => Err(Chain(e).to_string()),
-    };
-    MemorySnapshot::new(&taken.crossing, &taken.capture, minidump)
+    }
 }
 
 /// How many lines may follow a crash story in the tail for it to count as
@@ -145,13 +150,7 @@ pub fn runtime_crash(report: &CrashReport) -> Option<crate::capture::crash_story
 /// Moves a capture's files from the scratch directory into report `id` and
 /// describes them. A file that cannot be kept is noted, not fatal.
 fn keep_crash(spool: &Spool, id: &str, capture: &CrashCapture) -> Crash {
-    let minidump = match &capture.dump {
-        Ok(dump) => spool
-            .adopt(id, &dump.path, "minidump.dmp")
-            .map(|size| FileRef { file: "minidump.dmp".into(), size })
-            .map_err(|e| Chain(&e).to_string()),
-        Err(e) => Err(Chain(e).to_string()),
-    };
+    let minidump = keep_dump(spool, id, &capture.dump);
     let mut preserved = Vec::new();
     let mut notes = Vec::new();
     for p in &capture.preserved {

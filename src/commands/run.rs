@@ -308,7 +308,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     let code = finished.status.exit_code();
     let ended = Ended {
         failed: finished.status.is_abnormal() || crash.is_some(),
-        stop_requested: finished.stop_requested.is_some_and(|s| s != libc::SIGHUP),
+        stop_requested: finished.stop_requested.is_some_and(|s| crate::signals::END_RESTARTS.contains(&s)),
         ran_for: finished.ran_for,
     };
     if ended.failed {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::capture::memory::{Crossing, Memory};
 use crate::capture::oom::Oom;
-use crate::capture::{CrashCapture, SnapshotCapture};
+use crate::capture::{CaptureError, CrashCapture, RequeuedSignal, SnapshotCapture};
 use crate::logs::{Line, Stream};
 use crate::signals;
 use crate::supervise::{ChildStatus, Finished};
@@ -195,14 +195,8 @@ impl MemorySnapshot {
     /// The record of `capture`, taken on `crossing`; `minidump` is the file
     /// as kept in the report's directory (or why keeping it failed).
     pub fn new(crossing: &Crossing, capture: &SnapshotCapture, minidump: Result<FileRef, String>) -> MemorySnapshot {
-        let mut notes: Vec<String> = capture.soft_errors.iter().map(|e| crate::errors::Chain(e).to_string()).collect();
-        notes.extend(capture.requeued.iter().map(|r| {
-            format!("{} pending on thread {} was delivered again after the snapshot", signals::name(r.signal), r.tid)
-        }));
-        let (minidump, minidump_error) = match minidump {
-            Ok(file) => (Some(file), None),
-            Err(e) => (None, Some(e)),
-        };
+        let notes = capture_notes(&capture.soft_errors, &capture.requeued, "snapshot");
+        let (minidump, minidump_error) = split(minidump);
         MemorySnapshot {
             crossed_at: crossing.at,
             taken_at: capture.taken_at.into(),
@@ -240,6 +234,31 @@ impl MemorySnapshot {
     }
 }
 
+/// The notes of a capture (`what`: "capture" or "snapshot"): the problems
+/// that did not prevent it, and the signals other threads had pending,
+/// delivered again afterwards.
+fn capture_notes(soft_errors: &[CaptureError], requeued: &[RequeuedSignal], what: &str) -> Vec<String> {
+    let mut notes: Vec<String> = soft_errors.iter().map(|e| crate::errors::Chain(e).to_string()).collect();
+    notes.extend(requeued.iter().map(|r| {
+        format!("{} pending on thread {} was delivered again after the {what}", signals::name(r.signal), r.tid)
+    }));
+    notes
+}
+
+/// The first 12 characters of a report id, as `crashwatch list` shows it
+/// (by characters: ids read back from files are not trusted to be hex).
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
+/// A kept minidump, or why there is none, as the record's two fields.
+fn split(minidump: Result<FileRef, String>) -> (Option<FileRef>, Option<String>) {
+    match minidump {
+        Ok(file) => (Some(file), None),
+        Err(e) => (None, Some(e)),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRef {
     pub file: String,
@@ -260,14 +279,8 @@ impl Crash {
     /// The record of `capture`; `minidump` and `preserved` are the files as
     /// kept in the report's directory (or why keeping one failed).
     pub fn new(capture: &CrashCapture, minidump: Result<FileRef, String>, preserved: Vec<Preserved>) -> Crash {
-        let mut notes: Vec<String> = capture.soft_errors.iter().map(|e| crate::errors::Chain(e).to_string()).collect();
-        notes.extend(capture.requeued.iter().map(|r| {
-            format!("{} pending on thread {} was delivered again after the capture", signals::name(r.signal), r.tid)
-        }));
-        let (minidump, minidump_error) = match minidump {
-            Ok(file) => (Some(file), None),
-            Err(e) => (None, Some(e)),
-        };
+        let notes = capture_notes(&capture.soft_errors, &capture.requeued, "capture");
+        let (minidump, minidump_error) = split(minidump);
         Crash {
             signal: capture.signal,
             signal_name: signals::name(capture.signal),
@@ -428,7 +441,7 @@ impl CrashReport {
 
     /// The short form of the id shown in listings.
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        short_id(&self.id)
     }
 
     /// The program's name as a person calls it.

@@ -200,7 +200,7 @@ impl StopSignals {
         let (read, write) = std::os::unix::net::UnixStream::pair()?;
         read.set_nonblocking(true)?;
         let mut ids = Vec::new();
-        for signal in crate::signals::END_RESTARTS {
+        for signal in crate::process::signals::END_RESTARTS {
             ids.push(signal_hook::low_level::pipe::register(signal, write.try_clone()?)?);
         }
         Ok(StopSignals { read, ids })

@@ -385,7 +385,7 @@ struct TestCgroup(PathBuf);
 
 impl TestCgroup {
     fn new(name: &str, limit: Option<u64>) -> TestCgroup {
-        let own = crashwatch::capture::cgroup::MemoryCgroup::of_process(0).unwrap();
+        let own = crashwatch::memory::cgroup::MemoryCgroup::of_process(0).unwrap();
         let dir = own.dir.join(format!("crashwatch-test-{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         if let Some(limit) = limit {

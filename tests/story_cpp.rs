@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, Runtime};
+use crashwatch::story::{Crash, Runtime};
 
 fn binary() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, Runtime};
+use crashwatch::story::{Crash, Runtime};
 
 fn fixture(name: &str) -> Tail {
     let path = crate_path(&format!("testdata/go/{name}.txt"));

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, Frame, Runtime};
+use crashwatch::story::{Crash, Frame, Runtime};
 
 fn classes() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, Runtime};
+use crashwatch::story::{Crash, Runtime};
 
 fn script(name: &str) -> String {
     crate_path(&format!("testdata/programs/python/{name}")).to_string_lossy().into_owned()

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, TailLine, detect};
+use crashwatch::story::{Crash, TailLine, detect};
 
 /// Real crash output recorded in testdata plus transcribed shapes of the
 /// runtimes not recorded there, as the seed corpus for mutation.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, Runtime};
+use crashwatch::story::{Crash, Runtime};
 
 fn crashy() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use crashwatch::capture::crash_story::{Crash, Runtime};
+use crashwatch::story::{Crash, Runtime};
 
 fn fixture(name: &str) -> Tail {
     let path = crate_path(&format!("testdata/sanitizers/{name}.txt"));

@@ -14,7 +14,7 @@
 
 use minidump_writer::crash_context::CrashContext;
 
-use crate::ptrace::siginfo::SigInfo;
+use crate::process::siginfo::SigInfo;
 use crate::sys::ptrace::{FpRegs, Regs};
 
 /// Builds the crash context of thread `tid` of process `pid`.

@@ -11,7 +11,7 @@ use minidump_writer::crash_context::CrashContext;
 use minidump_writer::minidump_writer::{DirectAuxvDumpInfo, MinidumpWriterConfig};
 
 use super::{CaptureError, DumpFile};
-use crate::capture::procfs;
+use crate::process::procfs;
 
 /// What to dump and where.
 pub(super) struct DumpTarget<'a> {

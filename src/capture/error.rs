@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use minidump_writer::minidump_writer::errors::WriterError;
 
-use super::procfs::ProcError;
+use crate::process::procfs::ProcError;
 
 /// What went wrong during a capture.
 #[derive(Debug, thiserror::Error)]

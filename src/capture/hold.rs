@@ -2,9 +2,9 @@
 //! A crash capture hands the process back untraced, to die of its signal; a
 //! snapshot (no crash signal) keeps every task it never detached traced.
 
-use super::procfs::SignalMasks;
 use super::{CaptureError, RequeuedSignal};
-use crate::ptrace::siginfo::SigInfo;
+use crate::process::procfs::SignalMasks;
+use crate::process::siginfo::SigInfo;
 use crate::sys::ptrace as sys;
 
 /// The tasks a capture holds and the undo steps still owed to the process.

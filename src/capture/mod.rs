@@ -49,17 +49,11 @@
 //! panics — the [`Hold`] guard detaches, re-queues and sends `SIGCONT` in its
 //! `Drop` whatever was not done yet.
 
-pub mod cgroup;
 mod context;
-pub mod crash_story;
 mod dump;
 mod error;
 mod hold;
-pub mod kmsg;
-pub mod memory;
-pub mod oom;
 mod preserve;
-pub mod procfs;
 pub mod snapshot;
 mod stop;
 
@@ -70,9 +64,9 @@ use minidump_writer::crash_context::CrashContext;
 
 pub use self::error::CaptureError;
 use self::hold::Hold;
-use self::procfs::SignalMasks;
 pub use self::snapshot::SnapshotCapture;
-use crate::ptrace::siginfo::SigInfo;
+use crate::process::procfs::{self, SignalMasks};
+use crate::process::siginfo::SigInfo;
 use crate::sys::ptrace as sys;
 
 /// Everything known about one captured crash.

@@ -18,8 +18,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::procfs::{self, DeletedMapping};
 use super::{CaptureError, PreservedMapping};
+use crate::process::procfs::{self, DeletedMapping};
 
 /// Files larger than this are not copied (reported as a soft error): a huge
 /// deleted mapping is more likely data than code, and copying it would fill

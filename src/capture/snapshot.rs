@@ -55,8 +55,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::dump::{self, DumpTarget};
 use super::hold::Hold;
-use super::procfs::{self, SignalMasks};
 use super::{CaptureError, DumpFile, RequeuedSignal, stop};
+use crate::process::procfs::{self, SignalMasks};
 use crate::sys::ptrace as sys;
 
 /// Everything known about one snapshot of a live process.

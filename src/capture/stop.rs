@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::CaptureError;
 use super::hold::Hold;
-use crate::capture::procfs;
-use crate::ptrace::siginfo::SigInfo;
-use crate::ptrace::wait_status::WaitStatus;
+use crate::process::procfs;
+use crate::process::siginfo::SigInfo;
+use crate::process::wait_status::WaitStatus;
 use crate::sys::ptrace as sys;
 
 /// Ptrace-stops every thread of the process except the crashing one.

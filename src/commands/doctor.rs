@@ -13,11 +13,11 @@ use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::capture::cgroup::{MemoryCgroup, Version};
-use crate::capture::kmsg::KernelLog;
 use crate::cli::DoctorArgs;
 use crate::commands::Failure;
 use crate::errors::Chain;
+use crate::memory::cgroup::{MemoryCgroup, Version};
+use crate::memory::kmsg::KernelLog;
 use crate::sentry::Dsn;
 use crate::sentry::deliver;
 use crate::spool::Spool;

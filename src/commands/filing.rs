@@ -17,9 +17,9 @@ use crate::commands::symbolicate;
 use crate::errors::Chain;
 use crate::logs::Console;
 use crate::logs::console::Priority;
+use crate::process::ChildStatus;
 use crate::report::{self, Crash, CrashReport, FileRef, Kind, MemorySnapshot, Preserved};
 use crate::spool::{self, Spool, SpoolError};
-use crate::supervise::ChildStatus;
 use crate::symbolicate::Symbolicated;
 
 /// How many of the last lines the summary on stderr repeats.
@@ -137,8 +137,8 @@ fn keep_dump(spool: &Spool, id: &str, dump: &Result<DumpFile, CaptureError>) -> 
 const STORY_TRAILING_LINES: usize = 20;
 
 /// The crash the child's runtime reported on its way out, if any.
-pub fn runtime_crash(report: &CrashReport) -> Option<crate::capture::crash_story::Crash> {
-    use crate::capture::crash_story::{TailLine, detect};
+pub fn runtime_crash(report: &CrashReport) -> Option<crate::story::Crash> {
+    use crate::story::{TailLine, detect};
     let tail: Vec<TailLine<'_>> = report
         .log_tail
         .iter()
@@ -216,7 +216,7 @@ fn summarize(
     // its report is.
     let stopped = report.kind == Kind::Stopped;
     if let Some(signal) = report.stop_requested.filter(|_| stopped) {
-        text.push_str(&format!(" (stop requested by {})", crate::signals::name(signal)));
+        text.push_str(&format!(" (stop requested by {})", crate::process::signals::name(signal)));
     }
     text.push('\n');
     if let Some(crash) = &report.crash {

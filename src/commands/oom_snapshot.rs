@@ -18,9 +18,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::capture::SnapshotCapture;
-use crate::capture::cgroup::MemoryCgroup;
-use crate::capture::memory::{Crossing, SnapshotTrigger, Threshold};
 use crate::errors::Chain;
+use crate::memory::cgroup::MemoryCgroup;
+use crate::memory::sampler::{Crossing, SnapshotTrigger, Threshold};
 use crate::ptrace;
 use crate::report::human_bytes;
 use crate::supervise::OnSnapshot;

@@ -16,9 +16,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::capture::CrashCapture;
-use crate::capture::cgroup::MemoryCgroup;
-use crate::capture::memory::Sampler;
-use crate::capture::oom::OomWatch;
 use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::{self, Delivery};
@@ -27,6 +24,9 @@ use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::logs::{self, Pumps, Ring};
+use crate::memory::cgroup::MemoryCgroup;
+use crate::memory::oom::OomWatch;
+use crate::memory::sampler::Sampler;
 use crate::metrics::{self, Metrics};
 use crate::ptrace::TraceOptions;
 use crate::report::{CrashReport, Ending, Kind};
@@ -308,7 +308,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     let code = finished.status.exit_code();
     let ended = Ended {
         failed: finished.status.is_abnormal() || crash.is_some(),
-        stop_requested: finished.stop_requested.is_some_and(|s| crate::signals::END_RESTARTS.contains(&s)),
+        stop_requested: finished.stop_requested.is_some_and(|s| crate::process::signals::END_RESTARTS.contains(&s)),
         ran_for: finished.ran_for,
     };
     if ended.failed {

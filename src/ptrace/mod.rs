@@ -36,20 +36,18 @@
 //! feed would be waited for in vain until `stop_timeout`.
 
 pub mod request;
-pub mod siginfo;
-pub mod wait_status;
 
 use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::capture::procfs;
 use crate::capture::snapshot::SnapshotRequest;
 use crate::capture::{self, CaptureRequest};
-use crate::ptrace::siginfo::SigInfo;
-use crate::ptrace::wait_status::{WaitStatus, is_stop_signal};
-use crate::signals;
+use crate::process::procfs;
+use crate::process::siginfo::SigInfo;
+use crate::process::signals;
+use crate::process::wait_status::{WaitStatus, is_stop_signal};
 use crate::sys::ptrace as sys;
 
 pub use crate::capture::{CrashCapture, SnapshotCapture};

@@ -26,8 +26,8 @@
 use std::io;
 use std::sync::OnceLock;
 
-use super::siginfo::SigInfo;
-use crate::capture::procfs::{self, ProcError};
+use crate::process::SigInfo;
+use crate::process::procfs::{self, ProcError};
 use crate::sys::ptrace as sys;
 
 /// The signal that carries a request.

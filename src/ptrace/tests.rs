@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Handled, TraceOptions, Tracer};
-use crate::capture::{CrashCapture, procfs};
+use crate::capture::CrashCapture;
+use crate::process::procfs;
 use crate::supervise::spawn::{Prepared, fork};
 use crate::sys;
 

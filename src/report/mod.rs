@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::capture::memory::{Crossing, Memory};
-use crate::capture::oom::Oom;
 use crate::capture::{CaptureError, CrashCapture, RequeuedSignal, SnapshotCapture};
 use crate::logs::{Line, Stream};
-use crate::signals;
+use crate::memory::oom::Oom;
+use crate::memory::sampler::{Crossing, Memory};
+use crate::process::signals;
 use crate::supervise::{ChildStatus, Finished};
 
 pub use render::*;
@@ -88,7 +88,7 @@ pub struct CrashReport {
     /// The crash as the child's runtime told it on stderr (a Rust panic, a Go
     /// panic, a Python traceback…), parsed from the log tail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub panic: Option<crate::capture::crash_story::Crash>,
+    pub panic: Option<crate::story::Crash>,
     /// The child's memory while it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,

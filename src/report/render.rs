@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 use super::CrashReport;
-use crate::capture::memory::Memory;
 use crate::logs::Stream;
-use crate::signals;
+use crate::memory::sampler::Memory;
+use crate::process::signals;
 
 impl CrashReport {
     /// The human-readable report of `crashwatch show`.
@@ -175,7 +175,7 @@ pub fn timestamp(t: OffsetDateTime) -> String {
 const PANIC_FRAMES: usize = 12;
 
 /// `Rust panic in thread 'worker': the answer was 42`
-pub fn panic_headline(panic: &crate::capture::crash_story::Crash) -> String {
+pub fn panic_headline(panic: &crate::story::Crash) -> String {
     let mut s = format!("{:?}", panic.runtime);
     if !panic.kind.is_empty() {
         let _ = write!(s, " {}", panic.kind);
@@ -191,7 +191,7 @@ pub fn panic_headline(panic: &crate::capture::crash_story::Crash) -> String {
 }
 
 /// `function (file:line:col)`, innermost frames first in `show`.
-fn frame_line(frame: &crate::capture::crash_story::Frame) -> String {
+fn frame_line(frame: &crate::story::Frame) -> String {
     let function = frame.function.as_deref().unwrap_or("?");
     let file = frame.filename.as_deref().or(frame.abs_path.as_deref());
     match (file, frame.lineno, frame.colno) {

@@ -19,14 +19,14 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::capture::crash_story;
 use crate::logs::Stream;
+use crate::process::ChildStatus;
+use crate::process::signals;
 use crate::report::{self, CrashReport, Kind};
 use crate::sentry::scrub::Scrubber;
 use crate::sentry::throttle::Summary;
 use crate::sentry::{Attachment, AttachmentSource, Envelope, EnvelopeError, EventId};
-use crate::signals;
-use crate::supervise::ChildStatus;
+use crate::story;
 use crate::symbolicate::{self, Symbolicated};
 
 /// Lines of the log tail sent as breadcrumbs (the attachment has them all).
@@ -212,11 +212,11 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
     values
 }
 
-fn exception_type(story: &crash_story::Crash) -> String {
+fn exception_type(story: &story::Crash) -> String {
     if story.kind.is_empty() { format!("{:?}", story.runtime) } else { story.kind.clone() }
 }
 
-fn story_stacktrace(story: &crash_story::Crash) -> Value {
+fn story_stacktrace(story: &story::Crash) -> Value {
     if story.frames.is_empty() {
         return Value::Null;
     }

@@ -25,11 +25,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::crash_story;
+use crate::process::ChildStatus;
+use crate::process::signals;
 use crate::report::{CrashReport, Kind};
 use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
-use crate::signals;
-use crate::supervise::ChildStatus;
+use crate::story;
 use crate::symbolicate::Symbolicated;
 
 /// Frames of the crashing thread that make up a signature.
@@ -86,8 +86,8 @@ pub fn signature(report: &CrashReport, stacks: Option<&Symbolicated>) -> Signatu
 }
 
 /// The innermost frames of a runtime's story, the app's own if any.
-fn story_frames(story: &crash_story::Crash) -> Vec<String> {
-    let name = |f: &crash_story::Frame| f.function.clone().or_else(|| f.filename.clone());
+fn story_frames(story: &story::Crash) -> Vec<String> {
+    let name = |f: &story::Frame| f.function.clone().or_else(|| f.filename.clone());
     let in_app: Vec<String> = story.frames.iter().rev().filter(|f| f.in_app).filter_map(name).collect();
     let all = if in_app.is_empty() { story.frames.iter().rev().filter_map(name).collect() } else { in_app };
     all.into_iter().take(SIGNATURE_FRAMES).collect()

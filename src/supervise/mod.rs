@@ -32,7 +32,6 @@
 //! an orderly `docker stop` must not be mistaken for a crash.
 
 pub mod spawn;
-pub mod status;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -43,11 +42,12 @@ use std::time::SystemTime;
 
 use signal_hook::iterator::{Handle, Signals};
 
+pub use crate::process::ChildStatus;
 pub use spawn::{Prepared, SpawnError};
-pub use status::ChildStatus;
 
+use crate::process::signals;
 use crate::ptrace::{CrashCapture, Handled, SnapshotCapture, TraceOptions, Tracer};
-use crate::{signals, sys};
+use crate::sys;
 
 /// The signals passed on to the child.
 pub const FORWARDED: [i32; 7] =

@@ -36,7 +36,7 @@ pub const PTRACE_EVENT_STOP: i32 = 128;
 ///
 /// `libc::siginfo_t` hides its union behind unsafe accessors; the fields the
 /// crash path needs are at fixed offsets of the x86_64 ABI, so they are read
-/// from the bytes in safe code (see `crate::ptrace::siginfo`).
+/// from the bytes in safe code (see `crate::process::siginfo`).
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
 pub struct RawSigInfo {

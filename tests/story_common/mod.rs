@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crashwatch::capture::crash_story::{Crash, Frame, TailLine, detect};
+use crashwatch::story::{Crash, Frame, TailLine, detect};
 
 /// Path of a file under the crate root.
 pub fn crate_path(rel: &str) -> PathBuf {

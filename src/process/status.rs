@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::signals;
+use crate::process::signals;
 
 /// The end of a process, decoded from a raw wait status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,18 @@ pub(super) struct DumpTarget<'a> {
     pub stop_timeout: Duration,
 }
 
+impl<'a> DumpTarget<'a> {
+    /// The dump of thread `tid` of the stopped process `tgid`. A zombie
+    /// leader (main thread called pthread_exit) has no mm and is not 'T',
+    /// which breaks minidump-writer's /proc/PID reads and its stop check:
+    /// such a process is addressed through the live thread `tid`.
+    pub fn new(kind: &'static str, tgid: i32, tid: i32, scratch_dir: &'a Path, stop_timeout: Duration) -> Self {
+        let leader_dead = procfs::task_state(tgid, tgid).is_ok_and(|s| s.is_dead());
+        let dump_pid = if leader_dead { tid } else { tgid };
+        DumpTarget { kind, tgid, tid, dump_pid, scratch_dir, stop_timeout }
+    }
+}
+
 /// minidump-writer into a new file in the scratch directory. With a crash
 /// context, the dump's exception is the crash; without, it says
 /// `DUMP_REQUESTED` and T's registers are read from the live thread.

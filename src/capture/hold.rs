@@ -2,6 +2,8 @@
 //! A crash capture hands the process back untraced, to die of its signal; a
 //! snapshot (no crash signal) keeps every task it never detached traced.
 
+use std::time::Duration;
+
 use super::{CaptureError, RequeuedSignal};
 use crate::process::procfs::SignalMasks;
 use crate::process::siginfo::SigInfo;
@@ -70,9 +72,32 @@ impl Hold {
         }
     }
 
+    /// The dump window's entry, shared by crash and snapshot: `SIGSTOP` to
+    /// the process first, so that nothing runs once untraced; then every
+    /// held task detached; then a wait until the group-stop is complete. A
+    /// failed `SIGSTOP` detaches nothing and is the window's end; a thread
+    /// late to stop is only noted (minidump-writer waits for it too).
+    pub(super) fn settle(
+        &mut self,
+        timeout: Duration,
+        soft_errors: &mut Vec<CaptureError>,
+    ) -> Result<(), CaptureError> {
+        sys::kill(self.tgid, libc::SIGSTOP).map_err(|source| CaptureError::Kill {
+            pid: self.tgid,
+            signal: libc::SIGSTOP,
+            source,
+        })?;
+        self.sigstopped = true;
+        let detached = self.detach_all();
+        if let Err(e) = super::stop::wait_group_stopped(self.tgid, &detached, timeout) {
+            soft_errors.push(e);
+        }
+        Ok(())
+    }
+
     /// Detaches every held task with signal 0 and returns their ids.
     /// Callers must have sent SIGSTOP first (see the module docs).
-    pub(super) fn detach_all(&mut self) -> Vec<i32> {
+    fn detach_all(&mut self) -> Vec<i32> {
         let mut detached = std::mem::take(&mut self.stopped);
         for &t in &detached {
             self.detach(t, 0);

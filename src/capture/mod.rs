@@ -64,7 +64,7 @@ use minidump_writer::crash_context::CrashContext;
 
 pub use self::error::CaptureError;
 use self::hold::Hold;
-pub use self::snapshot::SnapshotCapture;
+pub use self::snapshot::{SnapshotCapture, discard_snapshot};
 use crate::process::procfs::{self, SignalMasks};
 use crate::process::siginfo::SigInfo;
 use crate::sys::ptrace as sys;
@@ -268,28 +268,12 @@ fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> W
     let threads = 1 + hold.stopped.len() + laggards.len();
     phases.stop_threads = req.started.elapsed();
 
-    // 3. SIGSTOP first, so that nothing runs once untraced; then detach.
+    // 3–4. SIGSTOP, detach, wait for the group-stop.
     let settle_start = Instant::now();
-    if let Err(source) = sys::kill(tgid, libc::SIGSTOP) {
+    if let Err(e) = hold.settle(req.stop_timeout, &mut soft_errors) {
         // Without a pending SIGSTOP, detaching would let the process run
         // during the dump: give up, and Hold::release hands S back.
-        return Window {
-            phases,
-            threads,
-            dump: Err(CaptureError::Kill { pid: tgid, signal: libc::SIGSTOP, source }),
-            opened: Vec::new(),
-            laggards,
-            soft_errors,
-        };
-    }
-    hold.sigstopped = true;
-    let detached = hold.detach_all();
-
-    // 4. Wait for the group-stop to be complete.
-    if let Err(e) = stop::wait_group_stopped(tgid, &detached, req.stop_timeout) {
-        // Proceed: minidump-writer attaches to running threads too (it waits
-        // for each to stop); a straggler is captured a little later.
-        soft_errors.push(e);
+        return Window { phases, threads, dump: Err(e), opened: Vec::new(), laggards, soft_errors };
     }
     // 5. S goes back to T now that it cannot run, with the other threads'
     // signals that cannot disturb a stopped process.
@@ -301,20 +285,9 @@ fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> W
     let (opened, errors) = preserve::open_deleted(tgid, tid);
     soft_errors.extend(errors);
 
-    // 7. The dump. A zombie leader (main thread called pthread_exit) has no
-    // mm and is not 'T', which breaks minidump-writer's /proc/PID reads and
-    // its stop check: address the process through the live crashing thread.
+    // 7. The dump.
     let dump_start = Instant::now();
-    let leader_dead = procfs::task_state(tgid, tgid).is_ok_and(|s| s.is_dead());
-    let dump_pid = if leader_dead { tid } else { tgid };
-    let target = dump::DumpTarget {
-        kind: "crash",
-        tgid,
-        tid,
-        dump_pid,
-        scratch_dir: req.scratch_dir,
-        stop_timeout: req.stop_timeout,
-    };
+    let target = dump::DumpTarget::new("crash", tgid, tid, req.scratch_dir, req.stop_timeout);
     let dump = dump::write_dump(&target, Some(ctx));
     phases.dump = dump_start.elapsed();
 

@@ -128,24 +128,11 @@ pub(crate) fn snapshot(req: SnapshotRequest<'_>) -> SnapshotCapture {
     let mut retraced = 0;
 
     // 2–4. The same window as a crash's.
-    let dump = match sys::kill(tgid, libc::SIGSTOP) {
+    let dump = match hold.settle(req.stop_timeout, &mut soft_errors) {
         // Nothing was detached: Hold::release continues every held task.
-        Err(source) => Err(CaptureError::Kill { pid: tgid, signal: libc::SIGSTOP, source }),
+        Err(e) => Err(e),
         Ok(()) => {
-            hold.sigstopped = true;
-            let detached = hold.detach_all();
-            if let Err(e) = stop::wait_group_stopped(tgid, &detached, req.stop_timeout) {
-                soft_errors.push(e);
-            }
-            let leader_dead = procfs::task_state(tgid, tgid).is_ok_and(|s| s.is_dead());
-            let target = DumpTarget {
-                kind: "snapshot",
-                tgid,
-                tid,
-                dump_pid: if leader_dead { tid } else { tgid },
-                scratch_dir: req.scratch_dir,
-                stop_timeout: req.stop_timeout,
-            };
+            let target = DumpTarget::new("snapshot", tgid, tid, req.scratch_dir, req.stop_timeout);
             // No crash context: the dump says DUMP_REQUESTED, and T's
             // registers are read from the thread itself.
             let dump = dump::write_dump(&target, None);
@@ -230,5 +217,14 @@ fn retrace(
                 Err(source) => soft_errors.push(CaptureError::Retrace { pid: tgid, tid: t, source }),
             }
         }
+    }
+}
+
+/// Deletes the dump of a snapshot nobody asked to keep.
+pub fn discard_snapshot(capture: &SnapshotCapture) {
+    if let Ok(dump) = &capture.dump
+        && let Err(e) = std::fs::remove_file(&dump.path)
+    {
+        tracing::warn!("failed to delete the snapshot {}: {e}", dump.path.display());
     }
 }

@@ -205,13 +205,10 @@ fn summarize(
     kept_local: Option<&str>,
 ) {
     let verb = if matches!(report.status, ChildStatus::Signaled { .. }) { "was " } else { "" };
-    let mut text = format!(
-        "{} (pid {}) {verb}{} after {}",
-        report.program_name(),
-        report.program.pid,
-        report.status,
-        report::human_duration(report.duration())
-    );
+    let mut text = format!("{} (pid {}) {verb}{}", report.program_name(), report.program.pid, report.status);
+    if let Some(ran) = report.duration() {
+        text.push_str(&format!(" after {}", report::human_duration(ran)));
+    }
     // An orderly stop needs one line; a crash gets the last lines and where
     // its report is.
     let stopped = report.kind == Kind::Stopped;

@@ -23,7 +23,6 @@ use crate::memory::cgroup::MemoryCgroup;
 use crate::memory::sampler::{Crossing, SnapshotTrigger, Threshold};
 use crate::ptrace;
 use crate::report::human_bytes;
-use crate::supervise::OnSnapshot;
 
 /// An armed `--oom-snapshot` for one child. Clones share the snapshot.
 #[derive(Clone)]
@@ -91,10 +90,9 @@ impl OomSnapshot {
         }
     }
 
-    /// The tracer thread's callback: keeps the snapshot for the end of the run.
-    pub fn on_snapshot(&self) -> OnSnapshot {
-        let state = Arc::clone(&self.state);
-        Box::new(move |_child, capture: Box<SnapshotCapture>| {
+    /// Keeps the snapshot the tracer took for the end of the run.
+    pub fn keep(&self, capture: Box<SnapshotCapture>) {
+        {
             match &capture.dump {
                 Ok(dump) => tracing::info!(
                     pid = capture.pid,
@@ -110,8 +108,8 @@ impl OomSnapshot {
             for e in &capture.soft_errors {
                 tracing::debug!(pid = capture.pid, "snapshot: {}", Chain(e));
             }
-            state.lock().unwrap_or_else(PoisonError::into_inner).capture = Some(capture);
-        })
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).capture = Some(capture);
+        }
     }
 
     /// The snapshot, if one was taken, once the child has ended.

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use crate::capture::CrashCapture;
+use crate::capture::{self, CrashCapture};
 use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::{self, Delivery};
@@ -23,18 +23,20 @@ use crate::commands::filing;
 use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
 use crate::errors::Chain;
+use crate::exit;
 use crate::logs::{self, Pumps, Ring};
 use crate::memory::cgroup::MemoryCgroup;
 use crate::memory::oom::OomWatch;
 use crate::memory::sampler::Sampler;
 use crate::metrics::{self, Metrics};
+use crate::process::{ChildStatus, signals};
 use crate::ptrace::TraceOptions;
 use crate::report::{CrashReport, Ending, Kind};
 use crate::restart::{self, Ended, Policy, StopSignals, Wait, Why};
 use crate::sentry::deliver::Mode;
 use crate::sentry::scrub::Scrubber;
 use crate::spool::Spool;
-use crate::supervise::{self, ChildStatus, Finished, Prepared, Spec, SuperviseError};
+use crate::supervise::{self, Event, Finished, Prepared, Spec};
 use crate::sys;
 
 /// How long to wait, once the child has ended, for its pipes to reach EOF.
@@ -51,10 +53,10 @@ const SCRATCH_MAX_AGE: Duration = Duration::from_secs(3600);
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
-    let config = RunConfig::new(args, spool_dir).map_err(|e| Failure::new(2, e))?;
+    let config = RunConfig::new(args, spool_dir).map_err(|e| Failure::new(exit::USAGE, e))?;
     // A bad DSN stops crashwatch before the child starts, with the reason.
     let dsn = super::parse_dsn(config.dsn.as_deref())?;
-    let scrubber = Scrubber::new(&config.scrub).map_err(|e| Failure::new(2, e))?;
+    let scrubber = Scrubber::new(&config.scrub).map_err(|e| Failure::new(exit::USAGE, e))?;
     let spool = Spool::at(&config.spool_dir);
     let spool = match spool.create() {
         Ok(()) => {
@@ -100,7 +102,9 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let mut stops: Box<dyn Wait> = match config.restart.policy {
         Policy::Never => Box::new(NoRestart),
         _ => Box::new(
-            StopSignals::register().context("failed to listen for stop signals").map_err(|e| Failure::new(125, e))?,
+            StopSignals::register()
+                .context("failed to listen for stop signals")
+                .map_err(|e| Failure::new(exit::CANNOT_SUPERVISE, e))?,
         ),
     };
     let shared = Shared {
@@ -156,7 +160,7 @@ impl Wait for NoRestart {
 /// Runs the child once (run `number`, 0 for the first) to its end and files
 /// its report; returns its exit code for crashwatch and how it ended.
 fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> {
-    let Shared { config, delivery, reap_orphans, .. } = *shared;
+    let Shared { config, delivery, reap_orphans, metrics, .. } = *shared;
     let spool = shared.spool.cloned();
     let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
     // Memory: the child's cgroup (a new one under --memory-limit), the
@@ -165,106 +169,34 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         Some(limit) => {
             let parent = shared.own_cgroup.as_ref().ok_or_else(|| {
                 Failure::new(
-                    125,
+                    exit::CANNOT_SUPERVISE,
                     anyhow::anyhow!("--memory-limit needs the memory cgroup controller, which is not mounted here"),
                 )
             })?;
             let name = format!("crashwatch-{}-{number}", std::process::id());
-            Some(RemoveOnDrop(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?))
+            let cgroup = parent.create_child(&name, limit).map_err(|e| Failure::new(exit::CANNOT_SUPERVISE, e))?;
+            Some(RemoveOnDrop(cgroup))
         }
         None => None,
     };
     let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or_else(|| shared.own_cgroup.clone());
     let oom_watch = OomWatch::start(child_cgroup.clone());
     let oom_snapshot = OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), spool.is_some() && config.ptrace);
-    let sampler = Arc::new(Mutex::new(None));
-    let on_started = {
-        let sampler = Arc::clone(&sampler);
-        let metrics = Arc::clone(shared.metrics);
-        let snapshot = oom_snapshot.clone();
-        Box::new(move |pid| {
-            metrics.child_started(number > 0);
-            match Sampler::start(pid, child_cgroup, MEMORY_INTERVAL, snapshot.map(|s| s.trigger(pid))) {
-                Ok(started) => *sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
-                Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
-            }
-        })
-    };
-    let before_exec: Option<supervise::BeforeExec> = limited
-        .as_ref()
-        .map(|cg| cg.0.clone())
-        .map(|cg| Box::new(move |pid| cg.add(pid).map_err(Into::into)) as supervise::BeforeExec);
-    let exe = prepared.path.clone();
-    let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(|e| Failure::new(125, e))?;
-    let (stderr_read, stderr_write) = pipe().map_err(|e| Failure::new(125, e))?;
+    let cannot_supervise = |e| Failure::new(exit::CANNOT_SUPERVISE, e);
+    let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(cannot_supervise)?;
+    let (stderr_read, stderr_write) = pipe().map_err(cannot_supervise)?;
     let ring = Arc::new(Mutex::new(Ring::new(config.ring)));
     let mut pumps = Pumps::start(stdout_read, stderr_read, Arc::clone(&ring))
         .context("failed to start the threads that read the child's output")
-        .map_err(|e| Failure::new(125, e))?;
-
+        .map_err(cannot_supervise)?;
+    let exe = prepared.path.clone();
     // Without a spool there is nowhere to keep a minidump.
     let trace = spool.as_ref().filter(|_| config.ptrace).map(|spool| TraceOptions {
         follow_forks: config.follow_forks,
         scratch_dir: spool.scratch_dir(),
         stop_timeout: STOP_TIMEOUT,
     });
-    let child_crashes = Arc::new(Mutex::new(Vec::new()));
-    // Reports of descendants' crashes being filed; joined before crashwatch
-    // exits, so none is lost.
-    let filings = Arc::new(Mutex::new(Vec::new()));
-    let on_crash = {
-        let child_crashes = Arc::clone(&child_crashes);
-        let filings = Arc::clone(&filings);
-        let spool = spool.clone();
-        let delivery = Arc::clone(delivery);
-        let metrics = Arc::clone(shared.metrics);
-        let (ring, release, environment) = (Arc::clone(&ring), config.release.clone(), config.environment.clone());
-        Box::new(move |child: libc::pid_t, capture: Box<CrashCapture>| {
-            filing::announce(&capture);
-            if capture.pid == child {
-                child_crashes.lock().unwrap_or_else(|e| e.into_inner()).push(capture);
-                return;
-            }
-            metrics.crashed(Kind::Signal, SystemTime::now());
-            let tail = ring.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
-            let mut report = CrashReport::new(Ending {
-                argv: &[capture.exe.display().to_string()],
-                exe: capture.exe.clone(),
-                finished: Finished {
-                    pid: capture.pid,
-                    status: ChildStatus::Signaled { signal: capture.signal, core_dumped: false },
-                    started_at: SystemTime::now(),
-                    ended_at: SystemTime::now(),
-                    stop_requested: None,
-                    peak_rss: None,
-                    ran_for: Duration::ZERO,
-                },
-                log_tail: &tail,
-                log_tail_complete: false,
-                release: release.clone(),
-                environment: environment.clone(),
-            });
-            report.notes.push(
-                "a descendant of the child crashed; its start time and exit status are not known to crashwatch, \
-                 which is not its parent (the status shown is the signal it was dying of)"
-                    .into(),
-            );
-            // Filed on a thread of its own: symbolicating on the tracer thread
-            // would stall the child, which runs on.
-            let (spool, delivery) = (spool.clone(), Arc::clone(&delivery));
-            let filed = std::thread::Builder::new().name("report".into()).spawn(move || {
-                filing::file(spool.as_ref(), &delivery, report, Some(&capture));
-                // The child runs on: send now rather than at its end.
-                delivery.flush_in_background(Mode::Due);
-            });
-            match filed {
-                Ok(handle) => filings.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
-                Err(e) => tracing::error!("failed to start filing the report of a descendant's crash: {e}"),
-            }
-        })
-    };
-
-    let spec = Spec {
+    let mut supervisor = supervise::start(Spec {
         prepared,
         stdout: stdout_write,
         stderr: stderr_write,
@@ -272,14 +204,47 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         signal_group: config.signal_group,
         reap_orphans,
         trace,
-        before_exec,
-        on_started: Some(on_started),
-        on_crash,
-        on_snapshot: oom_snapshot.as_ref().map(OomSnapshot::on_snapshot),
+        cgroup: limited.as_ref().map(|cg| cg.0.clone()),
+    })
+    .map_err(|e| Failure::new(e.exit_code(), e))?;
+
+    // The child's life, every input in the order it came.
+    let mut sampler = None;
+    let mut own_crash = None;
+    // Reports of descendants' crashes being filed; joined before the run
+    // ends, so none is lost.
+    let mut filings = Vec::new();
+    let finished = loop {
+        match supervisor.next_event() {
+            Event::Started { pid } => {
+                metrics.child_started(number > 0);
+                let trigger = oom_snapshot.as_ref().map(|s| s.trigger(pid));
+                match Sampler::start(pid, child_cgroup.clone(), MEMORY_INTERVAL, trigger) {
+                    Ok(started) => sampler = Some(started),
+                    Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
+                }
+            }
+            Event::Signal(signal) => supervisor.forward(signal),
+            Event::Crash(capture) => {
+                filing::announce(&capture);
+                if Some(capture.pid) == supervisor.pid() {
+                    // Filed with the child's end, once its last lines are in.
+                    own_crash = Some(capture);
+                } else {
+                    metrics.crashed(Kind::Signal, SystemTime::now());
+                    let tail = ring.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+                    filings.extend(file_descendant_crash(shared, capture, &tail));
+                }
+            }
+            Event::Snapshot(snapshot) => match &oom_snapshot {
+                Some(armed) => armed.keep(snapshot),
+                None => capture::discard_snapshot(&snapshot),
+            },
+            Event::Ended(end) => break end,
+        }
     };
-    let finished = supervise::supervise(spec);
     // Everything the cgroup knows is read before it is removed.
-    let mut memory = sampler.lock().unwrap_or_else(|e| e.into_inner()).take().map(Sampler::finish);
+    let mut memory = sampler.map(Sampler::finish);
     // The kernel's count is exact where the samples may have missed the
     // peak (a child that dies within a second of its start, or of a spike).
     if let (Some(memory), Ok(Finished { peak_rss: Some(peak), .. })) = (memory.as_mut(), &finished) {
@@ -290,10 +255,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         _ => None,
     };
     drop(limited);
-    let finished = finished.map_err(|e| match e {
-        SuperviseError::Spawn(e) => Failure::new(e.exit_code(), e),
-        e => Failure::new(125, e),
-    })?;
+    let finished = finished.map_err(|e| Failure::new(e.exit_code(), e))?;
 
     // The child is gone; its last lines may still be in the pipes.
     let complete = pumps.drain(DRAIN_LIMIT);
@@ -302,13 +264,12 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
             "a descendant of the child still holds its output open; taking the last lines without waiting for it"
         );
     }
-    shared.metrics.child_ended();
-    let crash = child_crashes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    metrics.child_ended();
     let mut snapshot = oom_snapshot.and_then(OomSnapshot::take);
     let code = finished.status.exit_code();
     let ended = Ended {
-        failed: finished.status.is_abnormal() || crash.is_some(),
-        stop_requested: finished.stop_requested.is_some_and(|s| crate::process::signals::END_RESTARTS.contains(&s)),
+        failed: finished.status.is_abnormal() || own_crash.is_some(),
+        stop_requested: finished.stop_requested.is_some_and(|s| signals::END_RESTARTS.contains(&s)),
         ran_for: finished.ran_for,
     };
     if ended.failed {
@@ -316,7 +277,11 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         let mut report = CrashReport::new(Ending {
             argv: &argv,
             exe,
-            finished,
+            pid: finished.pid,
+            status: finished.status,
+            started_at: Some(finished.started_at),
+            ended_at: finished.ended_at,
+            stop_requested: finished.stop_requested,
             log_tail: &pumps.snapshot(),
             log_tail_complete: complete,
             release: config.release.clone(),
@@ -331,15 +296,15 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         }
         report.oom = oom;
         report.memory = memory;
-        shared.metrics.crashed(report.kind, SystemTime::now());
+        metrics.crashed(report.kind, SystemTime::now());
         // A memory snapshot belongs in the report of an OOM kill only.
         let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
-        filing::file_with_snapshot(spool.as_ref(), delivery, report, crash.as_deref(), snapshot);
+        filing::file_with_snapshot(spool.as_ref(), delivery, report, own_crash.as_deref(), snapshot);
     }
     if let Some(snapshot) = snapshot {
         snapshot.discard("the child did not die of an OOM kill");
     }
-    for filing in filings.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+    for filing in filings {
         let _ = filing.join();
     }
     if config.restart.policy != Policy::Never {
@@ -347,6 +312,42 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         delivery.flush_in_background(Mode::Due);
     }
     Ok((code, ended))
+}
+
+/// Files the report of a descendant's crash (`--follow-forks`) on a thread
+/// of its own, at once: the child may run on for days, and symbolicating
+/// here would hold up its events.
+fn file_descendant_crash(
+    shared: &Shared<'_>,
+    capture: Box<CrashCapture>,
+    tail: &[logs::Line],
+) -> Option<std::thread::JoinHandle<()>> {
+    let mut report = CrashReport::new(Ending {
+        argv: &[capture.exe.display().to_string()],
+        exe: capture.exe.clone(),
+        pid: capture.pid,
+        // It is dying of the signal; its status is its parent's to see.
+        status: ChildStatus::Signaled { signal: capture.signal, core_dumped: None },
+        started_at: None,
+        ended_at: SystemTime::now(),
+        stop_requested: None,
+        log_tail: tail,
+        log_tail_complete: false,
+        release: shared.config.release.clone(),
+        environment: shared.config.environment.clone(),
+    });
+    report.notes.push(
+        "a descendant of the child crashed; its start time and exit status are not known to crashwatch, which is \
+         not its parent (the status shown is the signal it was dying of)"
+            .into(),
+    );
+    let (spool, delivery) = (shared.spool.cloned(), Arc::clone(shared.delivery));
+    let filed = std::thread::Builder::new().name("report".into()).spawn(move || {
+        filing::file(spool.as_ref(), &delivery, report, Some(&capture));
+        // The child runs on: send now rather than at its end.
+        delivery.flush_in_background(Mode::Due);
+    });
+    filed.inspect_err(|e| tracing::error!("failed to start filing the report of a descendant's crash: {e}")).ok()
 }
 
 /// The cgroup made for `--memory-limit`, removed however the run ends.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::exit;
 use crate::process::signals;
 
 /// The end of a process, decoded from a raw wait status.
@@ -10,8 +11,13 @@ use crate::process::signals;
 pub enum ChildStatus {
     /// It called `exit` with this code.
     Exited(i32),
-    /// A signal killed it.
-    Signaled { signal: i32, core_dumped: bool },
+    /// A signal killed it. Whether the kernel wrote a core is unknown
+    /// (`None`) when crashwatch did not reap the process itself.
+    Signaled {
+        signal: i32,
+        #[serde(default)]
+        core_dumped: Option<bool>,
+    },
 }
 
 impl ChildStatus {
@@ -20,7 +26,7 @@ impl ChildStatus {
         if libc::WIFEXITED(status) {
             Some(ChildStatus::Exited(libc::WEXITSTATUS(status)))
         } else if libc::WIFSIGNALED(status) {
-            Some(ChildStatus::Signaled { signal: libc::WTERMSIG(status), core_dumped: libc::WCOREDUMP(status) })
+            Some(ChildStatus::Signaled { signal: libc::WTERMSIG(status), core_dumped: Some(libc::WCOREDUMP(status)) })
         } else {
             None
         }
@@ -31,7 +37,7 @@ impl ChildStatus {
     pub fn exit_code(self) -> i32 {
         match self {
             ChildStatus::Exited(code) => code,
-            ChildStatus::Signaled { signal, .. } => 128 + signal,
+            ChildStatus::Signaled { signal, .. } => exit::SIGNAL_BASE + signal,
         }
     }
 
@@ -47,7 +53,7 @@ impl std::fmt::Display for ChildStatus {
             ChildStatus::Exited(code) => write!(f, "exited with code {code}"),
             ChildStatus::Signaled { signal, core_dumped } => {
                 write!(f, "killed by {} ({})", signals::name(signal), signals::describe(signal))?;
-                if core_dumped {
+                if core_dumped == Some(true) {
                     f.write_str(", core dumped")?;
                 }
                 Ok(())
@@ -63,13 +69,16 @@ mod tests {
     #[test]
     fn decodes_raw_statuses() {
         assert_eq!(ChildStatus::from_raw(3 << 8), Some(ChildStatus::Exited(3)));
-        assert_eq!(ChildStatus::from_raw(11), Some(ChildStatus::Signaled { signal: 11, core_dumped: false }));
-        assert_eq!(ChildStatus::from_raw(11 | 0x80), Some(ChildStatus::Signaled { signal: 11, core_dumped: true }));
+        assert_eq!(ChildStatus::from_raw(11), Some(ChildStatus::Signaled { signal: 11, core_dumped: Some(false) }));
+        assert_eq!(
+            ChildStatus::from_raw(11 | 0x80),
+            Some(ChildStatus::Signaled { signal: 11, core_dumped: Some(true) })
+        );
         // Stopped by SIGSTOP: not an end.
         assert_eq!(ChildStatus::from_raw((19 << 8) | 0x7f), None);
-        assert_eq!(ChildStatus::Signaled { signal: 9, core_dumped: false }.exit_code(), 137);
+        assert_eq!(ChildStatus::Signaled { signal: 9, core_dumped: None }.exit_code(), 137);
         assert_eq!(
-            ChildStatus::Signaled { signal: 11, core_dumped: false }.to_string(),
+            ChildStatus::Signaled { signal: 11, core_dumped: Some(false) }.to_string(),
             "killed by SIGSEGV (segmentation fault)"
         );
     }

@@ -290,6 +290,3 @@ fn resume(tid: i32, how: ResumeHow) {
         tracing::error!(tid, error = %e, "cannot detach; task may stay stopped");
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -15,8 +15,7 @@ use crate::capture::{CaptureError, CrashCapture, RequeuedSignal, SnapshotCapture
 use crate::logs::{Line, Stream};
 use crate::memory::oom::Oom;
 use crate::memory::sampler::{Crossing, Memory};
-use crate::process::signals;
-use crate::supervise::{ChildStatus, Finished};
+use crate::process::{ChildStatus, signals};
 
 pub use render::*;
 
@@ -66,8 +65,10 @@ pub struct CrashReport {
     /// 128+N for signal N (what `crashwatch run` exits with when the report
     /// is about its child).
     pub exit_code: i32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
+    /// When the process started; unknown for a descendant's crash, which
+    /// crashwatch did not start.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub ended_at: OffsetDateTime,
     pub hostname: String,
@@ -379,11 +380,18 @@ impl From<&Line> for LogLine {
     }
 }
 
-/// What the run stage knows when the child has ended.
+/// What the run stage knows when a process has ended (or, for a
+/// descendant's crash, is about to).
 pub struct Ending<'a> {
     pub argv: &'a [String],
     pub exe: PathBuf,
-    pub finished: Finished,
+    pub pid: i32,
+    pub status: ChildStatus,
+    /// `None` when crashwatch did not start the process.
+    pub started_at: Option<std::time::SystemTime>,
+    pub ended_at: std::time::SystemTime,
+    /// The stop signal crashwatch received (and forwarded) before the end.
+    pub stop_requested: Option<i32>,
     pub log_tail: &'a [Line],
     pub log_tail_complete: bool,
     pub release: Option<String>,
@@ -393,7 +401,7 @@ pub struct Ending<'a> {
 impl CrashReport {
     /// A new report about `ending`, with a fresh id.
     pub fn new(ending: Ending<'_>) -> CrashReport {
-        let Finished { pid, status, started_at, ended_at, stop_requested, .. } = ending.finished;
+        let Ending { pid, status, started_at, ended_at, stop_requested, .. } = ending;
         let kind = match status {
             ChildStatus::Signaled { signal, .. } if signals::CRASH.contains(&signal) => Kind::Signal,
             _ if stop_requested.is_some() => Kind::Stopped,
@@ -407,7 +415,7 @@ impl CrashReport {
             program: Program { argv: ending.argv.to_vec(), exe: ending.exe, pid },
             status,
             exit_code: status.exit_code(),
-            started_at: started_at.into(),
+            started_at: started_at.map(Into::into),
             ended_at: ended_at.into(),
             stop_requested,
             hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -450,9 +458,9 @@ impl CrashReport {
         exe.unwrap_or_else(|| self.program.argv.first().cloned().unwrap_or_default())
     }
 
-    /// How long the child ran.
-    pub fn duration(&self) -> time::Duration {
-        self.ended_at - self.started_at
+    /// How long the process ran, when its start is known.
+    pub fn duration(&self) -> Option<time::Duration> {
+        self.started_at.map(|started| self.ended_at - started)
     }
 
     /// `SIGSEGV` or `exit 3`: the column of `crashwatch list`.

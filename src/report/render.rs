@@ -19,8 +19,16 @@ impl CrashReport {
         let _ = writeln!(out, "Program     {} (pid {})", shell_words(&self.program.argv), self.program.pid);
         let _ = writeln!(out, "Executable  {}", self.program.exe.display());
         let _ = writeln!(out, "Host        {}", self.hostname);
-        let _ = writeln!(out, "Started     {}", timestamp(self.started_at));
-        let _ = writeln!(out, "Ended       {} (ran {})", timestamp(self.ended_at), human_duration(self.duration()));
+        match (self.started_at, self.duration()) {
+            (Some(started), Some(ran)) => {
+                let _ = writeln!(out, "Started     {}", timestamp(started));
+                let _ = writeln!(out, "Ended       {} (ran {})", timestamp(self.ended_at), human_duration(ran));
+            }
+            _ => {
+                let _ = writeln!(out, "Started     unknown (not started by crashwatch)");
+                let _ = writeln!(out, "Ended       {}", timestamp(self.ended_at));
+            }
+        }
         let _ = writeln!(out, "Status      {} → crashwatch exit code {}", self.status, self.exit_code);
         if let Some(signal) = self.stop_requested {
             let _ = writeln!(out, "Stop        requested: crashwatch received and forwarded {}", signals::name(signal));

@@ -20,6 +20,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::logs::Stream;
+use crate::memory::sampler::Memory;
 use crate::process::ChildStatus;
 use crate::process::signals;
 use crate::report::{self, CrashReport, Kind};
@@ -164,8 +165,7 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
             (exception_type(panic), panic.value.clone(), "panic", story_stacktrace(panic))
         }
         (None, Kind::Oom) => {
-            let memory = report.memory.as_ref().map(report::memory_line).unwrap_or_default();
-            let mut value = format!("killed by the kernel's OOM killer: {memory}");
+            let mut value = oom_value(report.memory.as_ref());
             if let Some(snapshot) = &report.snapshot {
                 value.push_str(&format!("; stacks from a snapshot {}", snapshot.headline(report.ended_at)));
             }
@@ -364,8 +364,10 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         "executable": report.program.exe,
         "status": report.status.to_string(),
         "exit_code": report.exit_code,
-        "ran_seconds": report.duration().as_seconds_f64(),
     });
+    if let Some(ran) = report.duration() {
+        crashwatch["ran_seconds"] = json!(ran.as_seconds_f64());
+    }
     if let Some(crash) = &report.crash {
         crashwatch["capture_ms"] = json!(crash.capture_ms);
         crashwatch["threads"] = json!(crash.threads);
@@ -377,7 +379,7 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         crashwatch["diagnosis"] = json!(diagnosis);
     }
     if let Some(memory) = &report.memory {
-        crashwatch["memory"] = json!(report::memory_line(memory));
+        crashwatch["memory"] = memory_context(memory);
     }
     if let Some(oom) = &report.oom {
         crashwatch["oom"] = json!(oom);
@@ -451,6 +453,41 @@ fn log_text(report: &CrashReport) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The exception value of an OOM kill: how much the child had when the
+/// kernel killed it, against which limit.
+fn oom_value(memory: Option<&Memory>) -> String {
+    let mut value = "killed by the kernel's OOM killer".to_string();
+    let Some(memory) = memory else { return value };
+    if let Some(peak) = memory.peak_rss {
+        value.push_str(&format!(" at a peak RSS of {}", report::human_bytes(peak)));
+    }
+    if let Some(limit) = memory.cgroup.as_ref().and_then(|cg| cg.limit) {
+        value.push_str(&format!(" (memory limit {})", report::human_bytes(limit)));
+    }
+    value
+}
+
+/// The child's memory as numbers (bytes) a Sentry search can use.
+fn memory_context(memory: &Memory) -> Value {
+    let mut context = json!({});
+    if let Some(peak) = memory.peak_rss {
+        context["peak_rss_bytes"] = json!(peak);
+    }
+    if let Some(rss) = memory.samples.iter().rev().find_map(|s| s.rss) {
+        context["last_rss_bytes"] = json!(rss);
+    }
+    if let Some(cg) = &memory.cgroup {
+        context["cgroup"] = json!(cg.path);
+        if let Some(limit) = cg.limit {
+            context["cgroup_limit_bytes"] = json!(limit);
+        }
+        if let Some(peak) = cg.peak.filter(|_| cg.limit.is_some()) {
+            context["cgroup_peak_bytes"] = json!(peak);
+        }
+    }
+    context
 }
 
 #[cfg(test)]

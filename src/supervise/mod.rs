@@ -1,52 +1,56 @@
-//! The child's life: start it, pass signals on to it, reap it and every
-//! orphan handed to us, and say how it ended.
+//! The child's life: start it, trace it, pass signals on to it, reap it and
+//! every orphan handed to us. [`start`] returns a [`Supervisor`] whose
+//! [`Supervisor::next_event`] yields every input of that life as one typed
+//! [`Event`]; the caller's loop (`commands::run`) handles them in one place.
 //!
-//! Two threads share the work, each doing one duty, as in tini:
-//!
+//! Three threads, each with one duty, as in tini:
 //! - the *tracer* thread forks the child, seizes it with ptrace while it is
 //!   held before exec (see [`spawn`]), releases it, then blocks in `waitpid`
-//!   until the child is reaped, feeding every status to the [`Tracer`]. It is
-//!   the only thread that ptraces, since the kernel takes the thread that
-//!   attached as the tracer;
-//! - the calling thread collects SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
-//!   SIGUSR2 and SIGWINCH synchronously (signal-hook's self-pipe: the
-//!   handlers only write a byte) and forwards each to the child. As PID 1 or
-//!   a subreaper it also collects SIGCHLD and reaps orphans.
+//!   until the child is reaped, feeding every status to the [`Tracer`] and
+//!   sending what comes of it (started, crash, snapshot, ended). It is the
+//!   only thread that ptraces: the kernel takes the thread that attached as
+//!   the tracer;
+//! - the *signals* thread collects the forwarded signals synchronously
+//!   (signal-hook's self-pipe: the handlers only write a byte) and sends
+//!   each as [`Event::Signal`];
+//! - the calling thread runs the loop: it forwards signals, and as PID 1 or
+//!   a subreaper reaps orphans ([`Supervisor::forward`] on SIGCHLD).
 //!
-//! Who waits for whom: both threads wait with `__WNOTHREAD`, so each sees
-//! only the children it is the parent of. The child and its traced tasks
-//! belong to the tracer thread, which forked and seized them. An orphan is
-//! reparented by the kernel to the first live thread of the subreaper (or
-//! PID 1), i.e. the main thread, which reaps it. Children that any other
-//! thread starts (a symbolication helper) are left to that thread's own
-//! `wait`, never stolen.
+//! Who waits for whom: the tracer and the calling thread wait with
+//! `__WNOTHREAD`, so each sees only the children it is the parent of. The
+//! child and its traced tasks belong to the tracer thread, which forked and
+//! seized them. An orphan is reparented by the kernel to the first live
+//! thread of the subreaper (or PID 1), the main thread, which reaps it.
+//! Children that any other thread starts (a symbolication helper) are left
+//! to that thread's own `wait`, never stolen.
 //!
 //! The signal handlers are installed before the fork, so a SIGTERM that
 //! arrives while the child starts is queued and forwarded once its pid is
-//! known, never lost. When the tracer thread has reaped the child it closes
-//! the signal iterator, which ends the forwarding loop.
-//!
-//! A stop signal (TERM, INT, HUP, QUIT) also sets an atomic from within its
-//! handler, so whether a stop was requested before the child ended is known
-//! exactly: the iterator drops signals still queued when it is closed, and
-//! an orderly `docker stop` must not be mistaken for a crash.
+//! known, never lost. A stop signal (TERM, INT, HUP, QUIT) also sets an
+//! atomic from within its handler, so whether a stop was requested before
+//! the child ended is known exactly even if the event is still queued: an
+//! orderly `docker stop` must not be mistaken for a crash.
 
 pub mod spawn;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::thread;
-use std::time::SystemTime;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
 
 use signal_hook::iterator::{Handle, Signals};
 
-pub use crate::process::ChildStatus;
 pub use spawn::{Prepared, SpawnError};
 
-use crate::process::signals;
-use crate::ptrace::{CrashCapture, Handled, SnapshotCapture, TraceOptions, Tracer};
+use crate::capture::{CrashCapture, SnapshotCapture};
+use crate::exit;
+use crate::memory::cgroup::{CgroupError, MemoryCgroup};
+use crate::process::{ChildStatus, signals};
+use crate::ptrace::{Handled, TraceOptions, Tracer};
 use crate::sys;
 
 /// The signals passed on to the child.
@@ -64,33 +68,35 @@ pub struct Spec {
     pub take_terminal: bool,
     /// Forward signals to the child's process group rather than the child.
     pub signal_group: bool,
-    /// Reap orphans handed to this (the calling) thread: crashwatch is PID 1
-    /// or a subreaper.
+    /// Reap orphans handed to the calling thread: crashwatch is PID 1 or a
+    /// subreaper.
     pub reap_orphans: bool,
     /// Trace the child to capture its crashes; `None` to only supervise.
     pub trace: Option<TraceOptions>,
-    /// Called on the tracer thread while the child is held before exec: the
-    /// last moment to put it in a cgroup. An error kills the held child and
-    /// fails the start.
-    pub before_exec: Option<BeforeExec>,
-    /// Called on the calling thread once the child runs, with its pid.
-    pub on_started: Option<Box<dyn FnOnce(libc::pid_t) + Send>>,
-    /// Called on the tracer thread with the child's pid and every crash
-    /// captured (of the child, or of a descendant with `follow_forks`), as
-    /// soon as the crashed process has been released to die of its signal.
-    pub on_crash: Box<dyn FnMut(libc::pid_t, Box<CrashCapture>) + Send>,
-    /// Called on the tracer thread with the snapshot of the running child
-    /// that a request (`ptrace::request_snapshot`) asked for. Without it, a
-    /// snapshot's dump is deleted. Must return quickly: the child's threads
-    /// wait for the tracer loop to resume them.
-    pub on_snapshot: Option<OnSnapshot>,
+    /// The memory cgroup the child joins while it is held before exec (its
+    /// `--memory-limit`). Failing to join kills the held child and fails the
+    /// start: the program never runs other than as asked.
+    pub cgroup: Option<MemoryCgroup>,
 }
 
-/// See [`Spec::on_snapshot`].
-pub type OnSnapshot = Box<dyn FnMut(libc::pid_t, Box<SnapshotCapture>) + Send>;
-
-/// See [`Spec::before_exec`].
-pub type BeforeExec = Box<dyn FnOnce(libc::pid_t) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send>;
+/// One input of the child's life, in the order it happened.
+#[derive(Debug)]
+pub enum Event {
+    /// The child was released from its hold and runs the program.
+    Started { pid: libc::pid_t },
+    /// crashwatch received `signal` (one of [`FORWARDED`], or SIGCHLD when
+    /// reaping orphans): hand it to [`Supervisor::forward`].
+    Signal(i32),
+    /// The tracer caught a process (the child, or a descendant with
+    /// `follow_forks`) about to die of a crash signal and dumped it; the
+    /// process has been released to die of it.
+    Crash(Box<CrashCapture>),
+    /// A snapshot of the running child that `ptrace::request_snapshot`
+    /// asked for; the child runs on.
+    Snapshot(Box<SnapshotCapture>),
+    /// The child has been reaped, or could not be started: the last event.
+    Ended(Result<Finished, SuperviseError>),
+}
 
 /// How a supervised child ended.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +113,7 @@ pub struct Finished {
     pub peak_rss: Option<u64>,
     /// How long it ran, on the monotonic clock (a wall-clock step during
     /// the run does not change it).
-    pub ran_for: std::time::Duration,
+    pub ran_for: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,22 +122,31 @@ pub enum SuperviseError {
     Spawn(#[from] SpawnError),
     #[error("failed to install the signal handlers that forward signals to the child")]
     Signals(#[source] io::Error),
-    #[error("failed to start the tracer thread")]
-    Thread(#[source] io::Error),
+    #[error("failed to start the {0} thread")]
+    Thread(&'static str, #[source] io::Error),
     #[error("failed to wait for child {pid}")]
     Wait {
         pid: libc::pid_t,
         #[source]
         source: io::Error,
     },
-    #[error("failed to prepare child {pid} before it ran")]
-    BeforeExec {
-        pid: libc::pid_t,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("the tracer thread of child {pid} panicked; the child may still be running")]
-    TracerPanicked { pid: libc::pid_t },
+    #[error("the child was not started")]
+    JoinCgroup(#[source] CgroupError),
+    #[error("the tracer thread panicked; {}", match .pid {
+        Some(pid) => format!("child {pid} may still be running"),
+        None => "the child was not started".to_string(),
+    })]
+    TracerPanicked { pid: Option<libc::pid_t> },
+}
+
+impl SuperviseError {
+    /// The code crashwatch exits with when a run fails this way.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SuperviseError::Spawn(e) => e.exit_code(),
+            _ => exit::CANNOT_SUPERVISE,
+        }
+    }
 }
 
 /// Makes crashwatch a child subreaper, so orphaned descendants of the child
@@ -140,111 +155,159 @@ pub fn become_subreaper() -> io::Result<()> {
     sys::set_child_subreaper()
 }
 
-/// Runs the child described by `spec` to its end.
-pub fn supervise(mut spec: Spec) -> Result<Finished, SuperviseError> {
-    let on_started = spec.on_started.take();
-    let mut signals = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
-    let stop = Arc::new(AtomicUsize::new(0));
-    // Unregistered when this run ends, so a --restart loop does not pile
-    // up one more action per signal for every run.
-    let mut stop_flags = StopFlags(Vec::new());
-    for signal in signals::STOP {
-        stop_flags.0.push(
-            signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
-                .map_err(SuperviseError::Signals)?,
-        );
-    }
-    let close = CloseOnDrop(signals.handle());
-    let signal_group = spec.signal_group;
-    let reap = spec.reap_orphans;
-    if reap {
-        signals.add_signal(libc::SIGCHLD).map_err(SuperviseError::Signals)?;
-    }
-    let (started_tx, started_rx) = mpsc::channel();
-    let tracer = thread::Builder::new()
-        .name("tracer".into())
-        .spawn(move || {
-            let _close = close;
-            start_and_wait(spec, started_tx, &stop)
-        })
-        .map_err(SuperviseError::Thread)?;
-
-    let Ok((pid, started_at)) = started_rx.recv() else {
-        // The tracer ended without starting the child: it says why.
-        return match tracer.join() {
-            Ok(Err(e)) => Err(e),
-            _ => Err(SuperviseError::TracerPanicked { pid: 0 }),
-        };
-    };
-    tracing::debug!(pid, "child started");
-    if let Some(on_started) = on_started {
-        on_started(pid);
-    }
-    for signal in signals.forever() {
-        if signal == libc::SIGCHLD {
-            reap_orphans();
-        } else {
-            forward(pid, signal, signal_group);
-        }
-    }
-    if reap {
-        // Orphans that died alongside the child: reap them now rather than
-        // leave zombies for as long as crashwatch still runs.
-        reap_orphans();
-    }
-    let TracerEnd { status, peak_rss, ran_for, ended_at, stop_requested } =
-        tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
-    Ok(Finished { pid, status, started_at, ended_at, stop_requested, peak_rss, ran_for })
+/// A child being supervised: the source of its [`Event`]s.
+pub struct Supervisor {
+    events: mpsc::Receiver<Event>,
+    pid: Option<libc::pid_t>,
+    /// Signals that arrived before the child's pid was known.
+    early: Vec<i32>,
+    signal_group: bool,
+    reap: bool,
+    ended: bool,
+    signals: Handle,
+    signal_thread: Option<JoinHandle<()>>,
+    tracer: Option<JoinHandle<()>>,
+    /// Unregistered when the run ends, so a --restart loop does not pile up
+    /// one more action per signal for every run.
+    stop_flags: Vec<signal_hook::SigId>,
 }
 
-/// The stop-signal flags of one run, unregistered when it ends.
-struct StopFlags(Vec<signal_hook::SigId>);
+/// Starts the child described by `spec`; its life arrives as events.
+pub fn start(spec: Spec) -> Result<Supervisor, SuperviseError> {
+    let mut forwarded = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
+    if spec.reap_orphans {
+        forwarded.add_signal(libc::SIGCHLD).map_err(SuperviseError::Signals)?;
+    }
+    let stop = Arc::new(AtomicUsize::new(0));
+    let mut stop_flags = Vec::new();
+    for signal in signals::STOP {
+        let id = signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize);
+        stop_flags.push(id.map_err(SuperviseError::Signals)?);
+    }
+    let (tx, events) = mpsc::channel();
+    let mut supervisor = Supervisor {
+        events,
+        pid: None,
+        early: Vec::new(),
+        signal_group: spec.signal_group,
+        reap: spec.reap_orphans,
+        ended: false,
+        signals: forwarded.handle(),
+        signal_thread: None,
+        tracer: None,
+        stop_flags,
+    };
+    let to_loop = tx.clone();
+    let signal_thread = thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in forwarded.forever() {
+            if to_loop.send(Event::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    });
+    supervisor.signal_thread = Some(signal_thread.map_err(|e| SuperviseError::Thread("signals", e))?);
+    let tracer = thread::Builder::new().name("tracer".into()).spawn(move || {
+        let end = trace_to_end(spec, &tx, &stop);
+        let _ = tx.send(Event::Ended(end));
+    });
+    supervisor.tracer = Some(tracer.map_err(|e| SuperviseError::Thread("tracer", e))?);
+    Ok(supervisor)
+}
 
-impl Drop for StopFlags {
+impl Supervisor {
+    /// The next input of the child's life; blocks until there is one. After
+    /// [`Event::Ended`] the run is over and this is not to be called again.
+    pub fn next_event(&mut self) -> Event {
+        let event = match self.events.recv() {
+            Ok(event) => event,
+            // Only the tracer thread can end without sending Ended: a panic.
+            Err(mpsc::RecvError) => Event::Ended(Err(SuperviseError::TracerPanicked { pid: self.pid })),
+        };
+        match &event {
+            Event::Started { pid } => {
+                tracing::debug!(pid, "child started");
+                self.pid = Some(*pid);
+                for signal in std::mem::take(&mut self.early) {
+                    forward(*pid, signal, self.signal_group);
+                }
+            }
+            Event::Ended(_) => self.finish(),
+            _ => {}
+        }
+        event
+    }
+
+    /// The child's pid, once it has started.
+    pub fn pid(&self) -> Option<libc::pid_t> {
+        self.pid
+    }
+
+    /// Acts on a signal crashwatch received: SIGCHLD reaps orphans, any
+    /// other is passed on to the child (or its process group). A signal
+    /// that arrives before the child started waits for its pid.
+    pub fn forward(&mut self, signal: i32) {
+        if signal == libc::SIGCHLD {
+            reap_orphans();
+            return;
+        }
+        match self.pid {
+            Some(pid) => forward(pid, signal, self.signal_group),
+            // Forwarded when the child's pid is known (Event::Started).
+            None => self.early.push(signal),
+        }
+    }
+
+    /// The run is over: stop collecting signals and reap what is left.
+    fn finish(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.signals.close();
+        for id in self.stop_flags.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        if let Some(thread) = self.signal_thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.tracer.take() {
+            let _ = thread.join();
+        }
+        if self.reap {
+            // Orphans that died alongside the child: reap them now rather
+            // than leave zombies for as long as crashwatch still runs.
+            reap_orphans();
+        }
+    }
+}
+
+impl Drop for Supervisor {
     fn drop(&mut self) {
-        for id in self.0.drain(..) {
+        // An early return from the caller's loop must not leave the signal
+        // thread running or the stop flags registered. The tracer thread
+        // ends with the child (EXITKILL ties the child to crashwatch).
+        self.signals.close();
+        for id in self.stop_flags.drain(..) {
             signal_hook::low_level::unregister(id);
         }
     }
 }
 
-/// Closes the signal iterator when the tracer thread ends, however it ends.
-struct CloseOnDrop(Handle);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// What the tracer thread knows when the child has ended.
-struct TracerEnd {
-    status: ChildStatus,
-    peak_rss: Option<u64>,
-    ran_for: std::time::Duration,
-    ended_at: SystemTime,
-    stop_requested: Option<i32>,
-}
-
-/// The tracer thread's body.
-fn start_and_wait(
-    spec: Spec,
-    started: mpsc::Sender<(libc::pid_t, SystemTime)>,
-    stop: &AtomicUsize,
-) -> Result<TracerEnd, SuperviseError> {
-    let Spec { prepared, stdout, stderr, take_terminal, trace, mut on_crash, mut on_snapshot, before_exec, .. } = spec;
+/// The tracer thread's body: start the child, then feed every wait status
+/// to the tracer until the child is reaped.
+fn trace_to_end(spec: Spec, events: &mpsc::Sender<Event>, stop: &AtomicUsize) -> Result<Finished, SuperviseError> {
+    let Spec { prepared, stdout, stderr, take_terminal, trace, cgroup, .. } = spec;
     let held = spawn::fork(&prepared, &stdout, &stderr, take_terminal)?;
     // Our copies of the child's ends must go, or the pumps never see EOF.
     drop(stdout);
     drop(stderr);
     let pid = held.pid;
-    if let Some(before_exec) = before_exec
-        && let Err(source) = before_exec(pid)
+    if let Some(cgroup) = cgroup
+        && let Err(e) = cgroup.add(pid)
     {
-        // Never run the program other than as asked (a memory limit).
         let _ = sys::ptrace::kill(pid, libc::SIGKILL);
         let _ = sys::ptrace::waitpid(pid, libc::__WALL);
-        return Err(SuperviseError::BeforeExec { pid, source });
+        return Err(SuperviseError::JoinCgroup(e));
     }
     // Seize before the release, so the tracer sees the first instruction.
     let mut tracer = trace.and_then(|opts| match Tracer::seize(pid, opts) {
@@ -259,62 +322,50 @@ fn start_and_wait(
         }
     });
     let started_at = SystemTime::now();
-    let clock = std::time::Instant::now();
+    let clock = Instant::now();
     if let Err(e) = held.release() {
         // The child has exited 127 after reporting the errno; reap it.
         let _ = sys::ptrace::waitpid(pid, libc::__WALL);
         return Err(e.into());
     }
-    let _ = started.send((pid, started_at));
-    let (status, peak_rss) = wait_for(pid, tracer.as_mut(), &mut *on_crash, &mut on_snapshot)?;
-    let stop_requested = match stop.load(Ordering::SeqCst) {
-        0 => None,
-        signal => Some(signal as i32),
-    };
-    Ok(TracerEnd { status, peak_rss, ran_for: clock.elapsed(), ended_at: SystemTime::now(), stop_requested })
-}
-
-/// Waits until `child` ends, handling the stops of its traced tasks and
-/// reaping every other process that ends on the way: orphans reparented to
-/// us as PID 1 or subreaper. Returns its status and its peak resident set.
-fn wait_for(
-    child: libc::pid_t,
-    mut tracer: Option<&mut Tracer>,
-    on_crash: &mut dyn FnMut(libc::pid_t, Box<CrashCapture>),
-    on_snapshot: &mut Option<OnSnapshot>,
-) -> Result<(ChildStatus, Option<u64>), SuperviseError> {
-    let status = loop {
-        let (pid, raw, peak) = sys::ptrace::wait_any().map_err(|source| SuperviseError::Wait { pid: child, source })?;
-        if let Some(tracer) = tracer.as_deref_mut() {
-            match tracer.handle(pid, raw) {
+    let _ = events.send(Event::Started { pid });
+    let (status, peak_rss) = loop {
+        let (task, raw, peak) = sys::ptrace::wait_any().map_err(|source| SuperviseError::Wait { pid, source })?;
+        if let Some(tracer) = tracer.as_mut() {
+            match tracer.handle(task, raw) {
                 Handled::Event => continue,
                 Handled::Crash(capture) => {
-                    on_crash(child, capture);
+                    let _ = events.send(Event::Crash(capture));
                     continue;
                 }
                 Handled::Snapshot(snapshot) => {
-                    match on_snapshot {
-                        Some(on_snapshot) => on_snapshot(child, snapshot),
-                        None => {
-                            if let Ok(dump) = &snapshot.dump {
-                                let _ = std::fs::remove_file(&dump.path);
-                            }
-                        }
-                    }
+                    let _ = events.send(Event::Snapshot(snapshot));
                     continue;
                 }
                 Handled::Ended => {}
             }
         }
-        if pid != child {
-            tracing::trace!(pid, status = raw, "a task, descendant or orphan ended");
+        if task != pid {
+            tracing::trace!(pid = task, status = raw, "a task, descendant or orphan ended");
             continue;
         }
         if let Some(status) = ChildStatus::from_raw(raw) {
             break (status, Some(peak).filter(|p| *p > 0));
         }
     };
-    Ok(status)
+    let stop_requested = match stop.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal as i32),
+    };
+    Ok(Finished {
+        pid,
+        status,
+        started_at,
+        ended_at: SystemTime::now(),
+        stop_requested,
+        peak_rss,
+        ran_for: clock.elapsed(),
+    })
 }
 
 /// Reaps every finished child of the calling thread (orphans reparented to
@@ -328,11 +379,9 @@ fn reap_orphans() {
 fn forward(pid: libc::pid_t, signal: i32, group: bool) {
     let target = if group { -pid } else { pid };
     tracing::debug!(pid, signal = %signals::name(signal), group, "forwarding signal");
-    // Every forwarded signal is a standard one, which nix can represent.
-    let Ok(sig) = nix::sys::signal::Signal::try_from(signal) else { return };
     // ESRCH only means the child is already gone.
-    if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig)
-        && e != nix::errno::Errno::ESRCH
+    if let Err(e) = sys::ptrace::kill(target, signal)
+        && !sys::ptrace::is_esrch(&e)
     {
         tracing::warn!(pid, "failed to forward {} to the child: {e}", signals::name(signal));
     }

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::sys;
+use crate::{exit, sys};
 
 /// Why the child could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +41,10 @@ impl SpawnError {
     /// itself failed.
     pub fn exit_code(&self) -> i32 {
         match self {
-            SpawnError::NotFound { .. } => 127,
-            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => 127,
-            SpawnError::Exec { .. } | SpawnError::NotExecutable { .. } => 126,
-            SpawnError::Setup(_) => 125,
+            SpawnError::NotFound { .. } => exit::NOT_FOUND,
+            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => exit::NOT_FOUND,
+            SpawnError::Exec { .. } | SpawnError::NotExecutable { .. } => exit::NOT_EXECUTABLE,
+            SpawnError::Setup(_) => exit::CANNOT_SUPERVISE,
         }
     }
 }

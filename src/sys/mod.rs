@@ -136,7 +136,7 @@ fn child_after_fork(plan: &ExecPlan, fds: &ChildFds<'_>) -> ! {
             }
             if n == 0 || *libc::__errno_location() != libc::EINTR {
                 // The parent gave up on us before releasing us.
-                libc::_exit(125);
+                libc::_exit(crate::exit::CANNOT_SUPERVISE);
             }
         }
         libc::execve(plan.path.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
@@ -152,7 +152,7 @@ unsafe fn child_fail(error_fd: RawFd) -> ! {
         let errno = *libc::__errno_location();
         let bytes = errno.to_ne_bytes();
         libc::write(error_fd, bytes.as_ptr().cast(), bytes.len());
-        libc::_exit(127)
+        libc::_exit(crate::exit::NOT_FOUND)
     }
 }
 

@@ -1,15 +1,16 @@
-//! Tests of the tracer that need control the binary does not give: holding
-//! off `waitpid` so that two threads sit in ptrace-stops at once.
+//! Tests of the tracer on a child started by `spawn`, with control the
+//! binary does not give: holding off `waitpid` so that two threads sit in
+//! ptrace-stops at once.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Handled, TraceOptions, Tracer};
+use super::spawn::{Prepared, fork};
 use crate::capture::CrashCapture;
 use crate::process::procfs;
-use crate::supervise::spawn::{Prepared, fork};
+use crate::ptrace::{Handled, TraceOptions, Tracer};
 use crate::sys;
 
 fn compile(name: &str, dir: &Path) -> PathBuf {

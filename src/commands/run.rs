@@ -170,11 +170,11 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                 )
             })?;
             let name = format!("crashwatch-{}-{number}", std::process::id());
-            Some(RemoveOnDrop(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?))
+            Some(parent.create_child(&name, limit).map_err(|e| Failure::new(125, e))?)
         }
         None => None,
     };
-    let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or_else(|| shared.own_cgroup.clone());
+    let child_cgroup = limited.as_ref().map(|cg| cg.cgroup.clone()).or_else(|| shared.own_cgroup.clone());
     let oom_watch = OomWatch::start(child_cgroup.clone());
     let oom_snapshot = OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), spool.is_some() && config.ptrace);
     let sampler = Arc::new(Mutex::new(None));
@@ -192,7 +192,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     };
     let before_exec: Option<supervise::BeforeExec> = limited
         .as_ref()
-        .map(|cg| cg.0.clone())
+        .map(|cg| cg.cgroup.clone())
         .map(|cg| Box::new(move |pid| cg.add(pid).map_err(Into::into)) as supervise::BeforeExec);
     let exe = prepared.path.clone();
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(|e| Failure::new(125, e))?;
@@ -289,6 +289,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         Ok(Finished { pid, status: ChildStatus::Signaled { signal: libc::SIGKILL, .. }, .. }) => oom_watch.assess(*pid),
         _ => None,
     };
+    // Removed, and crashwatch's own cgroup given back as it was.
     drop(limited);
     let finished = finished.map_err(|e| match e {
         SuperviseError::Spawn(e) => Failure::new(e.exit_code(), e),
@@ -347,20 +348,6 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         delivery.flush_in_background(Mode::Due);
     }
     Ok((code, ended))
-}
-
-/// The cgroup made for `--memory-limit`, removed however the run ends.
-struct RemoveOnDrop(MemoryCgroup);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.remove() {
-            tracing::warn!(
-                "failed to remove the cgroup {}: {e}; processes of the child may still be in it",
-                self.0.dir.display()
-            );
-        }
-    }
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {

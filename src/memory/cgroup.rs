@@ -134,7 +134,7 @@ impl Advice {
 
 /// Tells a user how to get a memory limit anyway: the limit can always go
 /// on the cgroup crashwatch runs in, whose OOM kills it recognises.
-const LIMIT_ELSEWHERE: &str = "or drop --memory-limit and run crashwatch in a cgroup that has the limit (systemd: \
+const LIMIT_ELSEWHERE: &str = "drop --memory-limit and run crashwatch in a cgroup that has the limit (systemd: \
                                MemoryMax=; docker: --memory), whose OOM kills crashwatch recognises as well";
 
 impl std::fmt::Display for Advice {
@@ -145,7 +145,7 @@ impl std::fmt::Display for Advice {
                 f,
                 "; {} is not delegated to uid {uid}, which crashwatch runs as: run crashwatch as root, or in a \
                  cgroup delegated to its user (systemd: Delegate=yes; by hand: chown the cgroup and its \
-                 cgroup.procs, cgroup.subtree_control and cgroup.threads to the user), {LIMIT_ELSEWHERE}",
+                 cgroup.procs, cgroup.subtree_control and cgroup.threads to the user), or {LIMIT_ELSEWHERE}",
                 dir.display()
             ),
             Advice::Shared { dir, pids } => {
@@ -159,15 +159,19 @@ impl std::fmt::Display for Advice {
                     f,
                     "cgroup v2 gives no controller to the children of a cgroup that has processes of its \
                      own: run crashwatch as the only process of its cgroup (systemd: a service with \
-                     Delegate=yes), {LIMIT_ELSEWHERE}"
+                     Delegate=yes), or {LIMIT_ELSEWHERE}"
                 )
             }
-            Advice::NoController { dir } => write!(
-                f,
-                "; the parent of {} does not give it the memory controller: write +memory to the parent's \
-                 cgroup.subtree_control (systemd: MemoryAccounting=yes or Delegate=yes), {LIMIT_ELSEWHERE}",
-                dir.display()
-            ),
+            Advice::NoController { dir } => {
+                let parent = dir.parent().unwrap_or(dir).join("cgroup.subtree_control");
+                write!(
+                    f,
+                    "; the parent of {} does not give it the memory controller: write +memory to {} (systemd: \
+                     MemoryAccounting=yes or Delegate=yes), or {LIMIT_ELSEWHERE}",
+                    dir.display(),
+                    parent.display()
+                )
+            }
             Advice::ReadOnly => {
                 write!(f, "; the cgroup filesystem is mounted read-only here, as in a container: {LIMIT_ELSEWHERE}")
             }
@@ -586,8 +590,14 @@ mod tests {
         let uid = nix::unistd::geteuid().as_raw();
         assert!(advice(libc::EACCES).starts_with(&format!("; /sys/fs/cgroup/job is not delegated to uid {uid}, ")));
         assert!(advice(libc::EPERM).contains("systemd: Delegate=yes"));
-        assert!(advice(libc::ENOENT).starts_with("; the parent of /sys/fs/cgroup/job does not give it the memory"));
-        assert!(advice(libc::EROFS).starts_with("; the cgroup filesystem is mounted read-only here"));
+        assert!(advice(libc::ENOENT).starts_with(
+            "; the parent of /sys/fs/cgroup/job does not give it the memory controller: write +memory to \
+             /sys/fs/cgroup/cgroup.subtree_control (systemd: "
+        ));
+        assert!(
+            advice(libc::EROFS)
+                .starts_with("; the cgroup filesystem is mounted read-only here, as in a container: drop")
+        );
         assert_eq!(advice(libc::EIO), "");
         // Every piece of advice ends with the way around it.
         assert!(advice(libc::EROFS).ends_with("whose OOM kills crashwatch recognises as well"));

@@ -127,6 +127,11 @@ fn child_cgroup(report: &Value, parent: &str) -> String {
     format!("{parent}/crashwatch-{pid}-0")
 }
 
+/// `text` with the pid in the names of crashwatch's cgroups replaced by `PID`.
+fn without_pids(text: &str) -> String {
+    regex::Regex::new(r"crashwatch-\d+-").unwrap().replace_all(text, "crashwatch-PID-").into_owned()
+}
+
 fn assert_kernel_line(report: &Value, program: &str) {
     let pid = report["program"]["pid"].as_i64().unwrap();
     let line = report["oom"]["kernel_line"].as_str().unwrap_or_else(|| panic!("{report:#}"));
@@ -235,13 +240,12 @@ fn a_cgroup_not_delegated_is_a_clear_error() {
 
     // The root cgroup, which gives memory to its children already.
     assert_eq!(vm.one("s4root", "status"), "125");
-    let stderr = vm.stderr("s4root");
-    let re = regex::Regex::new(
-        r"^crashwatch: error: failed to create the cgroup /sys/fs/cgroup/crashwatch-\d+-0; /sys/fs/cgroup (.*)$",
-    )
-    .unwrap();
-    let caps = re.captures(&stderr).unwrap_or_else(|| panic!("{stderr}"));
-    assert_eq!(&caps[1], advice);
+    assert_eq!(
+        without_pids(&vm.stderr("s4root")),
+        format!(
+            "crashwatch: error: failed to create the cgroup /sys/fs/cgroup/crashwatch-PID-0; /sys/fs/cgroup {advice}"
+        )
+    );
 }
 
 #[test]
@@ -264,6 +268,37 @@ fn a_cgroup_shared_with_another_process_is_a_clear_error_and_left_as_found() {
     // The leaf crashwatch tried is gone again.
     assert_eq!(vm.one("s4busy", "cgroups"), "");
     assert_eq!(vm.one("s4busy", "rmdir"), "0");
+}
+
+#[test]
+fn a_cgroup_without_the_memory_controller_is_a_clear_error() {
+    let vm = vm();
+    assert_eq!(vm.one("s4nomem", "status"), "125");
+    assert_eq!(
+        vm.stderr("s4nomem"),
+        "crashwatch: error: failed to enable the memory controller for the cgroups below \
+         /sys/fs/cgroup/nomem/inner (writing +memory to /sys/fs/cgroup/nomem/inner/cgroup.subtree_control); the \
+         parent of /sys/fs/cgroup/nomem/inner does not give it the memory controller: write +memory to \
+         /sys/fs/cgroup/nomem/cgroup.subtree_control (systemd: MemoryAccounting=yes or Delegate=yes), or drop \
+         --memory-limit and run crashwatch in a cgroup that has the limit (systemd: MemoryMax=; docker: --memory), \
+         whose OOM kills crashwatch recognises as well: No such file or directory (os error 2)"
+    );
+    // Only the hand-made cgroup is there, and it can be removed.
+    assert_eq!(vm.one("s4nomem", "cgroups"), "nomem/inner");
+    assert_eq!(vm.one("s4nomem", "rmdir"), "0");
+}
+
+#[test]
+fn a_read_only_cgroup_mount_is_a_clear_error() {
+    let vm = vm();
+    assert_eq!(vm.one("s4ro", "status"), "125");
+    assert_eq!(
+        without_pids(&vm.stderr("s4ro")),
+        "crashwatch: error: failed to create the cgroup /sys/fs/cgroup/crashwatch-PID-0; the cgroup filesystem is \
+         mounted read-only here, as in a container: drop --memory-limit and run crashwatch in a cgroup that has the \
+         limit (systemd: MemoryMax=; docker: --memory), whose OOM kills crashwatch recognises as well: Read-only \
+         file system (os error 30)"
+    );
 }
 
 #[test]

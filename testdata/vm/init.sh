@@ -118,6 +118,22 @@ wait $occupant
 rmdir $CG/busy
 emit s4busy rmdir $?
 
+# 4c. A cgroup whose parent gives it no memory controller.
+mkdir -p $CG/nomem/inner
+cw s4nomem 0 nomem/inner run --memory-limit $LIMIT -- hog 400
+emit s4nomem cgroups "$(cgroups_below $CG/nomem)"
+rmdir $CG/nomem/inner $CG/nomem
+emit s4nomem rmdir $?
+
+# 4d. A read-only cgroup mount, as in a container: remounted so in a mount
+# namespace of crashwatch's own.
+mkdir -p /tmp/s4ro
+CRASHWATCH_SPOOL_DIR=/tmp/s4ro timeout 120 unshare -m sh -c \
+	'mount -o remount,bind,ro /sys/fs/cgroup && exec crashwatch "$@"' sh run --memory-limit $LIMIT -- hog 400 \
+	</dev/null >/tmp/s4ro.out 2>/tmp/s4ro.err
+emit s4ro status $?
+recorded s4ro
+
 # 5. --oom-snapshot 50 with --memory-limit: grow pauses at 36 MiB (75%)
 # inside its allocating function until crashwatch says it took the
 # snapshot, then grows on into the OOM kill.

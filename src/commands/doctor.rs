@@ -182,15 +182,24 @@ fn check_cgroup() -> Check {
         Version::V1 => "v1",
         Version::V2 => "v2",
     };
+    // On v2 a cgroup counts OOM kills only where its parent gives it the
+    // memory controller, and the root cgroup not at all.
+    let counted = match (cg.oom_kills(), cg.version) {
+        (Some(_), _) => "OOM kills are counted",
+        (None, Version::V1) => "OOM kills are not counted there (no memory.oom_control)",
+        (None, Version::V2) => "OOM kills are not counted there (no memory.events)",
+    };
     let probe = format!("crashwatch-doctor-{}", std::process::id());
     match cg.create_child(&probe, 1 << 30) {
         Ok(child) => {
-            let _ = child.remove();
+            if let Err(e) = child.remove() {
+                tracing::warn!("{}", Chain(&e));
+            }
             Check {
                 verdict: Verdict::Ok,
                 name,
                 text: format!(
-                    "cgroup {version} memory controller at {}: OOM kills are counted, --memory-limit works",
+                    "cgroup {version} memory controller at {}: {counted}, --memory-limit works",
                     cg.dir.display()
                 ),
             }
@@ -199,7 +208,7 @@ fn check_cgroup() -> Check {
             verdict: Verdict::Warn,
             name,
             text: format!(
-                "cgroup {version} at {}: OOM kills are counted, but --memory-limit will fail: {}",
+                "cgroup {version} at {}: {counted}, but --memory-limit will fail: {}",
                 cg.dir.display(),
                 Chain(&e)
             ),

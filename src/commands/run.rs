@@ -174,12 +174,11 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                 )
             })?;
             let name = format!("crashwatch-{}-{number}", std::process::id());
-            let cgroup = parent.create_child(&name, limit).map_err(|e| Failure::new(exit::CANNOT_SUPERVISE, e))?;
-            Some(RemoveOnDrop(cgroup))
+            Some(parent.create_child(&name, limit).map_err(|e| Failure::new(exit::CANNOT_SUPERVISE, e))?)
         }
         None => None,
     };
-    let child_cgroup = limited.as_ref().map(|cg| cg.0.clone()).or_else(|| shared.own_cgroup.clone());
+    let child_cgroup = limited.as_ref().map(|cg| cg.cgroup.clone()).or_else(|| shared.own_cgroup.clone());
     let oom_watch = OomWatch::start(child_cgroup.clone());
     let oom_snapshot = OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), spool.is_some() && config.ptrace);
     let cannot_supervise = |e| Failure::new(exit::CANNOT_SUPERVISE, e);
@@ -204,7 +203,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         signal_group: config.signal_group,
         reap_orphans,
         trace,
-        cgroup: limited.as_ref().map(|cg| cg.0.clone()),
+        cgroup: limited.as_ref().map(|cg| cg.cgroup.clone()),
     })
     .map_err(|e| Failure::new(e.exit_code(), e))?;
 
@@ -254,6 +253,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         Ok(Finished { pid, status: ChildStatus::Signaled { signal: libc::SIGKILL, .. }, .. }) => oom_watch.assess(*pid),
         _ => None,
     };
+    // Removed, and crashwatch's own cgroup given back as it was.
     drop(limited);
     let finished = finished.map_err(|e| Failure::new(e.exit_code(), e))?;
 
@@ -348,20 +348,6 @@ fn file_descendant_crash(
         delivery.flush_in_background(Mode::Due);
     });
     filed.inspect_err(|e| tracing::error!("failed to start filing the report of a descendant's crash: {e}")).ok()
-}
-
-/// The cgroup made for `--memory-limit`, removed however the run ends.
-struct RemoveOnDrop(MemoryCgroup);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.remove() {
-            tracing::warn!(
-                "failed to remove the cgroup {}: {e}; processes of the child may still be in it",
-                self.0.dir.display()
-            );
-        }
-    }
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {

@@ -21,6 +21,13 @@
 //! v2 `memory.events` also counts kills in descendant cgroups. Either way a
 //! counter that moved while the child ran means the OOM killer acted in its
 //! cgroup; which process it killed is for the kernel log to say.
+//!
+//! `--memory-limit` on v2 needs crashwatch's cgroup to give the memory
+//! controller to its children, which a non-root cgroup with processes in it
+//! may not: crashwatch moves itself into a leaf (`crashwatch-supervisor`)
+//! first. What it changed is undone when the child's cgroup is removed, so
+//! that a hand-made cgroup can take processes again and be removed. Verified
+//! on a real v2 kernel by `tests/cgroup_v2_vm.rs`.
 
 use std::fs;
 use std::io;
@@ -47,9 +54,10 @@ pub enum CgroupError {
     },
     #[error("process {pid} is in no memory cgroup that is mounted here")]
     NotFound { pid: i32 },
-    #[error("failed to create the cgroup {path}")]
+    #[error("failed to create the cgroup {path}{advice}")]
     Create {
         path: PathBuf,
+        advice: Advice,
         #[source]
         source: io::Error,
     },
@@ -60,22 +68,122 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "failed to enable the memory controller for the children of {path} (on cgroup v2 the cgroup crashwatch \
-         runs in must delegate it: systemd's Delegate=yes, or run crashwatch in a cgroup of its own)"
-    )]
+    #[error("failed to enable the memory controller for the cgroups below {dir} (writing {value} to {file}){advice}")]
     Delegate {
-        path: PathBuf,
+        dir: PathBuf,
+        value: String,
+        file: PathBuf,
+        // Boxed: the variant would make every `Result` of this module large.
+        advice: Box<Advice>,
         #[source]
         source: io::Error,
     },
-    #[error("failed to move process {pid} into {path}")]
+    #[error("failed to move process {pid} into {path}{advice}")]
     Join {
         pid: i32,
         path: PathBuf,
+        advice: Advice,
         #[source]
         source: io::Error,
     },
+    #[error("failed to remove the cgroup {path}; processes of the child may still be in it")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to give {dir} back the state crashwatch found it in ({step})")]
+    Restore {
+        dir: PathBuf,
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What to do about a cgroup that crashwatch could not change, read from
+/// the error the kernel gave; shown after the failed step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advice {
+    /// Nothing more useful to say than the error itself.
+    None,
+    /// EACCES/EPERM: the cgroup belongs to someone else.
+    NotDelegated { dir: PathBuf, uid: u32 },
+    /// EBUSY on v2: other processes are in the cgroup, so its children get
+    /// no controller ("no internal processes").
+    Shared { dir: PathBuf, pids: Vec<i32> },
+    /// ENOENT on v2: the parent does not give the memory controller.
+    NoController { dir: PathBuf },
+    /// EROFS: a container's read-only cgroup mount.
+    ReadOnly,
+}
+
+impl Advice {
+    fn for_error(error: &io::Error, dir: &Path) -> Advice {
+        match error.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => {
+                Advice::NotDelegated { dir: dir.to_path_buf(), uid: nix::unistd::geteuid().as_raw() }
+            }
+            Some(libc::EBUSY) => Advice::Shared { dir: dir.to_path_buf(), pids: other_processes(dir) },
+            Some(libc::ENOENT) => Advice::NoController { dir: dir.to_path_buf() },
+            Some(libc::EROFS) => Advice::ReadOnly,
+            _ => Advice::None,
+        }
+    }
+}
+
+/// Tells a user how to get a memory limit anyway: the limit can always go
+/// on the cgroup crashwatch runs in, whose OOM kills it recognises.
+const LIMIT_ELSEWHERE: &str = "drop --memory-limit and run crashwatch in a cgroup that has the limit (systemd: \
+                               MemoryMax=; docker: --memory), whose OOM kills crashwatch recognises as well";
+
+impl std::fmt::Display for Advice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Advice::None => Ok(()),
+            Advice::NotDelegated { dir, uid } => write!(
+                f,
+                "; {} is not delegated to uid {uid}, which crashwatch runs as: run crashwatch as root, or in a \
+                 cgroup delegated to its user (systemd: Delegate=yes; by hand: chown the cgroup and its \
+                 cgroup.procs, cgroup.subtree_control and cgroup.threads to the user), or {LIMIT_ELSEWHERE}",
+                dir.display()
+            ),
+            Advice::Shared { dir, pids } => {
+                let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+                match &list[..] {
+                    [] => write!(f, "; ")?,
+                    [one] => write!(f, "; process {one} shares {} with crashwatch, and ", dir.display())?,
+                    _ => write!(f, "; processes {} share {} with crashwatch, and ", list.join(", "), dir.display())?,
+                }
+                write!(
+                    f,
+                    "cgroup v2 gives no controller to the children of a cgroup that has processes of its \
+                     own: run crashwatch as the only process of its cgroup (systemd: a service with \
+                     Delegate=yes), or {LIMIT_ELSEWHERE}"
+                )
+            }
+            Advice::NoController { dir } => {
+                let parent = dir.parent().unwrap_or(dir).join("cgroup.subtree_control");
+                write!(
+                    f,
+                    "; the parent of {} does not give it the memory controller: write +memory to {} (systemd: \
+                     MemoryAccounting=yes or Delegate=yes), or {LIMIT_ELSEWHERE}",
+                    dir.display(),
+                    parent.display()
+                )
+            }
+            Advice::ReadOnly => {
+                write!(f, "; the cgroup filesystem is mounted read-only here, as in a container: {LIMIT_ELSEWHERE}")
+            }
+        }
+    }
+}
+
+/// The processes in cgroup `dir` other than crashwatch.
+fn other_processes(dir: &Path) -> Vec<i32> {
+    let own = std::process::id() as i32;
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    procs.lines().filter_map(|l| l.trim().parse().ok()).filter(|&pid| pid != own).collect()
 }
 
 /// One memory cgroup directory.
@@ -144,53 +252,190 @@ impl MemoryCgroup {
         (limit < V1_UNLIMITED).then_some(limit)
     }
 
-    /// Creates the cgroup `name` below this one with a memory limit.
-    pub fn create_child(&self, name: &str, limit: u64) -> Result<MemoryCgroup, CgroupError> {
-        if self.version == Version::V2 {
-            self.delegate_memory()?;
-        }
-        let dir = self.dir.join(name);
-        fs::create_dir(&dir).map_err(|source| CgroupError::Create { path: dir.clone(), source })?;
-        let child = MemoryCgroup { version: self.version, dir };
-        let limit_file = child.file("memory.limit_in_bytes", "memory.max");
-        if let Err(source) = fs::write(&limit_file, limit.to_string()) {
-            let _ = fs::remove_dir(&child.dir);
-            return Err(CgroupError::Limit { path: limit_file, limit, source });
-        }
-        Ok(child)
+    /// Creates the cgroup `name` below this one with a memory limit. On v2
+    /// this cgroup must first give the memory controller to its children,
+    /// which [`ChildCgroup::remove`] undoes.
+    pub fn create_child(&self, name: &str, limit: u64) -> Result<ChildCgroup, CgroupError> {
+        let delegation = match self.version {
+            Version::V1 => None,
+            Version::V2 => self.delegate_memory()?,
+        };
+        let mut made = ChildCgroup {
+            cgroup: MemoryCgroup { version: self.version, dir: self.dir.join(name) },
+            parent: self.dir.clone(),
+            delegation,
+            created: false,
+        };
+        // Dropping `made` on an error below undoes the delegation.
+        fs::create_dir(&made.cgroup.dir).map_err(|source| CgroupError::Create {
+            path: made.cgroup.dir.clone(),
+            advice: Advice::for_error(&source, &self.dir),
+            source,
+        })?;
+        made.created = true;
+        let limit_file = made.cgroup.file("memory.limit_in_bytes", "memory.max");
+        fs::write(&limit_file, limit.to_string()).map_err(|source| CgroupError::Limit {
+            path: limit_file,
+            limit,
+            source,
+        })?;
+        Ok(made)
     }
 
     /// On v2, enables the memory controller for this cgroup's children. A
-    /// cgroup with processes of its own may not (the "no internal processes"
-    /// rule), so crashwatch first moves itself into a leaf of its own.
-    fn delegate_memory(&self) -> Result<(), CgroupError> {
+    /// cgroup with processes of its own may not (the "no internal
+    /// processes" rule, EBUSY; the root cgroup is exempt), so crashwatch
+    /// then first moves itself into a leaf of its own. What it changed is
+    /// returned, to be undone.
+    fn delegate_memory(&self) -> Result<Option<Delegation>, CgroupError> {
         let control = self.dir.join("cgroup.subtree_control");
         if fs::read_to_string(&control).is_ok_and(|c| c.split_whitespace().any(|c| c == "memory")) {
-            return Ok(());
+            return Ok(None);
         }
+        let failed = |file: &Path, value: &str, source: io::Error| CgroupError::Delegate {
+            dir: self.dir.clone(),
+            value: value.to_string(),
+            file: file.to_path_buf(),
+            advice: Box::new(Advice::for_error(&source, &self.dir)),
+            source,
+        };
         let enable = || fs::write(&control, "+memory");
-        if enable().is_ok() {
-            return Ok(());
+        match enable() {
+            Ok(()) => return Ok(Some(Delegation { leaf: None })),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(failed(&control, "+memory", e)),
         }
-        let leaf = self.dir.join("crashwatch-supervisor");
-        let moved = fs::create_dir_all(&leaf)
-            .and_then(|()| fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()));
-        moved.and_then(|()| enable()).map_err(|source| CgroupError::Delegate { path: self.dir.clone(), source })
+        let leaf = self.dir.join(SUPERVISOR_LEAF);
+        let own_pid = std::process::id().to_string();
+        // An existing leaf is another crashwatch's, running beside this one.
+        let created = match fs::create_dir(&leaf) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(failed(&self.dir.join(SUPERVISOR_LEAF), "a new cgroup", e)),
+        };
+        let delegation = Delegation { leaf: Some(leaf.clone()) };
+        let procs = leaf.join("cgroup.procs");
+        if let Err(e) = fs::write(&procs, &own_pid) {
+            if created {
+                let _ = fs::remove_dir(&leaf);
+            }
+            return Err(failed(&procs, &format!("crashwatch's pid {own_pid}"), e));
+        }
+        if let Err(e) = enable() {
+            let error = failed(&control, "+memory", e);
+            if let Err(undo) = delegation.undo(&self.dir, false) {
+                tracing::warn!("{}", crate::errors::Chain(&undo));
+            }
+            return Err(error);
+        }
+        Ok(Some(delegation))
     }
-
     /// Moves process `pid` (all its threads) into this cgroup.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         fs::write(self.dir.join("cgroup.procs"), pid.to_string()).map_err(|source| CgroupError::Join {
             pid,
             path: self.dir.clone(),
+            advice: Advice::for_error(&source, &self.dir),
             source,
         })
     }
+}
 
-    /// Removes this cgroup; fails while processes are still in it.
-    pub fn remove(&self) -> io::Result<()> {
-        fs::remove_dir(&self.dir)
+/// The leaf crashwatch moves itself into on v2 when its cgroup has other
+/// processes, so that the cgroup may give controllers to its children.
+pub const SUPERVISOR_LEAF: &str = "crashwatch-supervisor";
+
+/// A cgroup [`MemoryCgroup::create_child`] made for one child, with what it
+/// changed in the parent to make it. Dropped, it is removed and the parent
+/// given back as it was (errors logged); [`ChildCgroup::remove`] does the
+/// same and returns the errors.
+#[derive(Debug)]
+pub struct ChildCgroup {
+    pub cgroup: MemoryCgroup,
+    parent: PathBuf,
+    delegation: Option<Delegation>,
+    created: bool,
+}
+
+impl ChildCgroup {
+    /// Removes the cgroup (which fails while processes are still in it),
+    /// then undoes the delegation if nothing else uses it.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        self.tear_down()
     }
+
+    fn tear_down(&mut self) -> Result<(), CgroupError> {
+        if std::mem::take(&mut self.created) {
+            fs::remove_dir(&self.cgroup.dir)
+                .map_err(|source| CgroupError::Remove { path: self.cgroup.dir.clone(), source })?;
+        }
+        match self.delegation.take() {
+            Some(delegation) => delegation.undo(&self.parent, true),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ChildCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.tear_down() {
+            tracing::warn!("{}", crate::errors::Chain(&e));
+        }
+    }
+}
+
+/// What [`MemoryCgroup::delegate_memory`] changed: the memory controller
+/// enabled in the parent's `cgroup.subtree_control`, and crashwatch moved
+/// into `leaf` first if it had to.
+#[derive(Debug)]
+struct Delegation {
+    leaf: Option<PathBuf>,
+}
+
+impl Delegation {
+    /// Gives `dir` back as it was: left with the memory controller enabled
+    /// for its children, a cgroup can take no process again (a shell that
+    /// writes itself into it to run crashwatch once more gets EBUSY), and
+    /// an empty leaf would keep it from being removed. `enabled` is false
+    /// when enabling failed. The controller stays while other cgroups below
+    /// `dir` (another crashwatch's, someone's) may need it.
+    fn undo(self, dir: &Path, enabled: bool) -> Result<(), CgroupError> {
+        let leaf_name = self.leaf.as_deref().and_then(Path::file_name);
+        let shared_leaf = self.leaf.as_ref().is_some_and(|leaf| !other_processes(leaf).is_empty());
+        if enabled {
+            let others = child_cgroups(dir).into_iter().filter(|name| Some(name.as_os_str()) != leaf_name);
+            let others: Vec<String> = others.map(|name| name.to_string_lossy().into_owned()).collect();
+            if !others.is_empty() || shared_leaf {
+                tracing::debug!(
+                    "the memory controller stays enabled for the cgroups below {}: still in use ({})",
+                    dir.display(),
+                    if shared_leaf { format!("other processes in {SUPERVISOR_LEAF}") } else { others.join(", ") }
+                );
+                return Ok(());
+            }
+        }
+        let failed = |step: String, source: io::Error| CgroupError::Restore { dir: dir.to_path_buf(), step, source };
+        if enabled {
+            let control = dir.join("cgroup.subtree_control");
+            fs::write(&control, "-memory")
+                .map_err(|e| failed(format!("writing -memory to {}", control.display()), e))?;
+        }
+        if let Some(leaf) = &self.leaf {
+            let procs = dir.join("cgroup.procs");
+            fs::write(&procs, std::process::id().to_string())
+                .map_err(|e| failed(format!("moving crashwatch back into {}", procs.display()), e))?;
+            if !shared_leaf {
+                fs::remove_dir(leaf).map_err(|e| failed(format!("removing {}", leaf.display()), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The names of the cgroups directly below `dir`.
+fn child_cgroups(dir: &Path) -> Vec<std::ffi::OsString> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.file_name()).collect()
 }
 
 fn read(path: &Path) -> Result<String, CgroupError> {
@@ -336,6 +581,31 @@ mod tests {
         assert_eq!(keyed_value(v1, "total_inactive_file"), Some(2121728));
         let v2 = "anon 1200128\nfile 4096\nactive_file 0\ninactive_file 4096\n";
         assert_eq!(keyed_value(v2, "inactive_file"), Some(4096));
+    }
+
+    #[test]
+    fn advice_follows_the_error_the_kernel_gave() {
+        let dir = Path::new("/sys/fs/cgroup/job");
+        let advice = |errno| Advice::for_error(&io::Error::from_raw_os_error(errno), dir).to_string();
+        let uid = nix::unistd::geteuid().as_raw();
+        assert!(advice(libc::EACCES).starts_with(&format!("; /sys/fs/cgroup/job is not delegated to uid {uid}, ")));
+        assert!(advice(libc::EPERM).contains("systemd: Delegate=yes"));
+        assert!(advice(libc::ENOENT).starts_with(
+            "; the parent of /sys/fs/cgroup/job does not give it the memory controller: write +memory to \
+             /sys/fs/cgroup/cgroup.subtree_control (systemd: "
+        ));
+        assert!(
+            advice(libc::EROFS)
+                .starts_with("; the cgroup filesystem is mounted read-only here, as in a container: drop")
+        );
+        assert_eq!(advice(libc::EIO), "");
+        // Every piece of advice ends with the way around it.
+        assert!(advice(libc::EROFS).ends_with("whose OOM kills crashwatch recognises as well"));
+        // Who shares the cgroup, in the grammar of their number.
+        let shared = |pids: Vec<i32>| Advice::Shared { dir: dir.into(), pids }.to_string();
+        assert!(shared(vec![7]).starts_with("; process 7 shares /sys/fs/cgroup/job with crashwatch, and cgroup v2 "));
+        assert!(shared(vec![7, 9]).starts_with("; processes 7, 9 share /sys/fs/cgroup/job with crashwatch, and "));
+        assert!(shared(vec![]).starts_with("; cgroup v2 gives no controller to the children of a cgroup that has "));
     }
 
     #[test]

@@ -160,6 +160,15 @@ pub struct RunArgs {
           value_parser = ["upload", "local", "off"])]
     pub minidump: String,
 
+    /// How Sentry treats an uploaded minidump: `host` sends it as a plain
+    /// attachment beside the event, whose stacks crashwatch symbolicated on
+    /// this host and Sentry keeps; `server` sends it for Sentry to walk
+    /// again with the debug files uploaded to it, which replaces the
+    /// event's stacks and exception
+    #[arg(long, value_name = "WHERE", env = "CRASHWATCH_MINIDUMP_PROCESSING", default_value = "host",
+          value_parser = ["host", "server"])]
+    pub minidump_processing: String,
+
     /// Run PROGRAM again when it ends: `never` (systemd and orchestrators
     /// restart services themselves), `on-failure` (after a crash, an OOM
     /// kill or a non-zero exit) or `always` (after any end but an orderly

@@ -46,7 +46,9 @@ async fn a_crash_arrives_once_with_event_minidump_and_log() {
         assert_eq!(events.len(), 1);
         let envelope = events[0];
         assert_eq!(envelope.event_id(), report["id"].as_str());
-        assert_eq!(envelope.item_types(), ["event", "attachment:event.minidump", "attachment:event.attachment"]);
+        // The minidump is a plain attachment: Sentry keeps the stacks
+        // symbolicated here instead of walking the dump again.
+        assert_eq!(envelope.item_types(), ["event", "attachment:event.attachment", "attachment:event.attachment"]);
         let event = envelope.event().unwrap();
         assert_eq!((event["level"].as_str(), event["platform"].as_str()), (Some("fatal"), Some("native")));
         let exception = &event["exception"]["values"][0];
@@ -77,10 +79,15 @@ async fn a_crash_arrives_once_with_event_minidump_and_log() {
         assert_eq!(main["debug_id"].as_str().unwrap().len(), 36);
         // A write to 0x10: a field of a null struct pointer.
         assert_eq!(event["contexts"]["crashwatch"]["diagnosis"], "null pointer dereference");
-        let minidump = envelope.items.iter().find(|i| i.attachment_type() == Some("event.minidump")).unwrap();
-        assert_eq!(minidump.payload.len() as u64, report["crash"]["minidump"]["size"].as_u64().unwrap());
+        let minidump = &envelope.items[1];
+        assert_eq!(
+            (&minidump.header["filename"], &minidump.header["content_type"]),
+            (&"minidump.dmp".into(), &"application/x-dmp".into())
+        );
+        // The scrubbed environment and command line are appended to it.
+        assert!(minidump.payload.len() as u64 > report["crash"]["minidump"]["size"].as_u64().unwrap());
         assert!(minidump.payload.starts_with(b"MDMP"));
-        let log = envelope.items.iter().find(|i| i.attachment_type() == Some("event.attachment")).unwrap();
+        let log = &envelope.items[2];
         assert_eq!(log.header["content_type"], "text/plain");
         let log = String::from_utf8_lossy(&log.payload);
         assert!(log.trim_end().ends_with(&format!("stdout| crash_tid={}", report["crash"]["tid"])), "{log}");
@@ -90,6 +97,28 @@ async fn a_crash_arrives_once_with_event_minidump_and_log() {
     let out = blocking(send(spool.path(), &relay.dsn())).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(relay.with(|s| s.requests.len()), 1);
+}
+
+/// `CRASHWATCH_MINIDUMP_PROCESSING=server` (`--minidump-processing
+/// server`): the minidump goes as `event.minidump`, for Sentry to walk with
+/// the debug files uploaded to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_processing_sends_the_dump_as_event_minidump() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = run_crasher(spool.path(), &relay.dsn(), &[]);
+    cmd.env("CRASHWATCH_MINIDUMP_PROCESSING", "server");
+    let out = blocking(cmd).await;
+    assert_eq!(out.status.code(), Some(128 + 11), "{}", String::from_utf8_lossy(&out.stderr));
+    relay.with(|s| {
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].item_types(), ["event", "attachment:event.minidump", "attachment:event.attachment"]);
+        let minidump = &events[0].items[1];
+        assert_eq!(minidump.header["filename"], "minidump.dmp");
+        assert_eq!(minidump.header["content_type"], "application/x-dmp");
+        assert!(minidump.payload.starts_with(b"MDMP"));
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

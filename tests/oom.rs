@@ -259,9 +259,11 @@ async fn an_oom_kill_report_carries_the_stacks_of_the_snapshot() {
         let events = s.accepted_events();
         assert_eq!(events.len(), 1);
         let envelope = events[0];
-        assert_eq!(envelope.item_types(), ["event", "attachment:event.minidump", "attachment:event.attachment"]);
-        let minidump = envelope.items.iter().find(|i| i.attachment_type() == Some("event.minidump")).unwrap();
-        assert_eq!(minidump.payload.len() as u64, snapshot["minidump"]["size"].as_u64().unwrap());
+        assert_eq!(envelope.item_types(), ["event", "attachment:event.attachment", "attachment:event.attachment"]);
+        let minidump = &envelope.items[1];
+        assert_eq!(minidump.header["content_type"], "application/x-dmp");
+        // The scrubbed environment and command line are appended to it.
+        assert!(minidump.payload.len() as u64 > snapshot["minidump"]["size"].as_u64().unwrap());
         let event = envelope.event().unwrap();
         let exception = &event["exception"]["values"][0];
         assert_eq!(exception["type"], "OOM");

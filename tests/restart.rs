@@ -143,7 +143,7 @@ async fn a_hundred_identical_crashes_send_one_report_and_a_summary_of_99() {
         let summary = events.iter().find(|e| e["tags"]["kind"] == "repeats").expect("a summary event");
         assert_eq!(summary["extra"]["repeats"], 99);
         assert_eq!(summary["extra"]["first_report"], first_id);
-        let message = summary["message"]["formatted"].as_str().unwrap();
+        let message = summary["logentry"]["formatted"].as_str().unwrap();
         assert!(message.contains("99 more times") && message.contains("SIGSEGV"), "{message}");
         // The signature names the crashing function, not an address.
         assert!(

@@ -17,7 +17,7 @@ use crate::report::CrashReport;
 use crate::sentry::deliver;
 use crate::sentry::scrub::Scrubber;
 use crate::sentry::throttle::{self, Origin, Summary, Throttle, Verdict};
-use crate::sentry::{Dsn, Outbox, SystemClock, event};
+use crate::sentry::{Dsn, MinidumpProcessing, Outbox, SystemClock, event};
 use crate::spool::Spool;
 use crate::symbolicate::Symbolicated;
 
@@ -27,7 +27,7 @@ const WINDOW_CHECK: Duration = Duration::from_secs(60);
 pub struct Delivery {
     target: Option<(Dsn, Outbox)>,
     scrubber: Scrubber,
-    with_minidump: bool,
+    minidump: Option<MinidumpProcessing>,
     flush_timeout: Duration,
     report_exit_codes: bool,
     /// Crash-loop groups and the hourly budget (with a target only).
@@ -48,7 +48,8 @@ pub struct Options {
     pub flush_timeout: Duration,
     pub report_exit_codes: bool,
     pub scrubber: Scrubber,
-    pub with_minidump: bool,
+    /// How the minidump is sent, if it is.
+    pub minidump: Option<MinidumpProcessing>,
     /// Repeats of a signature within this long are counted, not sent.
     pub group_window: Duration,
     pub max_per_hour: Option<u32>,
@@ -78,7 +79,7 @@ impl Delivery {
         Delivery {
             target,
             scrubber: options.scrubber,
-            with_minidump: options.with_minidump,
+            minidump: options.minidump,
             flush_timeout: options.flush_timeout,
             report_exit_codes: options.report_exit_codes,
             throttle,
@@ -145,7 +146,7 @@ impl Delivery {
                 Err(e) => tracing::warn!("{}; sending the report without crash-loop grouping", Chain(&e)),
             }
         }
-        let queued = event::envelope(report, dir, stacks, &self.scrubber, self.with_minidump)
+        let queued = event::envelope(report, dir, stacks, &self.scrubber, self.minidump)
             .map_err(|e| Chain(&e).to_string())
             .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
         match queued {

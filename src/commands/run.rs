@@ -81,7 +81,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         flush_timeout: config.flush_timeout,
         report_exit_codes: config.report_exit_codes,
         scrubber,
-        with_minidump: config.upload_minidumps,
+        minidump: config.minidump_upload,
         group_window: config.group_window,
         max_per_hour: config.max_reports_per_hour,
     };

@@ -22,7 +22,7 @@ pub fn test(args: &TestArgs) -> Result<i32, Failure> {
         "platform": "native",
         "logger": "crashwatch",
         "server_name": host,
-        "message": {"formatted": format!("crashwatch test event from {host}")},
+        "logentry": {"formatted": format!("crashwatch test event from {host}")},
         "tags": {"crashwatch_test": "true"},
     });
     let fail = |e: &(dyn std::error::Error + 'static)| Failure::new(1, anyhow::anyhow!("{}", Chain(e)));

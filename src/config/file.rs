@@ -218,7 +218,8 @@ mod tests {
     #[test]
     fn file_settings_fill_what_the_command_line_leaves() {
         let toml = "log-lines = 7\nlog-bytes = \"2K\"\nfollow-forks = true\nrestart = \"on-failure\"\n\
-                    max-restarts = 4\nscrub = ['a(?P<secret>b)']\nspool-dir = \"/tmp/x\"\n";
+                    max-restarts = 4\nscrub = ['a(?P<secret>b)']\nspool-dir = \"/tmp/x\"\n\
+                    minidump-processing = \"server\"\n";
         let (cli, warnings) =
             with_file(toml, &["run", "--log-lines", "9", "--scrub", "z", "--", "prog", "--log-lines"]).unwrap();
         assert!(warnings.is_empty());
@@ -230,6 +231,7 @@ mod tests {
         assert_eq!(run.restart, crate::restart::Policy::OnFailure);
         assert_eq!(run.max_restarts, Some(4));
         assert_eq!(run.scrub, ["a(?P<secret>b)", "z"], "lists add up");
+        assert_eq!(run.minidump_processing, "server");
         assert_eq!(run.command, ["prog", "--log-lines"]);
     }
 

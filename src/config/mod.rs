@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::cli::RunArgs;
 use crate::logs::RingLimits;
 use crate::restart::Restart;
+use crate::sentry::MinidumpProcessing;
 use crate::spool::Spool;
 
 /// A single line longer than this is cut in a report.
@@ -37,8 +38,8 @@ pub struct RunConfig {
     pub report_exit_codes: bool,
     /// Secrets to remove from what is sent, beyond the built-in patterns.
     pub scrub: Vec<String>,
-    /// Send minidumps with their reports.
-    pub upload_minidumps: bool,
+    /// Send minidumps with their reports, for Sentry to treat so.
+    pub minidump_upload: Option<MinidumpProcessing>,
     pub dsn: Option<String>,
     /// How long to spend sending reports at the child's end.
     pub flush_timeout: std::time::Duration,
@@ -103,7 +104,10 @@ impl RunConfig {
             oom_snapshot: args.oom_snapshot,
             report_exit_codes: args.report_exit_codes,
             scrub: args.scrub,
-            upload_minidumps: args.minidump == "upload",
+            minidump_upload: (args.minidump == "upload").then_some(match args.minidump_processing.as_str() {
+                "server" => MinidumpProcessing::Server,
+                _ => MinidumpProcessing::Host,
+            }),
             dsn: args.dsn.filter(|d| !d.is_empty()),
             flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
             spool_max_bytes: args.spool_max_bytes,
@@ -163,6 +167,14 @@ mod tests {
         assert!(config(&["--metrics-addr", "[::1]:9464"]).is_ok());
         let e = config(&["--restart-delay", "2m", "--restart-max-delay", "1m"]).unwrap_err();
         assert!(e.to_string().contains("shorter than --restart-delay"), "{e}");
+    }
+
+    #[test]
+    fn the_minidump_goes_as_an_attachment_unless_sentry_is_to_process_it() {
+        assert_eq!(config(&[]).unwrap().minidump_upload, Some(MinidumpProcessing::Host));
+        let server = config(&["--minidump-processing", "server"]).unwrap();
+        assert_eq!(server.minidump_upload, Some(MinidumpProcessing::Server));
+        assert_eq!(config(&["--minidump", "local"]).unwrap().minidump_upload, None);
     }
 
     #[test]

@@ -19,16 +19,22 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use crate::errors::Chain;
 use crate::logs::Stream;
 use crate::memory::sampler::Memory;
 use crate::process::ChildStatus;
 use crate::process::signals;
 use crate::report::{self, CrashReport, Kind};
+use crate::sentry::envelope::mark_dropped;
+use crate::sentry::minidump_scrub;
 use crate::sentry::scrub::Scrubber;
 use crate::sentry::throttle::Summary;
-use crate::sentry::{Attachment, AttachmentSource, Envelope, EnvelopeError, EventId};
+use crate::sentry::{Attachment, AttachmentSource, Envelope, EnvelopeError, EventId, MinidumpProcessing};
 use crate::story;
 use crate::symbolicate::{self, Symbolicated};
+
+/// The name Sentry shows for the minidump.
+pub const MINIDUMP_FILENAME: &str = "minidump.dmp";
 
 /// Lines of the log tail sent as breadcrumbs (the attachment has them all).
 const BREADCRUMBS: usize = 100;
@@ -44,23 +50,37 @@ pub fn should_send(report: &CrashReport, report_exit_codes: bool) -> bool {
 }
 
 /// The envelope of `report`, whose files are in `report_dir`, scrubbed of
-/// secrets; with the minidump only when `with_minidump`.
+/// secrets; with the minidump (scrubbed too, see [`minidump_scrub`]) when
+/// `minidump` says how Sentry is to treat it.
 pub fn envelope(
     report: &CrashReport,
     report_dir: &Path,
     stacks: Option<&Symbolicated>,
     scrubber: &Scrubber,
-    with_minidump: bool,
+    minidump: Option<MinidumpProcessing>,
 ) -> Result<Envelope, EnvelopeError> {
     let id: EventId = report.id.parse()?;
     let mut event = event(report, stacks);
     scrubber.scrub_json(&mut event);
+    let mut dump_attachment = None;
+    if let (Some(processing), Some(dump)) = (minidump, report.minidump_file()) {
+        let path = report_dir.join(&dump.file);
+        match minidump_scrub::scrub(&path, scrubber) {
+            Ok(rewrite) => {
+                let source = AttachmentSource::Rewritten(path, rewrite);
+                dump_attachment = Some(Attachment::minidump(MINIDUMP_FILENAME, source, processing));
+            }
+            Err(e) => {
+                // Better no minidump than one that carries the secrets out.
+                let why = format!("not sent: it could not be scrubbed of secrets ({})", Chain(&e));
+                tracing::warn!(report = %report.short_id(), "the minidump is {why}");
+                mark_dropped(&mut event, MINIDUMP_FILENAME, "event.attachment", true, dump.size, &why);
+            }
+        }
+    }
     let mut envelope = Envelope::new(id, event)?;
-    if let Some(dump) = report.minidump_file().filter(|_| with_minidump) {
-        envelope.add_attachment(Attachment::minidump(
-            "minidump.dmp",
-            AttachmentSource::File(report_dir.join(&dump.file)),
-        ))?;
+    if let Some(attachment) = dump_attachment {
+        envelope.add_attachment(attachment)?;
     }
     if !report.log_tail.is_empty() {
         let log = log_text(report);
@@ -93,7 +113,7 @@ pub fn summary_envelope(summary: &Summary) -> Result<Envelope, EnvelopeError> {
         "level": "error",
         "logger": "crashwatch",
         "server_name": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
-        "message": {"formatted": message},
+        "logentry": {"formatted": message},
         "fingerprint": ["crashwatch-repeats", summary.key],
         "tags": {"program": summary.origin.program, "kind": "repeats"},
         "extra": {
@@ -132,7 +152,6 @@ pub fn event(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         "contexts": contexts(report, stacks),
         "tags": tags(report),
         "extra": {"argv": report.program.argv, "report_id": report.id},
-        "breadcrumbs": {"values": breadcrumbs(report)},
     });
     let object = event.as_object_mut().expect("an object");
     if let Some(release) = &report.release {
@@ -140,6 +159,10 @@ pub fn event(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
     }
     if let Some(environment) = &report.environment {
         object.insert("environment".into(), json!(environment));
+    }
+    // Relay drops an empty list, so none is sent.
+    if !report.log_tail.is_empty() {
+        object.insert("breadcrumbs".into(), json!({"values": breadcrumbs(report)}));
     }
     if let Some(stacks) = stacks {
         object.insert("threads".into(), json!({"values": threads(stacks)}));

@@ -10,6 +10,7 @@
 //! it is replaced whole.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use regex::{Captures, Regex};
 use serde_json::Value;
@@ -102,6 +103,33 @@ impl Scrubber {
         text
     }
 
+    /// The byte ranges of `text` that [`Scrubber::scrub`] would replace,
+    /// sorted and merged: for masking a secret in place where its length
+    /// cannot change (a minidump's memory). Each pattern is matched against
+    /// the original text rather than the progressively replaced one, which
+    /// can only find more, never less.
+    pub fn secret_ranges(&self, text: &str) -> Vec<Range<usize>> {
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        for pattern in self.patterns() {
+            for caps in pattern.captures_iter(text) {
+                let whole = caps.get(0).expect("group 0 always matches");
+                let part = caps.name("secret").unwrap_or(whole);
+                if !part.is_empty() {
+                    ranges.push(part.range());
+                }
+            }
+        }
+        ranges.sort_by_key(|r| (r.start, r.end));
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            match merged.last_mut() {
+                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+                _ => merged.push(range),
+            }
+        }
+        merged
+    }
+
     /// Scrubs every string in a JSON value, in place.
     pub fn scrub_json(&self, value: &mut Value) {
         match value {
@@ -160,6 +188,16 @@ mod tests {
         for line in ["listening on :8080", "request 42 took 3ms", "thread 'main' panicked at src/main.rs:1:1:"] {
             assert_eq!(scrub(line), line);
         }
+    }
+
+    #[test]
+    fn secret_ranges_are_what_scrub_replaces() {
+        let s = Scrubber::new(&[]).unwrap();
+        let text = "--password=hunter2 --port 80 Authorization: Bearer abcdefghijkl";
+        let ranges = s.secret_ranges(text);
+        let parts: Vec<&str> = ranges.iter().map(|r| &text[r.clone()]).collect();
+        assert_eq!(parts, ["hunter2", "Bearer", "abcdefghijkl"]);
+        assert!(s.secret_ranges("listening on :8080").is_empty());
     }
 
     #[test]

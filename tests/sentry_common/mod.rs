@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crashwatch::sentry::{
-    Attachment, AttachmentSource, Dsn, Envelope, EventId, FlushSummary, ManualClock, Outbox, OutboxConfig, Uploader,
-    UploaderConfig, flush,
+    Attachment, AttachmentSource, Dsn, Envelope, EventId, FlushSummary, ManualClock, MinidumpProcessing, Outbox,
+    OutboxConfig, Uploader, UploaderConfig, flush,
 };
 use serde_json::{Value, json};
 
@@ -59,7 +59,7 @@ pub const LOG_TAIL: &[u8] = b"starting server\nlistening on :8080\nthread 'main'
 
 pub fn crash_envelope(event_id: &EventId, minidump: AttachmentSource) -> Envelope {
     let mut envelope = Envelope::new(event_id.clone(), crash_event()).unwrap();
-    envelope.add_attachment(Attachment::minidump("crash.dmp", minidump)).unwrap();
+    envelope.add_attachment(Attachment::minidump("crash.dmp", minidump, MinidumpProcessing::Server)).unwrap();
     envelope.add_attachment(Attachment::text("log-tail.txt", AttachmentSource::Bytes(LOG_TAIL.to_vec()))).unwrap();
     envelope
 }

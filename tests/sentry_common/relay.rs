@@ -97,6 +97,8 @@ pub struct Envelope {
     pub content_encoding: Option<String>,
     pub compressed_len: usize,
     pub decompressed_len: usize,
+    /// Every byte of the envelope as received, decompressed.
+    pub body: Vec<u8>,
 }
 
 impl Envelope {

@@ -6,7 +6,6 @@
 //! attachment. The event itself is never trimmed here: only the product knows
 //! which of its parts matter.
 
-use sentry_types::protocol::v7::AttachmentType;
 use serde_json::{Map, Value};
 
 use super::{Attachment, Envelope, EnvelopeError, Limits};
@@ -26,7 +25,8 @@ impl Envelope {
     fn drop_attachment(&mut self, index: usize, reason: DiscardReason, why: &str) -> Result<u64, EnvelopeError> {
         let size = self.attachments[index].len()?;
         let attachment = self.attachments.remove(index);
-        mark_dropped(&mut self.event, &attachment.filename, attachment.attachment_type.as_str(), size, why);
+        let minidump = attachment.is_minidump();
+        mark_dropped(&mut self.event, &attachment.filename, attachment.attachment_type.as_str(), minidump, size, why);
         self.discarded.add(reason, Category::Attachment, size);
         tracing::warn!(
             event_id = %self.event_id,
@@ -108,11 +108,11 @@ impl Envelope {
 
 /// Records in the event that an attachment was dropped, so that whoever reads
 /// the issue in Sentry knows why the minidump is missing.
-pub fn mark_dropped(event: &mut Value, filename: &str, attachment_type: &str, size: u64, why: &str) {
+pub fn mark_dropped(event: &mut Value, filename: &str, attachment_type: &str, minidump: bool, size: u64, why: &str) {
     let Some(object) = event.as_object_mut() else {
         return;
     };
-    if attachment_type == AttachmentType::Minidump.as_str() {
+    if minidump {
         let value = Value::from(why);
         match object.get_mut("tags") {
             Some(Value::Object(tags)) => {

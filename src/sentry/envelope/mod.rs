@@ -41,9 +41,11 @@ use crate::sentry::dsn::Dsn;
 
 mod limits;
 mod raw;
+mod rewrite;
 
 pub use limits::mark_dropped;
 pub use raw::{RawEnvelope, RawItem, with_fresh_header};
+pub use rewrite::Rewrite;
 
 /// Relay's limits that decide what we send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +179,24 @@ pub enum AttachmentSource {
     Bytes(Vec<u8>),
     /// In a file, copied by streaming (a minidump).
     File(PathBuf),
+    /// In a file, copied by streaming with some of its bytes replaced and
+    /// more appended (a minidump scrubbed of secrets); the file itself is
+    /// not changed.
+    Rewritten(PathBuf, Rewrite),
+}
+
+/// The content type of a minidump, in either attachment type.
+pub const MINIDUMP_CONTENT_TYPE: &str = "application/x-dmp";
+
+/// How Sentry is to treat a minidump sent with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinidumpProcessing {
+    /// A plain attachment (`event.attachment`): Sentry stores it and keeps
+    /// the event's host-symbolicated stacks.
+    Host,
+    /// `event.minidump`: Sentry re-stackwalks the dump with the debug files
+    /// uploaded to it, replacing the event's stacks and exception.
+    Server,
 }
 
 /// One attachment of a crash report.
@@ -193,12 +213,16 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    /// A minidump (`event.minidump`, `application/octet-stream`).
-    pub fn minidump(filename: impl Into<String>, source: AttachmentSource) -> Self {
+    /// A minidump for Sentry to treat as `processing` says, with the
+    /// content type `application/x-dmp` either way.
+    pub fn minidump(filename: impl Into<String>, source: AttachmentSource, processing: MinidumpProcessing) -> Self {
         Self {
             filename: filename.into(),
-            content_type: "application/octet-stream".to_owned(),
-            attachment_type: AttachmentType::Minidump,
+            content_type: MINIDUMP_CONTENT_TYPE.to_owned(),
+            attachment_type: match processing {
+                MinidumpProcessing::Host => AttachmentType::Attachment,
+                MinidumpProcessing::Server => AttachmentType::Minidump,
+            },
             source,
         }
     }
@@ -213,18 +237,22 @@ impl Attachment {
         }
     }
 
-    /// True for the `event.minidump` attachment.
+    /// True for the minidump, whichever its attachment type.
     pub fn is_minidump(&self) -> bool {
-        self.attachment_type == AttachmentType::Minidump
+        is_minidump(self.attachment_type.as_str(), &self.content_type)
     }
 
     /// The payload size in bytes.
     pub fn len(&self) -> Result<u64, EnvelopeError> {
+        let file_len = |path: &PathBuf| {
+            std::fs::metadata(path)
+                .map(|m| m.len())
+                .map_err(|source| EnvelopeError::ReadAttachment { path: path.clone(), source })
+        };
         match &self.source {
             AttachmentSource::Bytes(bytes) => Ok(bytes.len() as u64),
-            AttachmentSource::File(path) => std::fs::metadata(path)
-                .map(|m| m.len())
-                .map_err(|source| EnvelopeError::ReadAttachment { path: path.clone(), source }),
+            AttachmentSource::File(path) => file_len(path),
+            AttachmentSource::Rewritten(path, rewrite) => Ok(file_len(path)? + rewrite.appended.len() as u64),
         }
     }
 
@@ -232,6 +260,12 @@ impl Attachment {
     pub fn is_empty(&self) -> Result<bool, EnvelopeError> {
         Ok(self.len()? == 0)
     }
+}
+
+/// Whether an attachment of this type and content type is a minidump:
+/// `event.minidump`, or a plain attachment of a minidump's content type.
+pub(crate) fn is_minidump(attachment_type: &str, content_type: &str) -> bool {
+    attachment_type == AttachmentType::Minidump.as_str() || content_type == MINIDUMP_CONTENT_TYPE
 }
 
 /// What an envelope carries, for rate limiting and for counting losses.
@@ -363,6 +397,11 @@ impl Envelope {
             match &attachment.source {
                 AttachmentSource::Bytes(bytes) => w.write_all(bytes).map_err(EnvelopeError::Write)?,
                 AttachmentSource::File(path) => copy_exact(path, length, w)?,
+                AttachmentSource::Rewritten(path, rewrite) => {
+                    let file_len = length - rewrite.appended.len() as u64;
+                    copy_exact(path, file_len, &mut rewrite.patching(&mut *w))?;
+                    w.write_all(&rewrite.appended).map_err(EnvelopeError::Write)?;
+                }
             }
             w.write_all(b"\n").map_err(EnvelopeError::Write)?;
         }
@@ -476,7 +515,11 @@ pub(crate) mod tests {
             Envelope::new(EVENT_ID.parse().unwrap(), serde_json::json!({"level": "fatal", "platform": "native"}))
                 .unwrap();
         envelope
-            .add_attachment(Attachment::minidump("crash.dmp", AttachmentSource::Bytes(b"MDMP\n\r\nxx".to_vec())))
+            .add_attachment(Attachment::minidump(
+                "crash.dmp",
+                AttachmentSource::Bytes(b"MDMP\n\r\nxx".to_vec()),
+                MinidumpProcessing::Server,
+            ))
             .unwrap();
         envelope
             .add_attachment(Attachment::text("log.txt", AttachmentSource::Bytes(b"line 1\nline 2\n".to_vec())))
@@ -494,7 +537,7 @@ pub(crate) mod tests {
             "\n",
             r#"{"level":"fatal","platform":"native","event_id":"0123456789abcdef0123456789abcdef"}"#,
             "\n",
-            r#"{"type":"attachment","length":9,"filename":"crash.dmp","content_type":"application/octet-stream","attachment_type":"event.minidump"}"#,
+            r#"{"type":"attachment","length":9,"filename":"crash.dmp","content_type":"application/x-dmp","attachment_type":"event.minidump"}"#,
             "\n",
             "MDMP\n\r\nxx\n",
             r#"{"type":"attachment","length":14,"filename":"log.txt","content_type":"text/plain","attachment_type":"event.attachment"}"#,

@@ -12,7 +12,6 @@ use serde_json::{Map, Value};
 use super::{EnvelopeError, Summary, format_timestamp, mark_dropped, simple_item_header, write_item, write_json_line};
 use crate::sentry::client_report::{Category, DiscardReason, DiscardedCounts};
 use crate::sentry::dsn::Dsn;
-use sentry_types::protocol::v7::AttachmentType;
 
 /// One item of a [`RawEnvelope`].
 #[derive(Debug, Clone, PartialEq)]
@@ -34,9 +33,10 @@ impl RawItem {
         self.header.get("attachment_type").and_then(Value::as_str)
     }
 
-    /// True for the `event.minidump` attachment.
+    /// True for the minidump, whichever its attachment type.
     pub fn is_minidump(&self) -> bool {
-        self.ty() == "attachment" && self.attachment_type() == Some(AttachmentType::Minidump.as_str())
+        let content_type = self.header.get("content_type").and_then(Value::as_str).unwrap_or("");
+        self.ty() == "attachment" && super::is_minidump(self.attachment_type().unwrap_or(""), content_type)
     }
 }
 
@@ -138,7 +138,8 @@ impl RawEnvelope {
             counts.add(reason, Category::Attachment, size);
             let filename = item.header.get("filename").and_then(Value::as_str).unwrap_or("");
             let attachment_type = item.attachment_type().unwrap_or("event.attachment");
-            self.mark_event(|event| mark_dropped(event, filename, attachment_type, size, why));
+            let minidump = item.is_minidump();
+            self.mark_event(|event| mark_dropped(event, filename, attachment_type, minidump, size, why));
         }
         self.add_client_report(&counts, now);
         total

@@ -156,6 +156,7 @@ pub(crate) fn validate(request: &HttpRequest, limits: &Limits) -> Result<Envelop
         content_encoding: encoding,
         compressed_len: request.body.len(),
         decompressed_len: body.len(),
+        body,
     })
 }
 

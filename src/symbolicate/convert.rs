@@ -22,7 +22,7 @@ const NULL_PAGE_LIMIT: u64 = 0x1000;
 const BIT_FLIP_MIN_CONFIDENCE: f32 = 0.5;
 
 pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], report: &ProviderReport) -> Symbolicated {
-    let threads: Vec<Thread> = state.threads.iter().map(convert_thread).collect();
+    let threads: Vec<Thread> = state.threads.iter().map(|t| convert_thread(t, report)).collect();
 
     // A module's source is the one that named its first frame, looking at
     // the crashing thread first.
@@ -35,7 +35,7 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
     for frame in order.iter().flat_map(|&i| &state.threads[i].frames) {
         if let Some(module) = &frame.module {
             let base = module.base_address();
-            if let Some(source) = report.served.get(&(base, frame.instruction)) {
+            if let Some((source, _)) = report.served.get(&(base, frame.instruction)) {
                 sources.entry(base).or_insert(*source);
             }
         }
@@ -53,7 +53,14 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
         .iter()
         .map(|m| {
             let base = m.base_address();
-            let symbols = sources.get(&base).copied().unwrap_or(SymbolSource::None);
+            // What was found, not only what named a frame: a module whose
+            // frames all lie outside its `.dynsym` symbols is still
+            // "dynsym only".
+            let found = report.found.get(&base).copied();
+            let symbols = match sources.get(&base) {
+                Some(source @ (SymbolSource::Breakpad | SymbolSource::Http)) => *source,
+                _ => found.unwrap_or(if on_stack.contains(&base) { SymbolSource::None } else { SymbolSource::Unread }),
+            };
             let file_problem = facts_by_base.get(&base).and_then(|f| f.located.problem.clone());
             // Say why a module on the stacks has no names, if we know.
             let problem = file_problem.or_else(|| {
@@ -72,6 +79,7 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
                 debug_id: m.debug_identifier().map(|id| id.breakpad().to_string()),
                 base,
                 size: m.size(),
+                image_base: Some(facts_by_base.get(&base).map_or(base, |f| f.image_base)),
                 symbols,
                 problem,
             }
@@ -90,7 +98,7 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
     }
 }
 
-fn convert_thread(stack: &CallStack) -> Thread {
+fn convert_thread(stack: &CallStack, report: &ProviderReport) -> Thread {
     let mut frames = Vec::with_capacity(stack.frames.len());
     for frame in &stack.frames {
         let module = frame.module.as_ref();
@@ -102,6 +110,7 @@ fn convert_thread(stack: &CallStack) -> Thread {
                 module: module_name.clone(),
                 module_base,
                 function: Some(inline.function_name.clone()).filter(|n| !n.is_empty()),
+                symbol: None,
                 function_address: None,
                 file: inline.source_file_name.clone(),
                 line: inline.source_line,
@@ -109,18 +118,25 @@ fn convert_thread(stack: &CallStack) -> Thread {
                 trust: "inlined".to_owned(),
             });
         }
-        frames.push(physical_frame(frame, module_name, module_base));
+        let symbol = module_base.and_then(|base| report.served.get(&(base, frame.instruction))?.1.clone());
+        frames.push(physical_frame(frame, module_name, module_base, symbol));
     }
     Thread { tid: stack.thread_id, name: stack.thread_name.clone(), frames }
 }
 
-fn physical_frame(frame: &StackFrame, module: Option<String>, module_base: Option<u64>) -> Frame {
+fn physical_frame(
+    frame: &StackFrame,
+    module: Option<String>,
+    module_base: Option<u64>,
+    symbol: Option<String>,
+) -> Frame {
     let named = frame.function_name.as_deref().is_some_and(|n| !n.is_empty() && !is_placeholder(n));
     Frame {
         instruction: frame.instruction,
         module,
         module_base,
         function: frame.function_name.clone().filter(|_| named),
+        symbol: symbol.filter(|_| named),
         function_address: frame.function_base.filter(|_| named),
         file: frame.source_file_name.clone().filter(|_| named),
         line: frame.source_line.filter(|_| named),

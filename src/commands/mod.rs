@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod filing;
 pub mod list;
 pub mod oom_snapshot;
+pub mod ran;
 pub mod run;
 pub mod send;
 pub mod show;

@@ -238,6 +238,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                     stop_requested: None,
                     peak_rss: None,
                     ran_for: Duration::ZERO,
+                    exe: None,
                 },
                 log_tail: &tail,
                 log_tail_complete: false,
@@ -315,7 +316,8 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mut report = CrashReport::new(Ending {
             argv: &argv,
-            exe,
+            // What ran, not the script or shim started.
+            exe: finished.exe.clone().unwrap_or(exe),
             finished,
             log_tail: &pumps.snapshot(),
             log_tail_complete: complete,

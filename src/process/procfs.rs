@@ -204,6 +204,14 @@ pub fn exe(tid: i32) -> Result<PathBuf, ProcError> {
     fs::read_link(&path).map_err(|source| ProcError::Read { path, source })
 }
 
+/// The program process `pid` runs, read after it exec'd: `/proc/PID/exe`,
+/// the file the kernel loaded (the ELF a script or a shim such as pyenv's
+/// `python3` ended up running), not the path that was started. `None` when
+/// it cannot be read (the process is gone).
+pub fn executable(pid: i32) -> Option<PathBuf> {
+    exe(pid).ok()
+}
+
 /// One line of `/proc/PID/maps` whose file was deleted (or replaced).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeletedMapping {

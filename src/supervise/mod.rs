@@ -93,7 +93,7 @@ pub type OnSnapshot = Box<dyn FnMut(libc::pid_t, Box<SnapshotCapture>) + Send>;
 pub type BeforeExec = Box<dyn FnOnce(libc::pid_t) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send>;
 
 /// How a supervised child ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finished {
     pub pid: libc::pid_t,
     pub status: ChildStatus,
@@ -108,6 +108,9 @@ pub struct Finished {
     /// How long it ran, on the monotonic clock (a wall-clock step during
     /// the run does not change it).
     pub ran_for: std::time::Duration,
+    /// The child's executable after its last exec (see
+    /// [`crate::process::procfs::executable`]); `None` when it was not traced.
+    pub exe: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,9 +195,9 @@ pub fn supervise(mut spec: Spec) -> Result<Finished, SuperviseError> {
         // leave zombies for as long as crashwatch still runs.
         reap_orphans();
     }
-    let TracerEnd { status, peak_rss, ran_for, ended_at, stop_requested } =
+    let TracerEnd { status, peak_rss, ran_for, ended_at, stop_requested, exe } =
         tracer.join().map_err(|_| SuperviseError::TracerPanicked { pid })??;
-    Ok(Finished { pid, status, started_at, ended_at, stop_requested, peak_rss, ran_for })
+    Ok(Finished { pid, status, started_at, ended_at, stop_requested, peak_rss, ran_for, exe })
 }
 
 /// The stop-signal flags of one run, unregistered when it ends.
@@ -224,6 +227,7 @@ struct TracerEnd {
     ran_for: std::time::Duration,
     ended_at: SystemTime,
     stop_requested: Option<i32>,
+    exe: Option<std::path::PathBuf>,
 }
 
 /// The tracer thread's body.
@@ -271,7 +275,8 @@ fn start_and_wait(
         0 => None,
         signal => Some(signal as i32),
     };
-    Ok(TracerEnd { status, peak_rss, ran_for: clock.elapsed(), ended_at: SystemTime::now(), stop_requested })
+    let exe = tracer.as_ref().and_then(|t| t.exe()).map(std::path::Path::to_owned);
+    Ok(TracerEnd { status, peak_rss, ran_for: clock.elapsed(), ended_at: SystemTime::now(), stop_requested, exe })
 }
 
 /// Waits until `child` ends, handling the stops of its traced tasks and

@@ -54,9 +54,13 @@ fn elf_image_base<Elf: FileHeader<Endian = Endianness>>(
         .map(|p| (p.p_vaddr(endian).into(), p.p_offset(endian).into(), p.p_filesz(endian).into()))
         .collect();
     let (first_vaddr, ..) = *loads.first()?;
-    // A mapping starts at the page-aligned offset of its segment.
-    let &(vaddr, offset, _) = loads.iter().find(|&&(_, offset, size)| {
-        (offset - offset % PAGE..offset.saturating_add(size.max(1))).contains(&file_offset)
+    // A segment is mapped from its page-aligned offset (one page may hold
+    // the end of a segment and the start of the next: the mapping that
+    // starts there is the next one's); a mapping that starts further in
+    // is part of one (split by mprotect, as RELRO is).
+    let page = |offset: u64| offset - offset % PAGE;
+    let &(vaddr, offset, _) = loads.iter().find(|&&(_, offset, _)| page(offset) == file_offset).or_else(|| {
+        loads.iter().find(|&&(_, offset, size)| (page(offset)..offset.saturating_add(size)).contains(&file_offset))
     })?;
     let vaddr_at_record = vaddr.checked_add(file_offset)?.checked_sub(offset)?;
     record_base.checked_sub(vaddr_at_record)?.checked_add(first_vaddr)

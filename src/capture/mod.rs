@@ -82,6 +82,9 @@ pub struct CrashCapture {
     pub si_code: i32,
     /// The faulting address, for faults that have one.
     pub fault_addr: Option<u64>,
+    /// Who sent the signal, when it was sent (`kill`, `tgkill`, `raise`…:
+    /// `si_code <= 0`) rather than raised by a fault.
+    pub sender: Option<Sender>,
     /// Name of the crashing thread.
     pub thread_name: String,
     /// The process's executable (may end in ` (deleted)`).
@@ -100,6 +103,16 @@ pub struct CrashCapture {
     pub elapsed: Duration,
     /// Where `elapsed` went.
     pub phases: CapturePhases,
+}
+
+/// The process that sent a fatal signal.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sender {
+    pub pid: i32,
+    pub uid: u32,
+    /// Its command name, if it was still running when the signal arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
 }
 
 /// Durations of the capture's phases (the dump window is their sum).
@@ -190,6 +203,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
                 signal,
                 si_code: 0,
                 fault_addr: None,
+                sender: None,
                 thread_name,
                 exe,
                 dump: Err(err),
@@ -203,6 +217,10 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
             return Outcome { capture, laggards: Vec::new() };
         }
     };
+
+    // The sender's name while it may still be there (a `kill` command is
+    // gone in a moment).
+    let sender = info.sender().map(|(pid, uid)| Sender { pid, uid, comm: procfs::comm(pid) });
 
     // 2–7. The dump window.
     let mut hold = Hold::new(tgid, tid, signal, req.masks);
@@ -225,6 +243,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
         signal,
         si_code: info.code(),
         fault_addr: info.fault_addr(),
+        sender,
         thread_name,
         exe,
         dump: window.dump,

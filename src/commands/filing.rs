@@ -88,7 +88,7 @@ fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbol
     crash.stacks = file;
     crash.notes.extend(error);
     if let Some(stacks) = &stacks {
-        crash.diagnosis = stacks.diagnosis.clone();
+        crash.diagnose(stacks.diagnosis.clone());
     }
     stacks
 }

@@ -119,6 +119,9 @@ pub struct Crash {
     /// The faulting address, `0x…`, for faults that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_address: Option<String>,
+    /// Who sent the signal, when it was sent rather than raised by a fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<crate::capture::Sender>,
     /// The process that crashed (the child, or a descendant with
     /// `--follow-forks`).
     pub pid: i32,
@@ -287,6 +290,7 @@ impl Crash {
             code: capture.si_code,
             code_name: signals::code_name(capture.signal, capture.si_code).map(str::to_owned),
             fault_address: capture.fault_addr.map(hex),
+            sender: capture.sender.clone(),
             pid: capture.pid,
             tid: capture.tid,
             thread_name: capture.thread_name.clone(),
@@ -294,11 +298,19 @@ impl Crash {
             threads: capture.threads,
             minidump,
             minidump_error,
-            diagnosis: None,
+            diagnosis: sent_by(capture),
             stacks: None,
             preserved,
             capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
             notes,
+        }
+    }
+
+    /// What the minidump's analysis says, unless the signal was sent: then
+    /// who sent it is the diagnosis (a `kill -SEGV` is not a null pointer).
+    pub fn diagnose(&mut self, from_dump: Option<String>) {
+        if self.sender.is_none() {
+            self.diagnosis = from_dump;
         }
     }
 
@@ -310,6 +322,22 @@ impl Crash {
     fn fault_address_value(&self) -> Option<u64> {
         self.fault_address.as_deref().and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
     }
+}
+
+/// The diagnosis of a signal that was sent, not raised by a fault: `sent by
+/// pid 4242 (bash)`, or for one the process sent itself (`raise`,
+/// `abort`), `raised by the process itself (SI_TKILL)`.
+fn sent_by(capture: &CrashCapture) -> Option<String> {
+    let sender = capture.sender.as_ref()?;
+    let code = signals::code_name(capture.signal, capture.si_code).unwrap_or("si_code <= 0");
+    Some(if sender.pid == capture.pid {
+        format!("raised by the process itself ({code}), not by a fault")
+    } else {
+        match &sender.comm {
+            Some(comm) => format!("sent by pid {} ({comm}) with {code}, not raised by a fault", sender.pid),
+            None => format!("sent by pid {} (gone) with {code}, not raised by a fault", sender.pid),
+        }
+    })
 }
 
 /// `SIGSEGV (SEGV_MAPERR) at 0x0 in thread 'main' (tid 42)`

@@ -21,7 +21,13 @@ const NULL_PAGE_LIMIT: u64 = 0x1000;
 /// Bit-flip candidates below this confidence are noise.
 const BIT_FLIP_MIN_CONFIDENCE: f32 = 0.5;
 
-pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], report: &ProviderReport) -> Symbolicated {
+/// `signal_code` is the crash's `si_code` as the dump recorded it.
+pub(crate) fn to_symbolicated(
+    state: &ProcessState,
+    facts: &[ModuleFacts],
+    report: &ProviderReport,
+    signal_code: Option<i32>,
+) -> Symbolicated {
     let threads: Vec<Thread> = state.threads.iter().map(|t| convert_thread(t, report)).collect();
 
     // A module's source is the one that named its first frame, looking at
@@ -92,7 +98,15 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
         crash_reason: state.exception_info.as_ref().map(|e| e.reason.to_string()),
         crash_address: state.exception_info.as_ref().map(|e| e.address.0),
         crashing_thread: state.requesting_thread,
-        diagnosis: state.exception_info.as_ref().and_then(|e| diagnose(e, state)),
+        diagnosis: state.exception_info.as_ref().and_then(|e| match signal_code {
+            // Sent with kill, tgkill, raise…: nothing faulted, and the
+            // "address" is the sender's pid and uid.
+            Some(code) if code <= 0 => Some(format!(
+                "the signal was sent (si_code {code}: {}), not raised by a fault",
+                if code == 0 { "kill" } else { "tkill, tgkill or sigqueue" }
+            )),
+            _ => diagnose(e, state),
+        }),
         threads,
         modules,
     }

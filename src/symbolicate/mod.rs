@@ -266,7 +266,10 @@ fn symbolicate_bytes(path: &Path, bytes: Vec<u8>, opts: &SymbolOptions) -> Resul
     })
     .map_err(|e| SymbolicateError::Process { path: path.to_owned(), reason: e.to_string() })?;
     let report = provider.into_report();
-    Ok(convert::to_symbolicated(&state, &facts, &report))
+    // minidump-writer keeps `si_code` in the exception record's flags.
+    let signal_code =
+        dump.get_stream::<minidump::MinidumpException>().ok().map(|e| e.raw.exception_record.exception_flags as i32);
+    Ok(convert::to_symbolicated(&state, &facts, &report, signal_code))
 }
 
 /// `(cache dir, download dir inside it, temporary cache to delete)` when

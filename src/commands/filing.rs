@@ -70,6 +70,7 @@ pub fn file_with_snapshot(
         }
         report.snapshot = Some(kept);
     }
+    super::runtime_file::keep(spool, &mut report);
     let saved = spool.save(&report);
     let kept_local = match &saved {
         Ok(dir) => delivery.queue(&report, dir, stacks.as_ref()),

@@ -8,6 +8,7 @@ pub mod list;
 pub mod oom_snapshot;
 pub mod ran;
 pub mod run;
+pub mod runtime_file;
 pub mod send;
 pub mod show;
 pub mod symbolicate;

@@ -101,9 +101,27 @@ pub struct CrashReport {
     /// False when a descendant kept the child's pipes open and the tail was
     /// taken without waiting for their end.
     pub log_tail_complete: bool,
+    /// Files the child's runtime wrote about its crash (the JVM's
+    /// `hs_err_pid*.log`), kept in the report's directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     /// Non-fatal problems met while building the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A file kept with a report and sent with it, scrubbed like the log tail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its name in the report's directory.
+    pub file: String,
+    /// The name it is sent under (the original file's name).
+    pub name: String,
+    pub size: u64,
+    /// Where the runtime wrote it.
+    pub original: PathBuf,
+    /// Whether only its first part was kept.
+    pub truncated: bool,
 }
 
 /// A crash caught by the tracer, with the files kept of it. File names are
@@ -282,7 +300,8 @@ impl Crash {
     /// The record of `capture`; `minidump` and `preserved` are the files as
     /// kept in the report's directory (or why keeping one failed).
     pub fn new(capture: &CrashCapture, minidump: Result<FileRef, String>, preserved: Vec<Preserved>) -> Crash {
-        let notes = capture_notes(&capture.soft_errors, &capture.requeued, "capture");
+        let mut notes = capture.notes.clone();
+        notes.extend(capture_notes(&capture.soft_errors, &capture.requeued, "capture"));
         let (minidump, minidump_error) = split(minidump);
         Crash {
             signal: capture.signal,
@@ -325,12 +344,17 @@ impl Crash {
 }
 
 /// The diagnosis of a signal that was sent, not raised by a fault: `sent by
-/// pid 4242 (bash)`, or for one the process sent itself (`raise`,
-/// `abort`), `raised by the process itself (SI_TKILL)`.
+/// pid 4242 (bash)`, or for a fault signal the process sent itself
+/// (`raise(SIGSEGV)`), `raised by the process itself (SI_TKILL)`.
 fn sent_by(capture: &CrashCapture) -> Option<String> {
     let sender = capture.sender.as_ref()?;
     let code = signals::code_name(capture.signal, capture.si_code).unwrap_or("si_code <= 0");
     Some(if sender.pid == capture.pid {
+        // `abort` raising SIGABRT is how SIGABRT always comes; a fault
+        // signal a process sends itself is worth saying.
+        if !matches!(capture.signal, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE) {
+            return None;
+        }
         format!("raised by the process itself ({code}), not by a fault")
     } else {
         match &sender.comm {
@@ -448,6 +472,7 @@ impl CrashReport {
             snapshot: None,
             log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
             log_tail_complete: ending.log_tail_complete,
+            attachments: Vec::new(),
             notes: Vec::new(),
         }
     }

@@ -101,7 +101,7 @@ pub(crate) fn to_symbolicated(
         diagnosis: state.exception_info.as_ref().and_then(|e| match signal_code {
             // Sent with kill, tgkill, raise…: nothing faulted, and the
             // "address" is the sender's pid and uid.
-            Some(code) if code <= 0 => Some(format!(
+            Some(code) if code <= 0 && is_fault_signal(&e.reason.to_string()) => Some(format!(
                 "the signal was sent (si_code {code}: {}), not raised by a fault",
                 if code == 0 { "kill" } else { "tkill, tgkill or sigqueue" }
             )),
@@ -161,6 +161,11 @@ fn physical_frame(
 
 fn basename(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// Whether a crash reason (`SIGSEGV / …`) names a signal a fault raises.
+fn is_fault_signal(reason: &str) -> bool {
+    ["SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"].iter().any(|s| reason.starts_with(s))
 }
 
 /// One sentence from rust-minidump's analysis of the crashing instruction.

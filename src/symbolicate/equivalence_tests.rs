@@ -8,6 +8,9 @@
 //!
 //! - it strips the leading `_` of C names (`__libc_start_call_main` is
 //!   `_libc_start_call_main` there);
+//! - among aliases (symbols at one address) it takes the first in the
+//!   table, here the global one is preferred (`abort` over `__GI_abort`),
+//!   and a symbol version is not part of the name shown;
 //! - it names an address past the end of a symbol after that symbol; here
 //!   such an address gets a placeholder at the same start (a function for
 //!   the scanner, no name for the report);
@@ -79,6 +82,7 @@ fn compare(binary: &Path) -> usize {
     let theirs = runtime.block_on(manager.load_symbol_map_for_binary_at_path(data.path(), None)).unwrap();
 
     let probes = probes(data.path());
+    let alias_names = symbol_names(data.path());
     let mut differences = Vec::new();
     for &relative in &probes {
         let expected = runtime.block_on(theirs.lookup(LookupAddress::Relative(relative))).map(|info| {
@@ -111,7 +115,8 @@ fn compare(binary: &Path) -> usize {
                     // split in parts) end it.
                     true
                 } else {
-                    start == their_start && same_name(name, their_name)
+                    start == their_start
+                        && (same_name(name, their_name) || aliases(&alias_names, *start, name, their_name))
                 };
                 named && same_frames(frames, their_frames)
             }
@@ -131,6 +136,30 @@ fn compare(binary: &Path) -> usize {
             .join("\n")
     );
     probes.len()
+}
+
+/// Every symbol name (raw, with any version) by relative address.
+fn symbol_names(path: &Path) -> std::collections::HashMap<u32, Vec<String>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let base = wholesym::samply_symbols::relative_address_base(&file);
+    let mut names: std::collections::HashMap<u32, Vec<String>> = std::collections::HashMap::new();
+    for symbol in file.symbols().chain(file.dynamic_symbols()) {
+        if let (Ok(name), Some(address)) =
+            (symbol.name(), symbol.address().checked_sub(base).and_then(|a| u32::try_from(a).ok()))
+        {
+            names.entry(address).or_default().push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// Whether `ours` and `theirs` are two aliases of the symbol at `start`:
+/// `ours` as [`super::demangle`] shows one, `theirs` as samply-symbols does.
+fn aliases(names: &std::collections::HashMap<u32, Vec<String>>, start: u32, ours: &str, theirs: &str) -> bool {
+    let Some(at) = names.get(&start) else { return false };
+    at.iter().any(|n| super::demangle::demangle(n.split('@').next().unwrap_or_default()) == ours)
+        && at.iter().any(|n| wholesym::samply_symbols::demangle_any(n) == theirs)
 }
 
 /// Relative addresses at the start, middle and last byte of functions of

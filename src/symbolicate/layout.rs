@@ -44,16 +44,7 @@ fn elf_image_base<Elf: FileHeader<Endian = Endianness>>(
     record_base: u64,
     file_offset: u64,
 ) -> Option<u64> {
-    let header = Elf::parse(data).ok()?;
-    let endian = header.endian().ok()?;
-    let loads: Vec<(u64, u64, u64)> = header
-        .program_headers(endian, data)
-        .ok()?
-        .iter()
-        .filter(|p| p.p_type(endian) == elf::PT_LOAD)
-        .map(|p| (p.p_vaddr(endian).into(), p.p_offset(endian).into(), p.p_filesz(endian).into()))
-        .collect();
-    let (first_vaddr, ..) = *loads.first()?;
+    let (first_vaddr, loads) = loads::<Elf>(data)?;
     // A segment is mapped from its page-aligned offset (one page may hold
     // the end of a segment and the start of the next: the mapping that
     // starts there is the next one's); a mapping that starts further in
@@ -64,6 +55,44 @@ fn elf_image_base<Elf: FileHeader<Endian = Endianness>>(
     })?;
     let vaddr_at_record = vaddr.checked_add(file_offset)?.checked_sub(offset)?;
     record_base.checked_sub(vaddr_at_record)?.checked_add(first_vaddr)
+}
+
+/// Reads `buffer.len()` bytes of the file at `path` that are mapped at
+/// `address` when its first segment is at `image_base` (code the dump does
+/// not hold). `None` when they lie outside the file's loaded bytes.
+pub(crate) fn read_mapped(path: &Path, image_base: u64, address: u64, buffer: &mut [u8]) -> Option<()> {
+    use object::ReadRef;
+    let cache = ReadCache::new(File::open(path).ok()?);
+    let (first_vaddr, segments) = match FileKind::parse(&cache).ok()? {
+        FileKind::Elf64 => loads::<elf::FileHeader64<Endianness>>(&cache)?,
+        FileKind::Elf32 => loads::<elf::FileHeader32<Endianness>>(&cache)?,
+        _ => return None,
+    };
+    let vaddr = address.checked_sub(image_base)?.checked_add(first_vaddr)?;
+    let len = buffer.len() as u64;
+    let &(seg_vaddr, offset, _) = segments
+        .iter()
+        .find(|&&(v, _, size)| v <= vaddr && vaddr.checked_add(len).is_some_and(|end| end <= v + size))?;
+    let bytes = cache.read_bytes_at(offset.checked_add(vaddr - seg_vaddr)?, len).ok()?;
+    buffer.copy_from_slice(bytes);
+    Some(())
+}
+
+/// `(vaddr, offset, filesz)` of a `PT_LOAD` segment.
+type Load = (u64, u64, u64);
+
+/// The first `PT_LOAD`'s address and every `PT_LOAD`.
+fn loads<Elf: FileHeader<Endian = Endianness>>(data: &ReadCache<File>) -> Option<(u64, Vec<Load>)> {
+    let header = Elf::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let loads: Vec<Load> = header
+        .program_headers(endian, data)
+        .ok()?
+        .iter()
+        .filter(|p| p.p_type(endian) == elf::PT_LOAD)
+        .map(|p| (p.p_vaddr(endian).into(), p.p_offset(endian).into(), p.p_filesz(endian).into()))
+        .collect();
+    Some((loads.first()?.0, loads))
 }
 
 #[cfg(test)]

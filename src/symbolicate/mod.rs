@@ -76,6 +76,7 @@ mod model;
 mod module_symbols;
 mod provider;
 mod render;
+mod sigframe;
 mod symbol_list;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -216,6 +216,9 @@ pub(crate) type Served = HashMap<(u64, u64), (SymbolSource, Option<String>)>;
 /// The provider. Lives for one `symbolicate` call.
 pub(crate) struct Provider<'s> {
     unwinder: Option<DebugInfoSymbolProvider>,
+    /// Whether the dump is of an x86_64 process (signal frames are read
+    /// only there).
+    x86_64: bool,
     /// By module record base: the image base and the file's symbols.
     debuginfo: HashMap<u64, (u64, usize)>,
     /// One per verified file (a file recorded as several modules shares).
@@ -278,7 +281,8 @@ impl<'s> Provider<'s> {
             debuginfo.insert(f.base, (f.image_base, index));
         }
 
-        Provider { unwinder, debuginfo, symbols, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
+        let x86_64 = system_info.is_some_and(|info| info.cpu == Cpu::X86_64);
+        Provider { unwinder, x86_64, debuginfo, symbols, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
     }
 
     /// Loads the debuginfo symbols of the module at `base` (and readies its
@@ -369,6 +373,12 @@ impl SymbolProvider for Provider<'_> {
     }
 
     async fn walk_frame(&self, module: &(dyn Module + Sync), walker: &mut (dyn FrameWalker + Send)) -> Option<()> {
+        if self.x86_64
+            && let Some((image_base, symbols)) = self.module_symbols(module.base_address())
+            && super::sigframe::unwind(&symbols.file, image_base, walker).is_some()
+        {
+            return Some(());
+        }
         if let Some(unwinder) = &self.unwinder
             && unwinder.walk_frame(module, walker).await.is_some()
         {

@@ -52,6 +52,7 @@
 mod context;
 mod dump;
 mod error;
+mod handled;
 mod hold;
 mod preserve;
 pub mod snapshot;
@@ -67,6 +68,7 @@ use self::hold::Hold;
 pub use self::snapshot::{SnapshotCapture, discard_snapshot};
 use crate::process::procfs::{self, SignalMasks};
 use crate::process::siginfo::SigInfo;
+use crate::process::signals;
 use crate::sys::ptrace as sys;
 
 /// Everything known about one captured crash.
@@ -82,6 +84,11 @@ pub struct CrashCapture {
     pub si_code: i32,
     /// The faulting address, for faults that have one.
     pub fault_addr: Option<u64>,
+    /// Who sent the signal, when it was sent (`kill`, `tgkill`, `raise`…:
+    /// `si_code <= 0`) rather than raised by a fault.
+    pub sender: Option<Sender>,
+    /// Facts worth a line in the report.
+    pub notes: Vec<String>,
     /// Name of the crashing thread.
     pub thread_name: String,
     /// The process's executable (may end in ` (deleted)`).
@@ -100,6 +107,16 @@ pub struct CrashCapture {
     pub elapsed: Duration,
     /// Where `elapsed` went.
     pub phases: CapturePhases,
+}
+
+/// The process that sent a fatal signal.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sender {
+    pub pid: i32,
+    pub uid: u32,
+    /// Its command name, if it was still running when the signal arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
 }
 
 /// Durations of the capture's phases (the dump window is their sum).
@@ -176,7 +193,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
     // 1. T's state at the fault. Nothing else has been touched yet, so on
     // failure the signal is simply handed back and the process dies as it
     // would have without us.
-    let (ctx, info) = match read_crash_state(tgid, tid) {
+    let (ctx, info, handled) = match read_crash_state(tgid, tid) {
         Ok(state) => state,
         Err(err) => {
             if let Err(e) = sys::cont(tid, signal)
@@ -190,6 +207,8 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
                 signal,
                 si_code: 0,
                 fault_addr: None,
+                sender: None,
+                notes: Vec::new(),
                 thread_name,
                 exe,
                 dump: Err(err),
@@ -203,6 +222,10 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
             return Outcome { capture, laggards: Vec::new() };
         }
     };
+
+    // The sender's name while it may still be there (a `kill` command is
+    // gone in a moment).
+    let sender = info.sender().map(|(pid, uid)| Sender { pid, uid, comm: procfs::comm(pid) });
 
     // 2–7. The dump window.
     let mut hold = Hold::new(tgid, tid, signal, req.masks);
@@ -225,6 +248,16 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
         signal,
         si_code: info.code(),
         fault_addr: info.fault_addr(),
+        sender,
+        notes: if handled {
+            vec![format!(
+                "the program's signal handler caught this {} on an alternate stack and raised it again; the \
+                 minidump shows the code that faulted, not the handler",
+                signals::name(signal)
+            )]
+        } else {
+            Vec::new()
+        },
         thread_name,
         exe,
         dump: window.dump,
@@ -295,11 +328,18 @@ fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> W
 }
 
 /// Reads the crash context (registers, FP state, siginfo) of thread `tid`.
-fn read_crash_state(tgid: i32, tid: i32) -> Result<(CrashContext, SigInfo), CaptureError> {
+/// T's crash context and siginfo; `true` when they are those of a fault
+/// the program's handler caught on an alternate stack and raised again
+/// (see `handled.rs`).
+fn read_crash_state(tgid: i32, tid: i32) -> Result<(CrashContext, SigInfo, bool), CaptureError> {
     let state_err = |what| move |source| CaptureError::CrashState { tid, what, source };
     let info = SigInfo::new(sys::get_siginfo(tid).map_err(state_err("siginfo"))?);
     let regs = sys::get_regs(tid).map_err(state_err("registers"))?;
     let fpregs = sys::get_fpregs(tid).map_err(state_err("floating-point registers"))?;
+    let (regs, info, handled) = match handled::find(tgid, info.signo(), &regs) {
+        Some(handled) => (handled.regs, handled.info, true),
+        None => (regs, info, false),
+    };
     let ctx = context::build(tgid, tid, &regs, &fpregs, &info).ok_or(CaptureError::ContextLayout { tid })?;
-    Ok((ctx, info))
+    Ok((ctx, info, handled))
 }

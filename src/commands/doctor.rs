@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::DoctorArgs;
-use crate::commands::Failure;
+use crate::commands::{Failure, ran};
 use crate::errors::Chain;
 use crate::memory::cgroup::{MemoryCgroup, Version};
 use crate::memory::kmsg::KernelLog;
@@ -275,33 +275,61 @@ fn check_debug_info(program: &std::ffi::OsStr) -> Check {
         Ok(path) => path,
         Err(e) => return Check { verdict: Verdict::Fail, name, text: Chain(&e).to_string() },
     };
+    // A script (a shim such as pyenv's `python3`): what matters is the
+    // program it runs.
+    let (path, via) = if ran::is_script(&path) {
+        match ran::programs_run_by(&path) {
+            Ok(ran) => {
+                let program = ran.last().cloned().unwrap_or_else(|| path.clone());
+                let via = format!("{} is a script that runs {}: ", path.display(), program.display());
+                (program, via)
+            }
+            Err(e) => {
+                return Check {
+                    verdict: Verdict::Warn,
+                    name,
+                    text: format!("{} is a script; which program it runs is not known: {e}", path.display()),
+                };
+            }
+        }
+    } else {
+        (path, String::new())
+    };
     let shown = path.display();
-    match debug_info(&path, &[PathBuf::from(SYSTEM_DEBUG_DIR)]) {
-        Ok(DebugInfo::Embedded) => Check {
-            verdict: Verdict::Ok,
-            name,
-            text: format!("{shown} has DWARF: its frames get functions, files and lines"),
-        },
-        Ok(DebugInfo::Separate(file)) => Check {
-            verdict: Verdict::Ok,
-            name,
-            text: format!("{shown} has its debug information in {}", file.display()),
-        },
-        Ok(DebugInfo::SymbolsOnly) => Check {
-            verdict: Verdict::Warn,
-            name,
-            text: format!(
+    let (verdict, text) = match debug_info(&path, &[PathBuf::from(SYSTEM_DEBUG_DIR)]) {
+        Ok(DebugInfo::Embedded) => {
+            (Verdict::Ok, format!("{shown} has DWARF: its frames get functions, files and lines"))
+        }
+        Ok(DebugInfo::Separate(file)) => {
+            (Verdict::Ok, format!("{shown} has its debug information in {}", file.display()))
+        }
+        Ok(DebugInfo::SymbolsOnly) => (
+            Verdict::Warn,
+            format!(
                 "{shown} has function names but no lines: build with -g (debug = \"line-tables-only\" for Rust), \
                  or install its debug file under /usr/lib/debug/.build-id"
             ),
-        },
-        Ok(DebugInfo::Stripped) => Check {
-            verdict: Verdict::Warn,
-            name,
-            text: format!("{shown} is stripped: its frames will be addresses only; keep its debug file"),
-        },
-        Err(e) => Check { verdict: Verdict::Fail, name, text: e.describe(&path) },
-    }
+        ),
+        Ok(DebugInfo::MiniDebugInfo) => (
+            Verdict::Warn,
+            format!(
+                "{shown} has function names (MiniDebugInfo) but no lines: install its debug file under \
+                 /usr/lib/debug/.build-id"
+            ),
+        ),
+        Ok(DebugInfo::DynsymOnly) => (
+            Verdict::Warn,
+            format!(
+                "{shown} is stripped to its exported symbols (.dynsym): frames in its other functions will be \
+                 addresses only; install its debug file under /usr/lib/debug/.build-id"
+            ),
+        ),
+        Ok(DebugInfo::Stripped) => {
+            (Verdict::Warn, format!("{shown} is stripped: its frames will be addresses only; keep its debug file"))
+        }
+        Err(e) => (Verdict::Fail, e.describe(&path)),
+    };
+    Check { verdict, name, text: format!("{via}{text}") }
 }
 
 fn count_reports(spool: &Spool) -> usize {

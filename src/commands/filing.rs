@@ -70,6 +70,7 @@ pub fn file_with_snapshot(
         }
         report.snapshot = Some(kept);
     }
+    super::runtime_file::keep(spool, &mut report);
     let saved = spool.save(&report);
     let kept_local = match &saved {
         Ok(dir) => delivery.queue(&report, dir, stacks.as_ref()),
@@ -88,7 +89,7 @@ fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbol
     crash.stacks = file;
     crash.notes.extend(error);
     if let Some(stacks) = &stacks {
-        crash.diagnosis = stacks.diagnosis.clone();
+        crash.diagnose(stacks.diagnosis.clone());
     }
     stacks
 }

@@ -276,7 +276,8 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mut report = CrashReport::new(Ending {
             argv: &argv,
-            exe,
+            // What ran, not the script or shim started.
+            exe: finished.exe.clone().unwrap_or(exe),
             pid: finished.pid,
             status: finished.status,
             started_at: Some(finished.started_at),

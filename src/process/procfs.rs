@@ -204,6 +204,21 @@ pub fn exe(tid: i32) -> Result<PathBuf, ProcError> {
     fs::read_link(&path).map_err(|source| ProcError::Read { path, source })
 }
 
+/// The command name of process `pid` (`/proc/PID/comm`, at most 15
+/// bytes); `None` when it is gone.
+pub fn comm(pid: i32) -> Option<String> {
+    let (text, _) = read_string(PathBuf::from(format!("/proc/{pid}/comm"))).ok()?;
+    Some(text.strip_suffix('\n').unwrap_or(&text).to_owned())
+}
+
+/// The program process `pid` runs, read after it exec'd: `/proc/PID/exe`,
+/// the file the kernel loaded (the ELF a script or a shim such as pyenv's
+/// `python3` ended up running), not the path that was started. `None` when
+/// it cannot be read (the process is gone).
+pub fn executable(pid: i32) -> Option<PathBuf> {
+    exe(pid).ok()
+}
+
 /// One line of `/proc/PID/maps` whose file was deleted (or replaced).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeletedMapping {

@@ -120,6 +120,9 @@ pub struct Tracer {
     /// Tasks interrupted by a capture whose stop did not arrive in time: they
     /// are still our tracees, and are detached as soon as they report.
     laggards: HashSet<i32>,
+    /// The child's executable after its last exec: the program that really
+    /// ran, where the path started was a script or a shim.
+    exe: Option<PathBuf>,
 }
 
 impl Tracer {
@@ -137,7 +140,12 @@ impl Tracer {
         }
         sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
         tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
-        Ok(Tracer { opts, child, options, snapshot_taken: false, laggards: HashSet::new() })
+        Ok(Tracer { opts, child, options, snapshot_taken: false, laggards: HashSet::new(), exe: None })
+    }
+
+    /// The child's executable after its last exec, if it was read.
+    pub fn exe(&self) -> Option<&std::path::Path> {
+        self.exe.as_deref()
     }
 
     /// Handles one `(pid, status)` from `waitpid(-1, __WALL)`.
@@ -171,6 +179,10 @@ impl Tracer {
                         && let Ok(new) = sys::get_event_msg(pid)
                     {
                         tracing::trace!(pid, new_task = new, event, "task created");
+                    }
+                    // The exec is done and the new program not yet started.
+                    if event == libc::PTRACE_EVENT_EXEC && pid == self.child {
+                        self.exe = procfs::executable(pid);
                     }
                     resume(pid, ResumeHow::Cont(0));
                 }

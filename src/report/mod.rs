@@ -102,9 +102,27 @@ pub struct CrashReport {
     /// False when a descendant kept the child's pipes open and the tail was
     /// taken without waiting for their end.
     pub log_tail_complete: bool,
+    /// Files the child's runtime wrote about its crash (the JVM's
+    /// `hs_err_pid*.log`), kept in the report's directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     /// Non-fatal problems met while building the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A file kept with a report and sent with it, scrubbed like the log tail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its name in the report's directory.
+    pub file: String,
+    /// The name it is sent under (the original file's name).
+    pub name: String,
+    pub size: u64,
+    /// Where the runtime wrote it.
+    pub original: PathBuf,
+    /// Whether only its first part was kept.
+    pub truncated: bool,
 }
 
 /// A crash caught by the tracer, with the files kept of it. File names are
@@ -120,6 +138,9 @@ pub struct Crash {
     /// The faulting address, `0x…`, for faults that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_address: Option<String>,
+    /// Who sent the signal, when it was sent rather than raised by a fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<crate::capture::Sender>,
     /// The process that crashed (the child, or a descendant with
     /// `--follow-forks`).
     pub pid: i32,
@@ -280,7 +301,8 @@ impl Crash {
     /// The record of `capture`; `minidump` and `preserved` are the files as
     /// kept in the report's directory (or why keeping one failed).
     pub fn new(capture: &CrashCapture, minidump: Result<FileRef, String>, preserved: Vec<Preserved>) -> Crash {
-        let notes = capture_notes(&capture.soft_errors, &capture.requeued, "capture");
+        let mut notes = capture.notes.clone();
+        notes.extend(capture_notes(&capture.soft_errors, &capture.requeued, "capture"));
         let (minidump, minidump_error) = split(minidump);
         Crash {
             signal: capture.signal,
@@ -288,6 +310,7 @@ impl Crash {
             code: capture.si_code,
             code_name: signals::code_name(capture.signal, capture.si_code).map(str::to_owned),
             fault_address: capture.fault_addr.map(hex),
+            sender: capture.sender.clone(),
             pid: capture.pid,
             tid: capture.tid,
             thread_name: capture.thread_name.clone(),
@@ -295,11 +318,19 @@ impl Crash {
             threads: capture.threads,
             minidump,
             minidump_error,
-            diagnosis: None,
+            diagnosis: sent_by(capture),
             stacks: None,
             preserved,
             capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
             notes,
+        }
+    }
+
+    /// What the minidump's analysis says, unless the signal was sent: then
+    /// who sent it is the diagnosis (a `kill -SEGV` is not a null pointer).
+    pub fn diagnose(&mut self, from_dump: Option<String>) {
+        if self.sender.is_none() {
+            self.diagnosis = from_dump;
         }
     }
 
@@ -311,6 +342,27 @@ impl Crash {
     fn fault_address_value(&self) -> Option<u64> {
         self.fault_address.as_deref().and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
     }
+}
+
+/// The diagnosis of a signal that was sent, not raised by a fault: `sent by
+/// pid 4242 (bash)`, or for a fault signal the process sent itself
+/// (`raise(SIGSEGV)`), `raised by the process itself (SI_TKILL)`.
+fn sent_by(capture: &CrashCapture) -> Option<String> {
+    let sender = capture.sender.as_ref()?;
+    let code = signals::code_name(capture.signal, capture.si_code).unwrap_or("si_code <= 0");
+    Some(if sender.pid == capture.pid {
+        // `abort` raising SIGABRT is how SIGABRT always comes; a fault
+        // signal a process sends itself is worth saying.
+        if !matches!(capture.signal, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE) {
+            return None;
+        }
+        format!("raised by the process itself ({code}), not by a fault")
+    } else {
+        match &sender.comm {
+            Some(comm) => format!("sent by pid {} ({comm}) with {code}, not raised by a fault", sender.pid),
+            None => format!("sent by pid {} (gone) with {code}, not raised by a fault", sender.pid),
+        }
+    })
 }
 
 /// `SIGSEGV (SEGV_MAPERR) at 0x0 in thread 'main' (tid 42)`
@@ -428,6 +480,7 @@ impl CrashReport {
             snapshot: None,
             log_tail: ending.log_tail.iter().map(LogLine::from).collect(),
             log_tail_complete: ending.log_tail_complete,
+            attachments: Vec::new(),
             notes: Vec::new(),
         }
     }

@@ -87,6 +87,14 @@ pub fn envelope(
         let log = scrubber.scrub(&log).into_owned();
         envelope.add_attachment(Attachment::text("log-tail.txt", AttachmentSource::Bytes(log.into_bytes())))?;
     }
+    // A runtime's own crash report (hs_err_pid*.log), scrubbed as the log
+    // tail is; one that cannot be read any more is left out.
+    for attachment in &report.attachments {
+        if let Ok(bytes) = std::fs::read(report_dir.join(&attachment.file)) {
+            let text = scrubber.scrub(&String::from_utf8_lossy(&bytes)).into_owned();
+            envelope.add_attachment(Attachment::text(&attachment.name, AttachmentSource::Bytes(text.into_bytes())))?;
+        }
+    }
     Ok(envelope)
 }
 
@@ -220,9 +228,15 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
         mechanism["meta"] = json!({"signal": meta});
     }
     let mut exception = json!({"type": kind, "value": value, "mechanism": mechanism});
-    // A minidump's crashed thread is the most exact stack there is; the
-    // parsed story's frames stand in where there is no dump.
-    let stacktrace = crashed_frames.unwrap_or(story_frames);
+    // A minidump's crashed thread is the most exact native stack there is;
+    // the parsed story's frames stand in where there is no dump, and win
+    // when they are the program's own (Python, Java, JavaScript source
+    // frames: the dump then shows the interpreter, in `threads`).
+    let source_frames = report
+        .panic
+        .as_ref()
+        .is_some_and(|p| p.runtime.platform() != "native" && p.frames.iter().any(|f| f.filename.is_some()));
+    let stacktrace = if source_frames { story_frames } else { crashed_frames.unwrap_or(story_frames) };
     if !stacktrace.is_null() {
         exception["stacktrace"] = stacktrace;
     }

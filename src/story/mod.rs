@@ -3,8 +3,10 @@
 //! crashwatch keeps a ring of the child's last output lines (both streams,
 //! interleaved, oldest first). When the child dies abnormally, [`detect`]
 //! looks for the text the dying runtime printed — a Rust panic, a Go panic or
-//! `fatal error`, a Python traceback, a Java uncaught exception, a C++
-//! `terminate called…`, or a sanitizer report — and turns the *last* such
+//! `fatal error`, a Python traceback or faulthandler report, a Java uncaught
+//! exception or JVM fatal error, a Node.js uncaught exception, unhandled
+//! rejection or V8 fatal error, a C++ `terminate called…`, or a sanitizer
+//! report — and turns the *last* such
 //! story into a [`Crash`] shaped like a Sentry exception: type (`kind`),
 //! message (`value`), thread, frames oldest first, and chained causes.
 //!
@@ -83,7 +85,9 @@ use serde::{Deserialize, Serialize};
 
 mod go;
 mod java;
+mod jvm;
 mod native;
+mod node;
 mod python;
 mod rust;
 
@@ -103,6 +107,7 @@ pub enum Runtime {
     Go,
     Python,
     Java,
+    Node,
     /// `terminate called after throwing…` (libstdc++) or `libc++abi: terminating…`.
     Cpp,
     AddressSanitizer,
@@ -118,6 +123,7 @@ impl Runtime {
             Runtime::Go => "go",
             Runtime::Python => "python",
             Runtime::Java => "java",
+            Runtime::Node => "node",
             Runtime::Rust
             | Runtime::Cpp
             | Runtime::AddressSanitizer
@@ -178,6 +184,10 @@ pub struct Crash {
     pub frames: Vec<Frame>,
     /// Causes, nearest first (see module docs).
     pub chained: Vec<Crash>,
+    /// A file the runtime says it wrote its full crash report to (the
+    /// JVM's `hs_err_pid*.log`), as printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_file: Option<String>,
     /// Index into the caller's tail of the story's first line.
     pub first_line: usize,
     /// Index into the caller's tail of the story's last line.
@@ -256,6 +266,10 @@ fn parse_at(cx: &Ctx<'_, '_>, at: usize) -> Option<Story> {
             Start::PyFatal => python::parse_fatal(cx, at),
             Start::PyFileLine => python::parse_syntax_error(cx, at),
             Start::JavaThread | Start::JavaBare => java::parse(cx, at),
+            Start::JvmFatal => jvm::parse(cx, at),
+            Start::NodeThrowSite => node::parse_uncaught(cx, at),
+            Start::NodeFatal => node::parse_fatal(cx, at),
+            Start::NodeAbort => node::parse_abort(cx, at),
             Start::Cpp => native::parse_cpp(cx, at),
             Start::Sanitizer => native::parse_sanitizer(cx, at),
             Start::Ubsan => native::parse_ubsan(cx, at),
@@ -294,6 +308,10 @@ enum Start {
     PyFileLine,
     JavaThread,
     JavaBare,
+    JvmFatal,
+    NodeThrowSite,
+    NodeFatal,
+    NodeAbort,
     Cpp,
     Sanitizer,
     Ubsan,
@@ -335,6 +353,10 @@ static STARTS: LazyLock<StartTable> = LazyLock::new(|| {
         (python::FILE_LINE, weak(Start::PyFileLine)),
         (java::THREAD_HEADER, strong(Start::JavaThread)),
         (java::BARE_HEADER, weak(Start::JavaBare)),
+        (jvm::HEADER, strong(Start::JvmFatal)),
+        (node::THROW_SITE, weak(Start::NodeThrowSite)),
+        (node::FATAL, strong(Start::NodeFatal)),
+        (node::NATIVE_STACK, strong(Start::NodeAbort)),
         (native::CPP_GNU, strong(Start::Cpp)),
         (native::CPP_GNU_OTHER, strong(Start::Cpp)),
         (native::CPP_LIBCXX, strong(Start::Cpp)),
@@ -448,6 +470,7 @@ impl Crash {
             thread: None,
             frames: Vec::new(),
             chained: Vec::new(),
+            report_file: None,
             first_line: 0,
             last_line: 0,
         }
@@ -498,6 +521,8 @@ mod tests {
         go::force_patterns();
         python::force_patterns();
         java::force_patterns();
+        jvm::force_patterns();
+        node::force_patterns();
         native::force_patterns();
     }
 

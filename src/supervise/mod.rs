@@ -99,7 +99,7 @@ pub enum Event {
 }
 
 /// How a supervised child ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finished {
     pub pid: libc::pid_t,
     pub status: ChildStatus,
@@ -114,6 +114,9 @@ pub struct Finished {
     /// How long it ran, on the monotonic clock (a wall-clock step during
     /// the run does not change it).
     pub ran_for: Duration,
+    /// The child's executable after its last exec (see
+    /// [`crate::process::procfs::executable`]); `None` when it was not traced.
+    pub exe: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +368,7 @@ fn trace_to_end(spec: Spec, events: &mpsc::Sender<Event>, stop: &AtomicUsize) ->
         stop_requested,
         peak_rss,
         ran_for: clock.elapsed(),
+        exe: tracer.as_ref().and_then(|t| t.exe()).map(std::path::Path::to_owned),
     })
 }
 

@@ -21,8 +21,14 @@ const NULL_PAGE_LIMIT: u64 = 0x1000;
 /// Bit-flip candidates below this confidence are noise.
 const BIT_FLIP_MIN_CONFIDENCE: f32 = 0.5;
 
-pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], report: &ProviderReport) -> Symbolicated {
-    let threads: Vec<Thread> = state.threads.iter().map(convert_thread).collect();
+/// `signal_code` is the crash's `si_code` as the dump recorded it.
+pub(crate) fn to_symbolicated(
+    state: &ProcessState,
+    facts: &[ModuleFacts],
+    report: &ProviderReport,
+    signal_code: Option<i32>,
+) -> Symbolicated {
+    let threads: Vec<Thread> = state.threads.iter().map(|t| convert_thread(t, report)).collect();
 
     // A module's source is the one that named its first frame, looking at
     // the crashing thread first.
@@ -35,7 +41,7 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
     for frame in order.iter().flat_map(|&i| &state.threads[i].frames) {
         if let Some(module) = &frame.module {
             let base = module.base_address();
-            if let Some(source) = report.served.get(&(base, frame.instruction)) {
+            if let Some((source, _)) = report.served.get(&(base, frame.instruction)) {
                 sources.entry(base).or_insert(*source);
             }
         }
@@ -53,7 +59,14 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
         .iter()
         .map(|m| {
             let base = m.base_address();
-            let symbols = sources.get(&base).copied().unwrap_or(SymbolSource::None);
+            // What was found, not only what named a frame: a module whose
+            // frames all lie outside its `.dynsym` symbols is still
+            // "dynsym only".
+            let found = report.found.get(&base).copied();
+            let symbols = match sources.get(&base) {
+                Some(source @ (SymbolSource::Breakpad | SymbolSource::Http)) => *source,
+                _ => found.unwrap_or(if on_stack.contains(&base) { SymbolSource::None } else { SymbolSource::Unread }),
+            };
             let file_problem = facts_by_base.get(&base).and_then(|f| f.located.problem.clone());
             // Say why a module on the stacks has no names, if we know.
             let problem = file_problem.or_else(|| {
@@ -72,6 +85,7 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
                 debug_id: m.debug_identifier().map(|id| id.breakpad().to_string()),
                 base,
                 size: m.size(),
+                image_base: Some(facts_by_base.get(&base).map_or(base, |f| f.image_base)),
                 symbols,
                 problem,
             }
@@ -84,13 +98,21 @@ pub(crate) fn to_symbolicated(state: &ProcessState, facts: &[ModuleFacts], repor
         crash_reason: state.exception_info.as_ref().map(|e| e.reason.to_string()),
         crash_address: state.exception_info.as_ref().map(|e| e.address.0),
         crashing_thread: state.requesting_thread,
-        diagnosis: state.exception_info.as_ref().and_then(|e| diagnose(e, state)),
+        diagnosis: state.exception_info.as_ref().and_then(|e| match signal_code {
+            // Sent with kill, tgkill, raise…: nothing faulted, and the
+            // "address" is the sender's pid and uid.
+            Some(code) if code <= 0 && is_fault_signal(&e.reason.to_string()) => Some(format!(
+                "the signal was sent (si_code {code}: {}), not raised by a fault",
+                if code == 0 { "kill" } else { "tkill, tgkill or sigqueue" }
+            )),
+            _ => diagnose(e, state),
+        }),
         threads,
         modules,
     }
 }
 
-fn convert_thread(stack: &CallStack) -> Thread {
+fn convert_thread(stack: &CallStack, report: &ProviderReport) -> Thread {
     let mut frames = Vec::with_capacity(stack.frames.len());
     for frame in &stack.frames {
         let module = frame.module.as_ref();
@@ -102,6 +124,7 @@ fn convert_thread(stack: &CallStack) -> Thread {
                 module: module_name.clone(),
                 module_base,
                 function: Some(inline.function_name.clone()).filter(|n| !n.is_empty()),
+                symbol: None,
                 function_address: None,
                 file: inline.source_file_name.clone(),
                 line: inline.source_line,
@@ -109,18 +132,25 @@ fn convert_thread(stack: &CallStack) -> Thread {
                 trust: "inlined".to_owned(),
             });
         }
-        frames.push(physical_frame(frame, module_name, module_base));
+        let symbol = module_base.and_then(|base| report.served.get(&(base, frame.instruction))?.1.clone());
+        frames.push(physical_frame(frame, module_name, module_base, symbol));
     }
     Thread { tid: stack.thread_id, name: stack.thread_name.clone(), frames }
 }
 
-fn physical_frame(frame: &StackFrame, module: Option<String>, module_base: Option<u64>) -> Frame {
+fn physical_frame(
+    frame: &StackFrame,
+    module: Option<String>,
+    module_base: Option<u64>,
+    symbol: Option<String>,
+) -> Frame {
     let named = frame.function_name.as_deref().is_some_and(|n| !n.is_empty() && !is_placeholder(n));
     Frame {
         instruction: frame.instruction,
         module,
         module_base,
         function: frame.function_name.clone().filter(|_| named),
+        symbol: symbol.filter(|_| named),
         function_address: frame.function_base.filter(|_| named),
         file: frame.source_file_name.clone().filter(|_| named),
         line: frame.source_line.filter(|_| named),
@@ -131,6 +161,11 @@ fn physical_frame(frame: &StackFrame, module: Option<String>, module_base: Optio
 
 fn basename(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// Whether a crash reason (`SIGSEGV / …`) names a signal a fault raises.
+fn is_fault_signal(reason: &str) -> bool {
+    ["SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"].iter().any(|s| reason.starts_with(s))
 }
 
 /// One sentence from rust-minidump's analysis of the crashing instruction.

@@ -10,15 +10,16 @@
 //! rather than names ([`super::symbol_list`]), and addr2line parses only the
 //! compilation units that hold the addresses asked about.
 //!
-//! The answers must be wholesym's, byte for byte: the files are chosen as
-//! it chooses them (a separate debug file by build-id, else
-//! `.gnu_debuglink` with its CRC, a dwz supplementary file named by
-//! `.gnu_debugaltlink`), DWARF is read with the same addr2line version and
-//! names are demangled by samply-symbols' own `demangle_any`. Shapes this
-//! module does not read (MiniDebugInfo in `.gnu_debugdata`, split DWARF:
-//! `.dwo` files, `.dwp` packages) are reported as [`Opened::Unsupported`]
-//! (or [`Answer::SplitDwarf`] at lookup) and the caller hands the module to
-//! wholesym itself.
+//! The files are chosen as wholesym chooses them (a separate debug file by
+//! build-id, else `.gnu_debuglink` with its CRC, a dwz supplementary file
+//! named by `.gnu_debugaltlink`) and DWARF is read with the same addr2line
+//! version, so DWARF frames are wholesym's. Function names are not: a
+//! symbol names only the addresses inside it, and only Rust and C++ names
+//! are demangled (see [`super::symbol_list`] and [`super::demangle`]). A
+//! file's MiniDebugInfo (`.gnu_debugdata`) is read with its `.dynsym`.
+//! Split DWARF (`.dwo` files, `.dwp` packages) is not read here: it is
+//! reported as [`Opened::Unsupported`] (or [`Answer::SplitDwarf`] at
+//! lookup) and the caller hands the module to wholesym itself.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -27,11 +28,14 @@ use std::path::{Path, PathBuf};
 
 use addr2line::gimli::{RunTimeEndian, SectionId};
 use wholesym::samply_symbols::object::{self, CompressionFormat, Object, ObjectSection};
-use wholesym::samply_symbols::{demangle_any, relative_address_base};
+use wholesym::samply_symbols::relative_address_base;
 
+use super::demangle::demangle;
 use super::dwarf::{Buffers, DwarfLookup, FrameInfo, READ_BY_ADDR2LINE, Section, Sections, SplitDwarf};
 use super::identity::{self, SYSTEM_DEBUG_DIR};
-use super::symbol_list::SymbolList;
+use super::model::SymbolSource;
+use super::provider::is_placeholder;
+use super::symbol_list::{Files, Found, SymbolList};
 use crate::sys::mapped::Mapped;
 
 /// The files one module's symbols are read from, mapped, plus the
@@ -44,6 +48,8 @@ pub(crate) struct SymbolData {
     file: Mapped,
     /// A dwz supplementary file (`.gnu_debugaltlink`).
     sup: Option<Mapped>,
+    /// The ELF file inside `.gnu_debugdata` (MiniDebugInfo), decompressed.
+    mini: Option<Vec<u8>>,
     /// `(in the supplementary file, section, bytes)`; a compressed section
     /// that failed to decompress is absent (and read as empty, as wholesym
     /// does).
@@ -90,11 +96,42 @@ pub(crate) fn open(binary: &Path, identifier: &[u8], debug_dirs: &[PathBuf]) -> 
         drop(parsed);
         return SymbolData::open(path, file, Some(sup));
     }
-    if parsed.section_by_name(".gnu_debugdata").is_some() {
-        return Ok(Opened::Unsupported(format!("{} has MiniDebugInfo (.gnu_debugdata)", path.display())));
-    }
+    let mini = mini_debug_info(&parsed);
     drop(parsed);
-    SymbolData::open(path, file, None)
+    let mut opened = SymbolData::open(path, file, None)?;
+    if let Opened::Data(data) = &mut opened {
+        data.mini = mini;
+    }
+    Ok(opened)
+}
+
+/// Largest MiniDebugInfo accepted once decompressed. Fedora's hold the
+/// function symbols of a binary: a few MB for the largest programs.
+const MAX_MINI_DEBUG_INFO: u64 = 256 << 20;
+
+/// The ELF file in `file`'s `.gnu_debugdata` section (xz-compressed), if it
+/// has one that decompresses to an ELF file.
+fn mini_debug_info<'d>(file: &object::File<'d, &'d [u8]>) -> Option<Vec<u8>> {
+    use std::io::Write;
+    /// A sink that refuses to grow past [`MAX_MINI_DEBUG_INFO`].
+    struct Bounded(Vec<u8>);
+    impl Write for Bounded {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() as u64 + bytes.len() as u64 > MAX_MINI_DEBUG_INFO {
+                return Err(std::io::Error::other("MiniDebugInfo larger than accepted"));
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let compressed = file.section_by_name(".gnu_debugdata")?.data().ok()?;
+    let mut out = Bounded(Vec::new());
+    lzma_rs::xz_decompress(&mut std::io::Cursor::new(compressed), &mut out).ok()?;
+    object::File::parse(&*out.0).ok()?;
+    Some(out.0)
 }
 
 /// The `.gnu_debuglink` target of `file` whose CRC matches, looked for
@@ -163,7 +200,7 @@ impl SymbolData {
         {
             decompressed.extend(decompress(&parsed, sup, true));
         }
-        Ok(Opened::Data(SymbolData { path, file, sup, decompressed }))
+        Ok(Opened::Data(SymbolData { path, file, sup, mini: None, decompressed }))
     }
 
     /// The file the symbols are read from.
@@ -256,6 +293,9 @@ pub(crate) enum Answer {
         start: u32,
         /// Demangled function name (or a `fun_<hex>` placeholder).
         name: String,
+        /// The symbol's name as the symbol table spells it; `None` for a
+        /// placeholder.
+        symbol: Option<String>,
         /// From DWARF, innermost first; `None` without debug information.
         frames: Option<Vec<FrameInfo>>,
     },
@@ -266,6 +306,10 @@ pub(crate) enum Answer {
 /// A module's symbols, ready for lookups.
 pub(crate) struct ElfSymbols<'d> {
     file: object::File<'d, &'d [u8]>,
+    /// The MiniDebugInfo's ELF file.
+    mini: Option<object::File<'d, &'d [u8]>>,
+    /// Whether the file has DWARF (`.debug_info`).
+    has_dwarf: bool,
     /// Address of the first segment: list addresses are relative to it.
     base: u64,
     list: SymbolList<'d>,
@@ -279,16 +323,21 @@ impl<'d> ElfSymbols<'d> {
         let file = object::File::parse(data.file.bytes())
             .map_err(|e| format!("no debug info in {}: {e}", data.path.display()))?;
         let base = relative_address_base(&file);
-        let list = SymbolList::new(&file, base);
+        let mini = data.mini.as_deref().and_then(|bytes| object::File::parse(bytes).ok());
+        let list = SymbolList::new(Files { file: &file, mini: mini.as_ref() }, base);
         let endian = if file.is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let main_sections = sections(data, &file, false);
+        let has_dwarf = main_sections
+            .iter()
+            .zip(READ_BY_ADDR2LINE)
+            .any(|(section, id)| id == SectionId::DebugInfo && section.len() != 0);
         let sup_sections = data
             .sup
             .as_ref()
             .and_then(|sup| object::File::parse(sup.bytes()).ok())
             .map(|sup_file| sections(data, &sup_file, true));
         let dwarf = DwarfLookup::new(main_sections, sup_sections, endian, buffers);
-        Ok(ElfSymbols { file, base, list, dwarf })
+        Ok(ElfSymbols { file, mini, has_dwarf, base, list, dwarf })
     }
 
     /// Builds what every DWARF lookup needs first (see [`DwarfLookup::prepare`]).
@@ -296,21 +345,54 @@ impl<'d> ElfSymbols<'d> {
         self.dwarf.prepare();
     }
 
+    /// What the module's files hold, for the module list.
+    pub(crate) fn found(&self) -> SymbolSource {
+        match (self.has_dwarf, self.list.found()) {
+            (true, _) => SymbolSource::Dwarf,
+            (false, Found::Symtab) => SymbolSource::Symtab,
+            (false, Found::Dynsym) => SymbolSource::Dynsym,
+            (false, Found::Nothing) => SymbolSource::None,
+        }
+    }
+
     /// The function, and its DWARF frames, at `relative` (an address
     /// relative to the module's base).
     pub(crate) fn lookup(&self, relative: u32) -> Answer {
-        let Some((start, raw_name)) = self.list.lookup(&self.file, relative) else {
+        let Some(Named { start, name, symbol }) = self.name_at(relative) else {
             return Answer::Nothing;
         };
-        let name = demangle_any(&raw_name);
         let Some(svma) = self.base.checked_add(u64::from(relative)) else {
             return Answer::Nothing;
         };
         match self.dwarf.frames(svma) {
-            Ok(frames) => Answer::Found { start, name, frames },
+            Ok(frames) => Answer::Found { start, name, symbol, frames },
             Err(SplitDwarf) => Answer::SplitDwarf,
         }
     }
+
+    /// The function at `relative`, from the symbol tables alone.
+    pub(crate) fn name_at(&self, relative: u32) -> Option<Named> {
+        let files = Files { file: &self.file, mini: self.mini.as_ref() };
+        let (start, raw_name) = self.list.lookup(files, relative)?;
+        Some(if is_placeholder(&raw_name) {
+            Named { start, name: raw_name.into_owned(), symbol: None }
+        } else {
+            // A `.symtab` name may carry its version (`name@@GLIBC_2.34`):
+            // not part of the function's name.
+            let unversioned = raw_name.split('@').next().unwrap_or_default();
+            Named { start, name: demangle(unversioned), symbol: Some(raw_name.into_owned()) }
+        })
+    }
+}
+
+/// A function found in the symbol tables.
+pub(crate) struct Named {
+    /// Relative to the module's base.
+    pub start: u32,
+    /// Demangled (or a `fun_<hex>` placeholder).
+    pub name: String,
+    /// As the symbol table spells it; `None` for a placeholder.
+    pub symbol: Option<String>,
 }
 
 /// The DWARF sections addr2line reads, from `file` (the supplementary file

@@ -239,6 +239,12 @@ pub enum DebugInfo {
     Separate(PathBuf),
     /// No DWARF: only the symbol table (function names, no lines).
     SymbolsOnly,
+    /// No DWARF, no `.symtab`, but MiniDebugInfo (`.gnu_debugdata`): the
+    /// function names, no lines.
+    MiniDebugInfo,
+    /// Only `.dynsym`: the exported functions are named, frames in the
+    /// others are `module + offset`.
+    DynsymOnly,
     /// Neither DWARF nor a symbol table: addresses only.
     Stripped,
 }
@@ -259,7 +265,19 @@ pub fn debug_info(path: &Path, debug_roots: &[PathBuf]) -> Result<DebugInfo, Ide
     {
         return Ok(DebugInfo::Separate(found));
     }
-    Ok(if file.section_by_name(".symtab").is_some() { DebugInfo::SymbolsOnly } else { DebugInfo::Stripped })
+    let exports_functions = || {
+        use object::{ObjectSymbol, SymbolKind};
+        file.dynamic_symbols().any(|s| s.kind() == SymbolKind::Text && s.is_definition())
+    };
+    Ok(if file.section_by_name(".symtab").is_some() {
+        DebugInfo::SymbolsOnly
+    } else if file.section_by_name(".gnu_debugdata").is_some() {
+        DebugInfo::MiniDebugInfo
+    } else if exports_functions() {
+        DebugInfo::DynsymOnly
+    } else {
+        DebugInfo::Stripped
+    })
 }
 
 /// minidump-writer strips this suffix already; other writers may not.

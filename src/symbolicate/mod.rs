@@ -12,8 +12,9 @@
 //!  Provider: framehop unwinder over the verified files, symbol sources
 //!      │ loaded lazily per module on first use:            (provider.rs)
 //!      │   debuginfo (ELF symbols + DWARF, build-id debug dirs,
-//!      │   .gnu_debuglink; module_symbols.rs, elf_symbols.rs,
-//!      │   symbol_list.rs, dwarf/) → .sym directories → symbol servers
+//!      │   .gnu_debuglink, MiniDebugInfo; module_symbols.rs,
+//!      │   elf_symbols.rs, symbol_list.rs, dwarf/) → .sym directories
+//!      │   → symbol servers
 //!      ▼
 //!  minidump-processor: stack walk (CFI, frame pointers, scanning)
 //!      │ + rust-minidump's crash inspection
@@ -32,6 +33,12 @@
 //!   build-id matches the dump (see `identity.rs`); a module whose file was
 //!   replaced is left unsymbolicated with a `problem` saying why, unless a
 //!   preserved copy that matches is given in [`SymbolOptions::replacements`].
+//!   A symbol names only the addresses inside it (a frame in a function a
+//!   stripped file does not export is `module + offset`), C names are never
+//!   demangled, and addresses are taken relative to where the file is
+//!   really loaded, not to where the dump's record of it starts
+//!   (`symbol_list.rs`, `demangle.rs`, `layout.rs`). Checked against
+//!   binutils in `tests/symbolicate_oracle.rs`.
 //! - **One source per frame.** See `provider.rs`: no duplicate inline frames.
 //! - **Never panic on input.** The dump is read into memory (not mapped, so
 //!   a dump truncated under us cannot raise `SIGBUS`; the verified ELF files
@@ -57,23 +64,28 @@
 //! zlib-compressed DWARF.
 
 mod convert;
+mod demangle;
 mod dwarf;
 mod elf_symbols;
 #[cfg(test)]
 mod equivalence_tests;
 mod error;
 mod identity;
+mod layout;
 mod model;
 mod module_symbols;
 mod provider;
 mod render;
+mod sigframe;
 mod symbol_list;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use minidump::{CodeView, Minidump, MinidumpModuleList, MinidumpSystemInfo, MinidumpThreadList, Module as _};
+use minidump::{
+    CodeView, Minidump, MinidumpLinuxMaps, MinidumpModuleList, MinidumpSystemInfo, MinidumpThreadList, Module as _,
+};
 use minidump_unwind::{Symbolizer, http_symbol_supplier, simple_symbol_supplier};
 
 pub use error::SymbolicateError;
@@ -183,6 +195,7 @@ fn symbolicate_bytes(path: &Path, bytes: Vec<u8>, opts: &SymbolOptions) -> Resul
         dump.get_stream().map_err(|e| not_a_minidump(format!("no system info stream: {e}")))?;
     dump.get_stream::<MinidumpThreadList>().map_err(|e| not_a_minidump(format!("no thread list stream: {e}")))?;
     let modules: MinidumpModuleList = dump.get_stream().unwrap_or_default();
+    let maps: Option<MinidumpLinuxMaps> = dump.get_stream().ok();
 
     let facts: Vec<ModuleFacts> = modules
         .iter()
@@ -191,12 +204,19 @@ fn symbolicate_bytes(path: &Path, bytes: Vec<u8>, opts: &SymbolOptions) -> Resul
                 Some(CodeView::Elf(elf)) if elf.build_id.iter().any(|b| *b != 0) => Some(elf.build_id.clone()),
                 _ => None,
             };
-            ModuleFacts {
-                base: m.base_address(),
-                located: identity::locate(&m.code_file(), identifier.as_deref(), &opts.replacements),
-                identifier,
-                debug_id: m.debug_identifier(),
-            }
+            let base = m.base_address();
+            let located = identity::locate(&m.code_file(), identifier.as_deref(), &opts.replacements);
+            // Where the record's first mapping starts in the file.
+            let offset = maps
+                .as_ref()
+                .and_then(|maps| maps.memory_info_at_address(base))
+                .filter(|info| info.map.address.0 == base)
+                .map(|info| info.map.offset);
+            let image_base = match (&located.file, offset) {
+                (Some(file), Some(offset)) => layout::image_base(file, base, offset).unwrap_or(base),
+                _ => base,
+            };
+            ModuleFacts { base, image_base, located, identifier, debug_id: m.debug_identifier() }
         })
         .collect();
 
@@ -247,7 +267,10 @@ fn symbolicate_bytes(path: &Path, bytes: Vec<u8>, opts: &SymbolOptions) -> Resul
     })
     .map_err(|e| SymbolicateError::Process { path: path.to_owned(), reason: e.to_string() })?;
     let report = provider.into_report();
-    Ok(convert::to_symbolicated(&state, &facts, &report))
+    // minidump-writer keeps `si_code` in the exception record's flags.
+    let signal_code =
+        dump.get_stream::<minidump::MinidumpException>().ok().map(|e| e.raw.exception_record.exception_flags as i32);
+    Ok(convert::to_symbolicated(&state, &facts, &report, signal_code))
 }
 
 /// `(cache dir, download dir inside it, temporary cache to delete)` when

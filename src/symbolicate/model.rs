@@ -52,6 +52,11 @@ pub struct Frame {
     /// Demangled name; `None` when no source had a real name (placeholder
     /// names such as `fun_1234` are dropped).
     pub function: Option<String>,
+    /// The function's name as the module's symbol table spells it
+    /// (mangled for C++ and Rust); `None` for inlined frames and names
+    /// from Breakpad files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
     /// Start of the function; `None` for inlined frames.
     pub function_address: Option<u64>,
     pub file: Option<String>,
@@ -62,27 +67,59 @@ pub struct Frame {
     pub trust: String,
 }
 
-/// Where a module's symbols came from.
+/// What a module's frames were named from: what its files were found to
+/// hold, or the Breakpad source that named them.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum SymbolSource {
-    /// Not symbolicated (not on any stack, or nothing found).
+    /// Its files were read and hold no symbols, or could not be read.
     None,
-    /// DWARF / symbol tables of the ELF file or its separate debug file.
-    Debuginfo,
+    /// Not looked at: no frame is in it.
+    Unread,
+    /// DWARF (functions, files, lines, inlined calls) in the file or its
+    /// separate debug file.
+    Dwarf,
+    /// A `.symtab` (the file's, or its MiniDebugInfo's) but no DWARF: every
+    /// function's name, no lines.
+    Symtab,
+    /// Only `.dynsym`: names of exported functions; frames in any other
+    /// function are shown as `module + offset`.
+    Dynsym,
     /// A Breakpad `.sym` file from a local symbol directory.
     Breakpad,
     /// A Breakpad `.sym` file from a symbol server (or its on-disk cache).
     Http,
+    /// Written by older versions for DWARF or symbol tables, without
+    /// saying which.
+    Debuginfo,
 }
 
 impl SymbolSource {
+    /// The name in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             SymbolSource::None => "none",
-            SymbolSource::Debuginfo => "debuginfo",
+            SymbolSource::Unread => "unread",
+            SymbolSource::Dwarf => "dwarf",
+            SymbolSource::Symtab => "symtab",
+            SymbolSource::Dynsym => "dynsym",
             SymbolSource::Breakpad => "breakpad",
             SymbolSource::Http => "http",
+            SymbolSource::Debuginfo => "debuginfo",
+        }
+    }
+
+    /// The words the module list shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            SymbolSource::None => "none",
+            SymbolSource::Unread => "not read (no frame in it)",
+            SymbolSource::Dwarf => "DWARF",
+            SymbolSource::Symtab => "symtab",
+            SymbolSource::Dynsym => "dynsym only",
+            SymbolSource::Breakpad => "breakpad .sym",
+            SymbolSource::Http => "breakpad .sym from a symbol server",
+            SymbolSource::Debuginfo => "debuginfo",
         }
     }
 }
@@ -97,9 +134,17 @@ pub struct Module {
     pub code_id: Option<String>,
     /// Breakpad debug id (what `.sym` directories are keyed by).
     pub debug_id: Option<String>,
+    /// Where this record of the module starts.
     pub base: u64,
     pub size: u64,
-    /// The source that symbolicated this module's frames.
+    /// Where the file's first segment is mapped: what offsets into the
+    /// module (`module + 0x…`, `addr2line` addresses of a PIE file) are
+    /// relative to. Usually `base`; not when the file was mapped in pieces
+    /// that the dump records as several modules (node). `None` in records
+    /// written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_base: Option<u64>,
+    /// What this module's frames were named from.
     pub symbols: SymbolSource,
     /// Why this module's own files were not used, e.g. a build-id mismatch.
     pub problem: Option<String>,
@@ -111,15 +156,19 @@ mod tests {
 
     #[test]
     fn symbol_source_serializes_lowercase() {
-        let json = serde_json::to_string(&[
+        let all = [
             SymbolSource::None,
-            SymbolSource::Debuginfo,
+            SymbolSource::Unread,
+            SymbolSource::Dwarf,
+            SymbolSource::Symtab,
+            SymbolSource::Dynsym,
             SymbolSource::Breakpad,
             SymbolSource::Http,
-        ])
-        .unwrap();
-        assert_eq!(json, r#"["none","debuginfo","breakpad","http"]"#);
-        for s in [SymbolSource::Debuginfo, SymbolSource::Http] {
+            SymbolSource::Debuginfo,
+        ];
+        let json = serde_json::to_string(&all).unwrap();
+        assert_eq!(json, r#"["none","unread","dwarf","symtab","dynsym","breakpad","http","debuginfo"]"#);
+        for s in all {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
     }

@@ -17,20 +17,21 @@ use wholesym::debugid::DebugId;
 use wholesym::{CodeId, ElfBuildId, LibraryInfo, LookupAddress, SymbolManager, SymbolManagerConfig, SymbolMap};
 
 use super::dwarf::{Buffers, FrameInfo};
-use super::elf_symbols::{self, Answer, ElfSymbols, Opened};
+use super::elf_symbols::{self, Answer, ElfSymbols, Named, Opened};
+use super::model::SymbolSource;
 use super::provider::ModuleFacts;
 
-/// The opened symbol files of every verified module (by base address),
-/// each opened on first use.
+/// The opened symbol files of every verified module (by verified file: a
+/// file mapped as several modules is opened once), each on first use.
 pub(crate) struct SymbolStore {
-    slots: HashMap<u64, OnceLock<Result<Opened, String>>>,
+    slots: HashMap<PathBuf, OnceLock<Result<Opened, String>>>,
     /// Partial copies of `.debug_info` made by lookups.
     buffers: Buffers,
 }
 
 impl SymbolStore {
     pub(crate) fn new(facts: &[ModuleFacts]) -> SymbolStore {
-        let slots = facts.iter().filter(|f| f.located.file.is_some()).map(|f| (f.base, OnceLock::new())).collect();
+        let slots = facts.iter().filter_map(|f| Some((f.located.file.clone()?, OnceLock::new()))).collect();
         SymbolStore { slots, buffers: Buffers::new() }
     }
 }
@@ -40,6 +41,9 @@ pub(crate) struct Symbolized {
     /// Absolute address of the function's start.
     pub function_base: u64,
     pub name: String,
+    /// The raw symbol name; `None` for a placeholder or a name wholesym
+    /// gave (it gives only demangled ones).
+    pub symbol: Option<String>,
     /// DWARF frames, innermost first.
     pub frames: Option<Vec<FrameInfo>>,
 }
@@ -69,7 +73,7 @@ impl<'s> ModuleSymbols<'s> {
             file: facts.located.file.clone()?,
             identifier: facts.identifier.clone()?,
             debug_id: facts.debug_id,
-            opened: store.slots.get(&facts.base)?,
+            opened: store.slots.get(facts.located.file.as_ref()?)?,
             buffers: &store.buffers,
             symbols: OnceLock::new(),
             use_wholesym: AtomicBool::new(false),
@@ -88,9 +92,25 @@ impl<'s> ModuleSymbols<'s> {
         }
     }
 
-    /// Looks `instruction` up. `Err(())` means this module has no symbols
-    /// at all (they could not be loaded); `Ok(None)` that no function
-    /// contains the address.
+    /// What this module's files were found to hold, once they were read.
+    pub(crate) fn found(&self) -> Option<SymbolSource> {
+        if self.use_wholesym.load(Ordering::Relaxed) {
+            // wholesym reads only split DWARF here.
+            return Some(match self.wholesym.get()? {
+                Ok(_) => SymbolSource::Dwarf,
+                Err(_) => SymbolSource::None,
+            });
+        }
+        match self.opened.get()? {
+            Err(_) => Some(SymbolSource::None),
+            Ok(_) => Some(self.symbols.get()?.as_ref().map_or(SymbolSource::None, ElfSymbols::found)),
+        }
+    }
+
+    /// Looks `instruction` up; `base` is where the file's first segment is
+    /// mapped ([`super::layout`]). `Err(())` means this module has no
+    /// symbols at all (they could not be loaded); `Ok(None)` that no
+    /// function contains the address.
     pub(crate) async fn lookup(
         &self,
         debug_dirs: &[PathBuf],
@@ -107,8 +127,13 @@ impl<'s> ModuleSymbols<'s> {
                     };
                     match symbols.lookup(relative) {
                         Answer::Nothing => return Ok(None),
-                        Answer::Found { start, name, frames } => {
-                            return Ok(Some(Symbolized { function_base: base + u64::from(start), name, frames }));
+                        Answer::Found { start, name, symbol, frames } => {
+                            return Ok(Some(Symbolized {
+                                function_base: base + u64::from(start),
+                                name,
+                                symbol,
+                                frames,
+                            }));
                         }
                         Answer::SplitDwarf => {
                             tracing::debug!(file = %self.file.display(), "split DWARF: symbols read by wholesym");
@@ -135,7 +160,19 @@ impl<'s> ModuleSymbols<'s> {
                 })
                 .collect()
         });
-        Ok(Some(Symbolized { function_base: base + u64::from(info.symbol.address), name: info.symbol.name, frames }))
+        // The symbol tables were read (the DWARF is split): their name is
+        // the true one, wholesym's may have lost a leading underscore.
+        if let Some(Ok(symbols)) = self.symbols.get()
+            && let Some(Named { start, name, symbol }) = symbols.name_at(relative)
+        {
+            return Ok(Some(Symbolized { function_base: base + u64::from(start), name, symbol, frames }));
+        }
+        Ok(Some(Symbolized {
+            function_base: base + u64::from(info.symbol.address),
+            name: info.symbol.name,
+            symbol: None,
+            frames,
+        }))
     }
 
     /// Loads the symbols the lean way (nothing for modules wholesym reads:

@@ -17,19 +17,21 @@
 //! - unwinds with the debuginfo provider's framehop unwinder (built with
 //!   symbols disabled) over a module list that holds only files whose
 //!   identifier was verified ([`super::identity`]), rewritten to the path of
-//!   the verified file (a preserved copy if the original was replaced). Its
+//!   the verified file (a preserved copy if the original was replaced), and
+//!   starting where the file's first segment is mapped ([`super::layout`]:
+//!   a file the dump records as several modules is one module here). Its
 //!   setup maps each file and reads its section headers only; the unwind
 //!   tables are read on demand. Only for x86_64 and arm64: for other CPUs
 //!   that provider panics with `unimplemented!`. If framehop cannot unwind a
 //!   frame, `STACK CFI` from Breakpad `.sym` files is tried.
-//! - loads symbols lazily, per module, the first time an address in that
-//!   module is asked for: the modules on the stacks (and the few the stack
-//!   scanner probes), never the others ([`super::module_symbols`]). A load
-//!   happens once even when several threads' walks ask concurrently. It
-//!   answers exactly as wholesym (minidump-stackwalk's source) would, but
-//!   reads only what the addresses asked about need
-//!   ([`super::elf_symbols`]); wholesym itself still reads the shapes of
-//!   debug information that lookup does not (split DWARF, MiniDebugInfo).
+//! - loads symbols lazily, per file, the first time an address in it is
+//!   asked for: the modules on the stacks (and the few the stack scanner
+//!   probes), never the others ([`super::module_symbols`]). A load happens
+//!   once even when several threads' walks ask concurrently. DWARF frames
+//!   are wholesym's (minidump-stackwalk's source), names are true ones
+//!   ([`super::symbol_list`]), and only what the addresses asked about need
+//!   is read ([`super::elf_symbols`]); wholesym itself still reads split
+//!   DWARF.
 //! - asks the sources in order (debuginfo, local `.sym` directories, symbol
 //!   servers) into a scratch frame and copies exactly one answer into the
 //!   real frame: the first with a name and a source line, else the first
@@ -55,11 +57,61 @@ use super::module_symbols::{ModuleSymbols, SymbolStore, Symbolized};
 
 /// What the provider needs to know about one module of the dump.
 pub(crate) struct ModuleFacts {
+    /// Where the dump's record of the module starts.
     pub base: u64,
+    /// Where the file's first segment is mapped: what its symbols'
+    /// addresses are relative to ([`super::layout`]). Usually `base`.
+    pub image_base: u64,
     /// Identifier recorded in the dump (build-id or text hash).
     pub identifier: Option<Vec<u8>>,
     pub debug_id: Option<DebugId>,
     pub located: Located,
+}
+
+/// The modules the unwinder reads, each at the file it was verified as.
+/// The records of one file that share an image base become one module
+/// that starts at that base (the unwinder takes a module's start for the
+/// address its first segment is mapped at), unless that would overlap
+/// another file's module; those are left as recorded.
+fn unwinder_modules(modules: &MinidumpModuleList, verified: &HashMap<u64, &ModuleFacts>) -> Vec<MinidumpModule> {
+    // (image base, end, the records), per file and image base.
+    let mut groups: Vec<(u64, u64, Vec<MinidumpModule>)> = Vec::new();
+    for m in modules.by_addr() {
+        let Some(facts) = verified.get(&m.base_address()) else { continue };
+        let Some(file) = facts.located.file.as_ref() else { continue };
+        let mut m = m.clone();
+        // For ELF the debug file *is* the code file (`name`), so this
+        // points both at the verified file.
+        m.name = file.to_string_lossy().into_owned();
+        let end = m.base_address().saturating_add(m.size());
+        match groups.iter_mut().find(|(base, _, records)| records[0].name == m.name && *base == facts.image_base) {
+            Some((_, group_end, records)) => {
+                *group_end = (*group_end).max(end);
+                records.push(m);
+            }
+            None => groups.push((facts.image_base, end, vec![m])),
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (image_base, end, records)) in groups.iter().enumerate() {
+        let first = &records[0];
+        // Against the other groups, as recorded and as they would be
+        // merged.
+        let overlaps = |start: u64, stop: u64| start < *end && *image_base < stop;
+        let clashes = groups.iter().enumerate().filter(|(j, _)| *j != i).any(|(_, (base, stop, others))| {
+            overlaps(*base, *stop)
+                || others.iter().any(|o| overlaps(o.base_address(), o.base_address().saturating_add(o.size())))
+        });
+        if clashes || *image_base > first.base_address() || u32::try_from(end - image_base).is_err() {
+            out.extend(records.iter().cloned());
+        } else {
+            let mut merged = first.clone();
+            merged.raw.base_of_image = *image_base;
+            merged.raw.size_of_image = (end - image_base) as u32;
+            out.push(merged);
+        }
+    }
+    out
 }
 
 /// True for the names wholesym makes up for functions it has no symbol for.
@@ -81,6 +133,8 @@ enum Quality {
 struct Recorded {
     instruction: u64,
     function: Option<(String, u64, u32)>,
+    /// The raw symbol name, when the source knows it.
+    symbol: Option<String>,
     source: Option<(String, u32, u64)>,
     /// Outermost first, as sources report them.
     inlines: Vec<(String, Option<String>, Option<u32>)>,
@@ -137,9 +191,10 @@ impl FrameSymbolizer for Recorded {
 /// minidump-stackwalk's): the outermost function with its line, then the
 /// inlined calls outermost first.
 fn record(instruction: u64, symbolized: Symbolized) -> Recorded {
-    let Symbolized { function_base, name, frames } = symbolized;
+    let Symbolized { function_base, name, symbol, frames } = symbolized;
     let mut recorded = Recorded::new(instruction);
     recorded.function = Some((name, function_base, 0));
+    recorded.symbol = symbol;
     if let Some(frames) = frames {
         let mut outer_first = frames.into_iter().rev();
         if let Some(outer) = outer_first.next()
@@ -154,21 +209,35 @@ fn record(instruction: u64, symbolized: Symbolized) -> Recorded {
     recorded
 }
 
+/// Per (module base, instruction) with a real name: the source that named
+/// it and the raw symbol name, when known.
+pub(crate) type Served = HashMap<(u64, u64), (SymbolSource, Option<String>)>;
+
 /// The provider. Lives for one `symbolicate` call.
 pub(crate) struct Provider<'s> {
     unwinder: Option<DebugInfoSymbolProvider>,
-    debuginfo: HashMap<u64, ModuleSymbols<'s>>,
+    /// Whether the dump is of an x86_64 process (signal frames are read
+    /// only there).
+    x86_64: bool,
+    /// By module record base: the image base and the file's symbols.
+    debuginfo: HashMap<u64, (u64, usize)>,
+    /// One per verified file (a file recorded as several modules shares).
+    symbols: Vec<ModuleSymbols<'s>>,
     debug_dirs: Vec<PathBuf>,
     /// Breakpad symbolizers in the order they are asked.
     breakpad: Vec<(Symbolizer, SymbolSource)>,
     /// Which source named each (module base, instruction) that got a real
-    /// name. Scanner probes land here too; only real frames are read back.
-    served: Mutex<HashMap<(u64, u64), SymbolSource>>,
+    /// name, and the raw symbol name when known. Scanner probes land here
+    /// too; only real frames are read back.
+    served: Mutex<Served>,
 }
 
 /// What the provider learned, for the report.
 pub(crate) struct ProviderReport {
-    pub served: HashMap<(u64, u64), SymbolSource>,
+    /// `SymbolSource::Debuginfo` for names from the module's own files.
+    pub served: Served,
+    /// What the files of each module whose symbols were read hold.
+    pub found: HashMap<u64, SymbolSource>,
     /// Modules whose debug info was looked for and not found, with why.
     pub load_errors: HashMap<u64, String>,
 }
@@ -188,47 +257,60 @@ impl<'s> Provider<'s> {
             facts.iter().filter(|f| f.located.file.is_some()).map(|f| (f.base, f)).collect();
 
         let unwinder = match system_info {
-            Some(info) if matches!(info.cpu, Cpu::X86_64 | Cpu::Arm64) => {
-                let list: Vec<MinidumpModule> = modules
-                    .iter()
-                    .filter_map(|m| {
-                        let file = verified.get(&m.base_address())?.located.file.as_ref()?;
-                        let mut m = m.clone();
-                        // For ELF the debug file *is* the code file (`name`),
-                        // so this points both at the verified file.
-                        m.name = file.to_string_lossy().into_owned();
-                        Some(m)
-                    })
-                    .collect();
-                Some(
-                    DebugInfoSymbolProvider::builder()
-                        .symbols(false)
-                        .build(info, &MinidumpModuleList::from_modules(list))
-                        .await,
-                )
-            }
+            Some(info) if matches!(info.cpu, Cpu::X86_64 | Cpu::Arm64) => Some(
+                DebugInfoSymbolProvider::builder()
+                    .symbols(false)
+                    .build(info, &MinidumpModuleList::from_modules(unwinder_modules(modules, &verified)))
+                    .await,
+            ),
             _ => None,
         };
 
-        let debuginfo = verified.values().filter_map(|f| Some((f.base, ModuleSymbols::new(f, store)?))).collect();
+        let mut symbols: Vec<ModuleSymbols<'s>> = Vec::new();
+        let mut debuginfo = HashMap::new();
+        for f in verified.values() {
+            let existing = symbols.iter().position(|m| Some(&m.file) == f.located.file.as_ref());
+            let index = match existing {
+                Some(index) => index,
+                None => {
+                    let Some(new) = ModuleSymbols::new(f, store) else { continue };
+                    symbols.push(new);
+                    symbols.len() - 1
+                }
+            };
+            debuginfo.insert(f.base, (f.image_base, index));
+        }
 
-        Provider { unwinder, debuginfo, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
+        let x86_64 = system_info.is_some_and(|info| info.cpu == Cpu::X86_64);
+        Provider { unwinder, x86_64, debuginfo, symbols, debug_dirs, breakpad, served: Mutex::new(HashMap::new()) }
     }
 
     /// Loads the debuginfo symbols of the module at `base` (and readies its
     /// DWARF) ahead of the walk; what the walk then asks for is ready, or
     /// waits for this to finish. Loading is the same either way.
     pub(crate) fn prepare(&self, base: u64) {
-        if let Some(symbols) = self.debuginfo.get(&base) {
-            symbols.prepare(&self.debug_dirs);
+        if let Some(symbols) = self.module_symbols(base) {
+            symbols.1.prepare(&self.debug_dirs);
         }
     }
 
+    /// The image base and symbols of the module recorded at `base`.
+    fn module_symbols(&self, base: u64) -> Option<(u64, &ModuleSymbols<'s>)> {
+        let &(image_base, index) = self.debuginfo.get(&base)?;
+        Some((image_base, self.symbols.get(index)?))
+    }
+
     pub(crate) fn into_report(self) -> ProviderReport {
-        let load_errors =
-            self.debuginfo.iter().filter_map(|(base, lazy)| Some((*base, lazy.load_error()?.to_owned()))).collect();
+        let load_errors = self
+            .debuginfo
+            .keys()
+            .filter_map(|base| Some((*base, self.module_symbols(*base)?.1.load_error()?.to_owned())))
+            .collect();
+        let found =
+            self.debuginfo.keys().filter_map(|base| Some((*base, self.module_symbols(*base)?.1.found()?))).collect();
         ProviderReport {
             served: self.served.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            found,
             load_errors,
         }
     }
@@ -256,8 +338,8 @@ impl SymbolProvider for Provider<'_> {
         let mut had_symbols = false;
         let mut best: Option<(Quality, Recorded, SymbolSource)> = None;
 
-        if let Some(symbols) = self.debuginfo.get(&base)
-            && let Ok(answer) = symbols.lookup(&self.debug_dirs, base, instruction).await
+        if let Some((image_base, symbols)) = self.module_symbols(base)
+            && let Ok(answer) = symbols.lookup(&self.debug_dirs, image_base, instruction).await
         {
             had_symbols = true;
             if let Some(symbolized) = answer {
@@ -275,10 +357,14 @@ impl SymbolProvider for Provider<'_> {
             }
         }
 
-        if let Some((quality, recorded, source)) = best {
+        if let Some((quality, mut recorded, source)) = best {
+            let symbol = recorded.symbol.take();
             recorded.apply(frame);
             if quality > Quality::Placeholder {
-                self.served.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert((base, instruction), source);
+                self.served
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert((base, instruction), (source, symbol));
             }
         }
         // Err means "no symbols for this module at all": the stack scanner
@@ -287,6 +373,12 @@ impl SymbolProvider for Provider<'_> {
     }
 
     async fn walk_frame(&self, module: &(dyn Module + Sync), walker: &mut (dyn FrameWalker + Send)) -> Option<()> {
+        if self.x86_64
+            && let Some((image_base, symbols)) = self.module_symbols(module.base_address())
+            && super::sigframe::unwind(&symbols.file, image_base, walker).is_some()
+        {
+            return Some(());
+        }
         if let Some(unwinder) = &self.unwinder
             && unwinder.walk_frame(module, walker).await.is_some()
         {
@@ -301,7 +393,7 @@ impl SymbolProvider for Provider<'_> {
     }
 
     async fn get_file_path(&self, module: &(dyn Module + Sync), file_kind: FileKind) -> Result<PathBuf, FileError> {
-        let lazy = self.debuginfo.get(&module.base_address());
+        let lazy = self.module_symbols(module.base_address()).map(|(_, symbols)| symbols);
         match file_kind {
             FileKind::Binary => lazy.map(|l| l.file.clone()).ok_or(FileError::NotFound),
             FileKind::ExtraDebugInfo => {

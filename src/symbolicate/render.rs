@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Frame, Symbolicated, Thread};
+use super::model::{Frame, Module, Symbolicated, Thread};
 
 /// Renders `s` as text. Addresses are hex with `0x`, so tests can redact them.
 pub fn render_text(s: &Symbolicated) -> String {
@@ -35,7 +35,7 @@ pub fn render_text(s: &Symbolicated) -> String {
     }
     for index in order {
         out.push('\n');
-        render_thread(&mut out, index, &s.threads[index], s.crashing_thread == Some(index));
+        render_thread(&mut out, index, &s.threads[index], s.crashing_thread == Some(index), &s.modules);
     }
 
     out.push_str("\nModules:\n");
@@ -47,7 +47,7 @@ pub fn render_text(s: &Symbolicated) -> String {
             m.base.saturating_add(m.size),
             m.code_file,
             m.code_id.as_deref().unwrap_or("none"),
-            m.symbols.as_str()
+            m.symbols.label()
         );
         if let Some(problem) = &m.problem {
             let _ = writeln!(out, "      problem: {problem}");
@@ -56,7 +56,7 @@ pub fn render_text(s: &Symbolicated) -> String {
     out
 }
 
-fn render_thread(out: &mut String, index: usize, thread: &Thread, crashed: bool) {
+fn render_thread(out: &mut String, index: usize, thread: &Thread, crashed: bool, modules: &[Module]) {
     let _ = write!(out, "Thread {index}");
     if crashed {
         out.push_str(" (crashed)");
@@ -70,14 +70,18 @@ fn render_thread(out: &mut String, index: usize, thread: &Thread, crashed: bool)
         out.push_str("  (no frames: the dump has no usable context for this thread)\n");
     }
     for (n, frame) in thread.frames.iter().enumerate() {
-        let _ = writeln!(out, "  #{n:<3} {}", frame_text(frame));
+        let _ = writeln!(out, "  #{n:<3} {}", frame_text(frame, modules));
     }
 }
 
-fn frame_text(f: &Frame) -> String {
+fn frame_text(f: &Frame, modules: &[Module]) -> String {
+    // An offset from where the file's first segment is mapped: what
+    // `addr2line -e FILE` takes for a PIE file.
+    let image_base =
+        f.module_base.map(|base| modules.iter().find(|m| m.base == base).and_then(|m| m.image_base).unwrap_or(base));
     let mut text = match (&f.module, &f.function) {
         (Some(module), Some(function)) => format!("{module}!{function}"),
-        (Some(module), None) => format!("{module} + {:#x}", f.instruction.saturating_sub(f.module_base.unwrap_or(0))),
+        (Some(module), None) => format!("{module} + {:#x}", f.instruction.saturating_sub(image_base.unwrap_or(0))),
         (None, Some(function)) => function.clone(),
         (None, None) => format!("{:#x}", f.instruction),
     };
@@ -99,7 +103,7 @@ fn frame_text(f: &Frame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::symbolicate::model::{Module, SymbolSource};
+    use crate::symbolicate::model::SymbolSource;
 
     fn frame(function: Option<&str>, inlined: bool, trust: &str) -> Frame {
         Frame {
@@ -107,6 +111,7 @@ mod tests {
             module: Some("app".into()),
             module_base: Some(0x1000),
             function: function.map(str::to_owned),
+            symbol: None,
             function_address: None,
             file: function.map(|_| "/src/app.c".to_owned()),
             line: function.map(|_| 7),
@@ -142,7 +147,8 @@ mod tests {
                 debug_id: None,
                 base: 0x1000,
                 size: 0x1000,
-                symbols: SymbolSource::Debuginfo,
+                image_base: Some(0x1000),
+                symbols: SymbolSource::Dwarf,
                 problem: Some("build-id mismatch: file on disk is cd expected ab".into()),
             }],
         };
@@ -162,7 +168,7 @@ Thread 0 tid 10
   (no frames: the dump has no usable context for this thread)
 
 Modules:
-  0x1000 - 0x2000  /bin/app  build-id ab  symbols: debuginfo
+  0x1000 - 0x2000  /bin/app  build-id ab  symbols: DWARF
       problem: build-id mismatch: file on disk is cd expected ab
 ";
         assert_eq!(text, expected);

@@ -201,18 +201,16 @@ impl<'d> DwarfLookup<'d> {
     }
 }
 
-/// addr2line's frames as samply-symbols reports them: names demangled by
-/// its `demangle_any`, paths as addr2line builds them; `None` for none.
+/// addr2line's frames as samply-symbols reports them, but for names
+/// (demangled by [`super::demangle`], which leaves C names alone): paths as
+/// addr2line builds them; `None` for none.
 /// `Err` for an error while reading them (samply-symbols then reports
 /// none).
 fn convert_frames(mut iter: addr2line::FrameIter<'_, Reader<'_>>) -> Result<Option<Vec<FrameInfo>>, gimli::Error> {
     let mut frames = Vec::new();
     while let Some(frame) = iter.next()? {
-        let function = frame
-            .function
-            .as_ref()
-            .and_then(|f| f.raw_name().ok())
-            .map(|name| wholesym::samply_symbols::demangle_any(&name));
+        let function =
+            frame.function.as_ref().and_then(|f| f.raw_name().ok()).map(|name| super::demangle::demangle(&name));
         let (file, line) = match &frame.location {
             Some(location) => (location.file.map(str::to_owned), location.line),
             None => (None, None),

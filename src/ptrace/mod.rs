@@ -23,18 +23,22 @@
 //!     otherwise                        → PTRACE_CONT(S): passes through
 //! ```
 //!
-//! The handler check reads `SigCgt`/`SigIgn` of `/proc/TID/status` at the
-//! stop: the JVM, Go and Rust install SIGSEGV handlers and recover from (or
-//! report) faults themselves; those signals must pass untouched. A fault that
-//! arrives while its signal is blocked has already had its handler reset to
-//! `SIG_DFL` by the kernel at send time, so the masks read here are the ones
-//! that decide the process's fate.
+//! The handler check reads the process's dispositions at every such stop:
+//! the JVM, Go and Rust install SIGSEGV handlers and recover from (or
+//! report) faults themselves; those signals must pass untouched, and a
+//! handler may give up and set `SIG_DFL` between two faults. A stop that
+//! repeats costs one `pread` of a file kept open (`handlers`); a signal with
+//! its default action is confirmed from `/proc/TID/status`, whose masks the
+//! capture takes. A fault that arrives while its signal is blocked has
+//! already had its handler reset to `SIG_DFL` by the kernel at send time, so
+//! the masks read here are the ones that decide the process's fate.
 //!
 //! Contract with the caller: every status `waitpid` returns for our tracees
 //! must be fed to `handle`, in order, before the next `waitpid`. The crash
 //! path waits for specific tasks' stops; a stop the caller reaped but did not
 //! feed would be waited for in vain until `stop_timeout`.
 
+mod handlers;
 pub mod request;
 
 use std::collections::HashSet;
@@ -48,6 +52,7 @@ use crate::process::procfs;
 use crate::process::siginfo::SigInfo;
 use crate::process::signals;
 use crate::process::wait_status::{WaitStatus, is_stop_signal};
+use crate::ptrace::handlers::HandlerCheck;
 use crate::sys::ptrace as sys;
 
 pub use crate::capture::{CrashCapture, SnapshotCapture};
@@ -120,6 +125,8 @@ pub struct Tracer {
     /// Tasks interrupted by a capture whose stop did not arrive in time: they
     /// are still our tracees, and are detached as soon as they report.
     laggards: HashSet<i32>,
+    /// How to tell, at a crash-class stop, whether the process handles it.
+    handlers: HandlerCheck,
 }
 
 impl Tracer {
@@ -137,7 +144,14 @@ impl Tracer {
         }
         sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
         tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
-        Ok(Tracer { opts, child, options, snapshot_taken: false, laggards: HashSet::new() })
+        Ok(Tracer {
+            opts,
+            child,
+            options,
+            snapshot_taken: false,
+            laggards: HashSet::new(),
+            handlers: HandlerCheck::default(),
+        })
     }
 
     /// Handles one `(pid, status)` from `waitpid(-1, __WALL)`.
@@ -150,9 +164,11 @@ impl Tracer {
         let decoded = WaitStatus::decode(status);
         if decoded.is_exit() {
             self.laggards.remove(&pid);
+            self.handlers.forget_task(pid);
             return Handled::Ended;
         }
         if self.laggards.remove(&pid) {
+            self.handlers.forget_task(pid);
             // Its process was captured and released without it; let it go,
             // with whatever signal it was about to receive.
             let signal = match decoded {
@@ -171,6 +187,11 @@ impl Tracer {
                         && let Ok(new) = sys::get_event_msg(pid)
                     {
                         tracing::trace!(pid, new_task = new, event, "task created");
+                    }
+                    if event == libc::PTRACE_EVENT_EXEC {
+                        // The exec'ing thread took the leader's id; the
+                        // other threads are gone.
+                        self.handlers.forget_group(pid);
                     }
                     resume(pid, ResumeHow::Cont(0));
                 }
@@ -197,8 +218,14 @@ impl Tracer {
             return Handled::Event;
         }
         if signals::CRASH.contains(&signal) {
+            if self.handlers.handles(tid, signal) {
+                resume(tid, ResumeHow::Cont(signal));
+                return Handled::Event;
+            }
             match procfs::task_status(tid) {
                 Ok(status) if is_fatal(signal, &status.masks) => {
+                    // Its threads are about to be detached.
+                    self.handlers.forget_group(status.tgid);
                     let outcome = capture::capture(CaptureRequest {
                         tgid: status.tgid,
                         tid,
@@ -211,7 +238,7 @@ impl Tracer {
                     self.laggards.extend(outcome.laggards);
                     return Handled::Crash(Box::new(outcome.capture));
                 }
-                Ok(_) => {}
+                Ok(status) => self.handlers.learn(tid, status.tgid),
                 // Most likely the task is being killed (SIGKILL) right now;
                 // delivering the signal is the only sensible thing left.
                 Err(e) => tracing::debug!(tid, signal, error = %e, "cannot read task status"),
@@ -234,6 +261,8 @@ impl Tracer {
             }
         };
         self.snapshot_taken = true;
+        // Its threads are detached and seized again.
+        self.handlers.forget_group(status.tgid);
         let capture = capture::snapshot::snapshot(SnapshotRequest {
             tgid: status.tgid,
             tid,

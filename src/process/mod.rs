@@ -3,6 +3,7 @@
 //! [`SigInfo`], and the facts `/proc` gives ([`procfs`]). A leaf: it
 //! imports nothing of crashwatch but `sys`.
 
+pub mod dispositions;
 pub mod procfs;
 pub mod siginfo;
 pub mod signals;

@@ -23,18 +23,22 @@
 //!     otherwise                        → PTRACE_CONT(S): passes through
 //! ```
 //!
-//! The handler check reads `SigCgt`/`SigIgn` of `/proc/TID/status` at the
-//! stop: the JVM, Go and Rust install SIGSEGV handlers and recover from (or
-//! report) faults themselves; those signals must pass untouched. A fault that
-//! arrives while its signal is blocked has already had its handler reset to
-//! `SIG_DFL` by the kernel at send time, so the masks read here are the ones
-//! that decide the process's fate.
+//! The handler check reads the process's dispositions at every such stop:
+//! the JVM, Go and Rust install SIGSEGV handlers and recover from (or
+//! report) faults themselves; those signals must pass untouched, and a
+//! handler may give up and set `SIG_DFL` between two faults. A stop that
+//! repeats costs one `pread` of a file kept open (`handlers`); a signal with
+//! its default action is confirmed from `/proc/TID/status`, whose masks the
+//! capture takes. A fault that arrives while its signal is blocked has
+//! already had its handler reset to `SIG_DFL` by the kernel at send time, so
+//! the masks read here are the ones that decide the process's fate.
 //!
 //! Contract with the caller: every status `waitpid` returns for our tracees
 //! must be fed to `handle`, in order, before the next `waitpid`. The crash
 //! path waits for specific tasks' stops; a stop the caller reaped but did not
 //! feed would be waited for in vain until `stop_timeout`.
 
+mod handlers;
 pub mod request;
 
 use std::collections::HashSet;
@@ -48,6 +52,7 @@ use crate::process::procfs;
 use crate::process::siginfo::SigInfo;
 use crate::process::signals;
 use crate::process::wait_status::{WaitStatus, is_stop_signal};
+use crate::ptrace::handlers::HandlerCheck;
 use crate::sys::ptrace as sys;
 
 pub use crate::capture::{CrashCapture, SnapshotCapture};
@@ -123,6 +128,8 @@ pub struct Tracer {
     /// The child's executable after its last exec: the program that really
     /// ran, where the path started was a script or a shim.
     exe: Option<PathBuf>,
+    /// How to tell, at a crash-class stop, whether the process handles it.
+    handlers: HandlerCheck,
 }
 
 impl Tracer {
@@ -140,7 +147,15 @@ impl Tracer {
         }
         sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
         tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
-        Ok(Tracer { opts, child, options, snapshot_taken: false, laggards: HashSet::new(), exe: None })
+        Ok(Tracer {
+            opts,
+            child,
+            options,
+            snapshot_taken: false,
+            laggards: HashSet::new(),
+            handlers: HandlerCheck::default(),
+            exe: None,
+        })
     }
 
     /// The child's executable after its last exec, if it was read.
@@ -158,9 +173,11 @@ impl Tracer {
         let decoded = WaitStatus::decode(status);
         if decoded.is_exit() {
             self.laggards.remove(&pid);
+            self.handlers.forget_task(pid);
             return Handled::Ended;
         }
         if self.laggards.remove(&pid) {
+            self.handlers.forget_task(pid);
             // Its process was captured and released without it; let it go,
             // with whatever signal it was about to receive.
             let signal = match decoded {
@@ -180,9 +197,14 @@ impl Tracer {
                     {
                         tracing::trace!(pid, new_task = new, event, "task created");
                     }
-                    // The exec is done and the new program not yet started.
-                    if event == libc::PTRACE_EVENT_EXEC && pid == self.child {
-                        self.exe = procfs::executable(pid);
+                    if event == libc::PTRACE_EVENT_EXEC {
+                        // The exec'ing thread took the leader's id; the
+                        // other threads are gone.
+                        self.handlers.forget_group(pid);
+                        // The exec is done and the new program not yet started.
+                        if pid == self.child {
+                            self.exe = procfs::executable(pid);
+                        }
                     }
                     resume(pid, ResumeHow::Cont(0));
                 }
@@ -209,8 +231,14 @@ impl Tracer {
             return Handled::Event;
         }
         if signals::CRASH.contains(&signal) {
+            if self.handlers.handles(tid, signal) {
+                resume(tid, ResumeHow::Cont(signal));
+                return Handled::Event;
+            }
             match procfs::task_status(tid) {
                 Ok(status) if is_fatal(signal, &status.masks) => {
+                    // Its threads are about to be detached.
+                    self.handlers.forget_group(status.tgid);
                     let outcome = capture::capture(CaptureRequest {
                         tgid: status.tgid,
                         tid,
@@ -223,7 +251,7 @@ impl Tracer {
                     self.laggards.extend(outcome.laggards);
                     return Handled::Crash(Box::new(outcome.capture));
                 }
-                Ok(_) => {}
+                Ok(status) => self.handlers.learn(tid, status.tgid),
                 // Most likely the task is being killed (SIGKILL) right now;
                 // delivering the signal is the only sensible thing left.
                 Err(e) => tracing::debug!(tid, signal, error = %e, "cannot read task status"),
@@ -246,6 +274,8 @@ impl Tracer {
             }
         };
         self.snapshot_taken = true;
+        // Its threads are detached and seized again.
+        self.handlers.forget_group(status.tgid);
         let capture = capture::snapshot::snapshot(SnapshotRequest {
             tgid: status.tgid,
             tid,

@@ -1,0 +1,3 @@
+module bench_go_http
+
+go 1.19

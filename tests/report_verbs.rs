@@ -74,6 +74,23 @@ fn debug_opens_the_dump_in_lldb_with_the_crashed_program() {
 }
 
 #[test]
+fn debug_opens_the_preserved_copy_of_a_deleted_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim-bin");
+    std::fs::copy(fixture("self_delete"), &victim).unwrap();
+    let crash = Crashed::new(&victim);
+    assert!(!victim.exists());
+    let out = crash.crashwatch(&["debug", "--", "--batch", "-o", "bt"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    let preserved = crash.report["crash"]["preserved"][0]["file"].as_str().unwrap();
+    let module = Path::new(preserved).file_name().unwrap().to_str().unwrap();
+    let bt = stdout.split("(lldb) bt").nth(1).unwrap_or_else(|| panic!("no backtrace: {stdout}"));
+    let frame0 = bt.lines().find(|l| l.contains("frame #0")).unwrap_or_else(|| panic!("{bt}"));
+    assert!(frame0.contains(&format!("{module}`main at self_delete.c:13")), "{bt}");
+}
+
+#[test]
 fn debug_starts_the_debugger_on_the_program_and_the_dump() {
     let crash = Crashed::new(&fixture("segv_nested"));
     let dir = tempfile::tempdir().unwrap();

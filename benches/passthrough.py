@@ -2,8 +2,10 @@
 """Log pass-through throughput and idle memory of `crashwatch run`.
 
     python3 benches/passthrough.py [--runs 5] [--lines 10000000] [--width 100]
+                                   [--exe PATH]...
 
-Builds crashwatch (release) and testdata/producer.c, then alternates, RUNS
+Builds crashwatch (release; or measures each --exe given, e.g. the portable
+build target/dist/crashwatch) and testdata/producer.c, then alternates, RUNS
 times each, in the same run on the same machine:
 
     producer LINES out WIDTH | cat > /dev/null          (the peer)
@@ -24,12 +26,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build():
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "crashwatch")
+def build(exes):
+    if not exes:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+        exes = [os.path.join(ROOT, "target", "release", "crashwatch")]
     producer = os.path.join(tempfile.gettempdir(), "crashwatch-bench-producer")
     subprocess.run(["gcc", "-O2", "-o", producer, os.path.join(ROOT, "testdata", "producer.c")], check=True)
-    return exe, producer
+    return exes, producer
 
 
 def timed(cmd, shell=False):
@@ -52,36 +55,42 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--width", type=int, default=100)
+    ap.add_argument("--exe", action="append", default=[], help="a crashwatch binary to measure (repeatable)")
     args = ap.parse_args()
-    exe, producer = build()
+    exes, producer = build([os.path.abspath(e) for e in args.exe])
     gib = args.lines * args.width / (1 << 30)
     spool = tempfile.mkdtemp(prefix="crashwatch-bench-")
     env = dict(os.environ, CRASHWATCH_SPOOL_DIR=spool)
     os.environ.update(env)
     prod = f"{producer} {args.lines} out {args.width}"
-    peer, ours, alone = [], [], []
+    peer, alone = [], []
+    ours = {exe: [] for exe in exes}
     for _ in range(args.runs):
         alone.append(timed(prod, shell=True))
         peer.append(timed(f"{prod} | cat", shell=True))
-        ours.append(timed([exe, "run", "--", producer, str(args.lines), "out", str(args.width)]))
-    p, o = statistics.median(peer), statistics.median(ours)
+        for exe in exes:
+            ours[exe].append(timed([exe, "run", "--", producer, str(args.lines), "out", str(args.width)]))
+    p = statistics.median(peer)
     print(f"data: {args.lines} lines x {args.width} B = {gib:.2f} GiB, {args.runs} runs each, median")
     a = statistics.median(alone)
     print(f"producer (no pipe)      {a:7.3f} s  {gib / a:6.2f} GiB/s   runs: {' '.join(f'{t:.3f}' for t in alone)}")
     print(f"producer | cat          {p:7.3f} s  {gib / p:6.2f} GiB/s   runs: {' '.join(f'{t:.3f}' for t in peer)}")
-    print(f"crashwatch run          {o:7.3f} s  {gib / o:6.2f} GiB/s   runs: {' '.join(f'{t:.3f}' for t in ours)}")
-    print(f"throughput ratio (crashwatch / cat): {p / o:.2f}x")
+    for exe, times in ours.items():
+        o = statistics.median(times)
+        print(f"crashwatch run          {o:7.3f} s  {gib / o:6.2f} GiB/s   runs: {' '.join(f'{t:.3f}' for t in times)}")
+        print(f"  {exe}: throughput ratio (crashwatch / cat): {p / o:.2f}x")
 
-    samples = []
+    samples = {exe: [] for exe in exes}
     for _ in range(args.runs):
-        child = subprocess.Popen([exe, "run", "--", "sleep", "30"], stderr=subprocess.DEVNULL)
-        time.sleep(1.0)  # settle: this measures the idle state, not start-up
-        samples.append(rss_kib(child.pid))
-        child.terminate()
-        child.wait()
-    print(f"idle RSS supervising sleep: median {statistics.median(samples) / 1024:.2f} MiB "
-          f"(samples KiB: {' '.join(map(str, samples))})")
-
+        for exe in exes:
+            child = subprocess.Popen([exe, "run", "--", "sleep", "30"], stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # settle: this measures the idle state, not start-up
+            samples[exe].append(rss_kib(child.pid))
+            child.terminate()
+            child.wait()
+    for exe, kib in samples.items():
+        print(f"idle RSS supervising sleep: median {statistics.median(kib) / 1024:.2f} MiB "
+              f"(samples KiB: {' '.join(map(str, kib))})  {exe}")
 
 if __name__ == "__main__":
     sys.exit(main())

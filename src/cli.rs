@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::restart::Policy;
 
-const EXIT_CODES: &str = "\
+pub const EXIT_CODES: &str = "\
 Exit codes of `crashwatch run`:
   the child's own code    when it exits
   128+N                   when signal N kills it (139 for SIGSEGV)
@@ -67,6 +67,19 @@ pub enum Command {
     /// Print a minidump's stacks, symbolicated from the binaries and debug
     /// files on this machine (exit 1 for an unusable dump)
     Symbolicate(SymbolicateArgs),
+
+    // A report's minidump, handled as coredumpctl handles a core, and the
+    // generated documentation of the package.
+    /// Open a report's minidump in lldb (the newest report's without ID);
+    /// exit 127 when the debugger is not installed
+    Debug(DebugArgs),
+    /// Copy a report's minidump (the newest report's without ID) to a file
+    /// or to stdout
+    Dump(DumpArgs),
+    /// Write the man pages and shell completions generated from these
+    /// definitions (used to build the package)
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -256,8 +269,10 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct SymbolicateArgs {
-    /// The minidump
-    pub dump: PathBuf,
+    /// A minidump file, or the id of a report in the spool (enough of its
+    /// start to be unique) [default: the newest report's minidump]
+    #[arg(value_name = "DUMP|ID")]
+    pub dump: Option<OsString>,
 
     /// Print the stacks as JSON
     #[arg(long)]
@@ -317,6 +332,46 @@ pub struct ShowArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+// The coredumpctl-like verbs and the generated documentation.
+
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    /// The report's id, or enough of its start to be unique [default: the newest]
+    pub id: Option<String>,
+
+    /// The debugger to start as `DEBUGGER EXE --core DUMP`
+    #[arg(long, value_name = "PATH", env = "CRASHWATCH_DEBUGGER", default_value = "lldb")]
+    pub debugger: OsString,
+
+    /// More arguments for the debugger, after `--` (`-- --batch -o bt`)
+    #[arg(last = true, value_name = "DEBUGGER_ARGS")]
+    pub debugger_args: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The report's id, or enough of its start to be unique [default: the newest]
+    pub id: Option<String>,
+
+    /// Write the minidump to FILE (created 0600) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+pub struct GenerateArgs {
+    /// Write crashwatch.1 and a page per subcommand (crashwatch-run.1, …)
+    /// to this directory
+    #[arg(long, value_name = "DIR")]
+    pub man: Option<PathBuf>,
+
+    /// Write the completions for bash (crashwatch.bash), zsh (_crashwatch)
+    /// and fish (crashwatch.fish) to this directory
+    #[arg(long, value_name = "DIR")]
+    pub completions: Option<PathBuf>,
 }
 
 /// Parses `90` (seconds), `500ms`, `2s`, `1m 30s`, `1h`.

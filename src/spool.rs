@@ -49,6 +49,8 @@ pub enum SpoolError {
     NotFound { prefix: String, spool: PathBuf },
     #[error("'{prefix}' matches {count} reports in {spool}; give more of the id")]
     Ambiguous { prefix: String, count: usize, spool: PathBuf },
+    #[error("no reports in {spool}")]
+    Empty { spool: PathBuf },
 }
 
 /// A spool directory.
@@ -183,6 +185,24 @@ impl Spool {
             count => Err(SpoolError::Ambiguous { prefix, count, spool: self.root.clone() }),
         }
     }
+
+    /// The report whose id starts with `prefix`, or the newest without one
+    /// (what `show`, `debug`, `dump` and `symbolicate` take).
+    pub fn pick(&self, prefix: Option<&str>) -> Result<CrashReport, SpoolError> {
+        match prefix {
+            Some(prefix) => self.find(prefix),
+            None => self.reports()?.into_iter().next().ok_or_else(|| SpoolError::Empty { spool: self.root.clone() }),
+        }
+    }
+
+    /// The path of `file`, a name recorded in report `id` (`minidump.dmp`,
+    /// `preserved/…`); `None` for a name that would lead out of the report's
+    /// directory.
+    pub fn report_file(&self, id: &str, file: &str) -> Option<PathBuf> {
+        let name = Path::new(file);
+        let inside = !file.is_empty() && name.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        inside.then(|| self.report_dir(id).join(name))
+    }
 }
 
 fn load(path: &Path) -> Result<CrashReport, SpoolError> {
@@ -270,5 +290,16 @@ mod tests {
         let spool = Spool::at("/nonexistent/crashwatch-spool");
         assert!(spool.reports().unwrap().is_empty());
         assert!(matches!(spool.find("abcd"), Err(SpoolError::NotFound { .. })));
+        assert!(matches!(spool.pick(None), Err(SpoolError::Empty { .. })));
+    }
+
+    #[test]
+    fn report_files_stay_inside_their_report() {
+        let spool = Spool::at("/s");
+        assert_eq!(spool.report_file("ab", "minidump.dmp"), Some(PathBuf::from("/s/reports/ab/minidump.dmp")));
+        assert_eq!(spool.report_file("ab", "preserved/1/app"), Some(PathBuf::from("/s/reports/ab/preserved/1/app")));
+        for outside in ["", "../cd/minidump.dmp", "/etc/shadow", "preserved/../../x", "./x"] {
+            assert_eq!(spool.report_file("ab", outside), None, "{outside}");
+        }
     }
 }

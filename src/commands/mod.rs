@@ -1,9 +1,12 @@
 //! One module per subcommand. Each returns the process's exit code or a
 //! [`Failure`] that says what went wrong and which code to exit with.
 
+pub mod debug;
 pub mod delivery;
 pub mod doctor;
+pub mod dump;
 pub mod filing;
+pub mod generate;
 pub mod list;
 pub mod oom_snapshot;
 pub mod ran;
@@ -42,7 +45,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Doctor(args) => doctor::doctor(&spool(cli.spool_dir), &args),
         Command::Send(args) => send::send(&spool(cli.spool_dir), &args),
         Command::Test(args) => test_event::test(&args),
-        Command::Symbolicate(args) => symbolicate::run(&args),
+        Command::Symbolicate(args) => symbolicate::run(|| spool(cli.spool_dir), &args),
+        Command::Debug(args) => debug::debug(&spool(cli.spool_dir), &args),
+        Command::Dump(args) => dump::dump(&spool(cli.spool_dir), &args),
+        Command::Generate(args) => generate::generate(&args),
     }
 }
 

@@ -7,15 +7,7 @@ use crate::commands::Failure;
 use crate::spool::Spool;
 
 pub fn show(spool: &Spool, args: &ShowArgs) -> Result<i32, Failure> {
-    let report = match &args.id {
-        Some(id) => spool.find(id).map_err(|e| Failure::new(1, e))?,
-        None => spool
-            .reports()
-            .map_err(|e| Failure::new(1, e))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Failure::new(1, anyhow::anyhow!("no reports in {}", spool.root().display())))?,
-    };
+    let report = spool.pick(args.id.as_deref()).map_err(|e| Failure::new(1, e))?;
     let text = if args.json {
         serde_json::to_string_pretty(&report).expect("a report always serialises") + "\n"
     } else {

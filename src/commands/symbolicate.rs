@@ -1,18 +1,23 @@
-//! `crashwatch symbolicate DUMP`: a minidump's stacks, readable, offline
-//! (like minidump-stackwalk). `crashwatch run` also runs it as a short-lived
-//! helper process (`--json`), so that the memory symbolication takes never
-//! stays in the supervisor.
+//! `crashwatch symbolicate DUMP|ID`: a minidump's stacks, readable, offline
+//! (like minidump-stackwalk), from a file or a report in the spool.
+//! `crashwatch run` also runs it as a short-lived helper process (`--json`),
+//! so that the memory symbolication takes never stays in the supervisor.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::cli::SymbolicateArgs;
 use crate::commands::Failure;
+use crate::commands::dump::kept_dump;
 use crate::errors::Chain;
+use crate::spool::Spool;
 use crate::symbolicate::{SymbolOptions, Symbolicated, render_text, symbolicate};
 
-pub fn run(args: &SymbolicateArgs) -> Result<i32, Failure> {
+/// `spool` is opened only when the argument names a report: the helper
+/// process, given a file, must not create a default spool as a side effect.
+pub fn run(spool: impl FnOnce() -> Spool, args: &SymbolicateArgs) -> Result<i32, Failure> {
     let mut opts = SymbolOptions::default();
     opts.symbol_dirs.extend(args.symbols.iter().cloned());
     opts.symbol_urls.extend(args.symbol_url.iter().cloned());
@@ -24,7 +29,23 @@ pub fn run(args: &SymbolicateArgs) -> Result<i32, Failure> {
             .ok_or_else(|| Failure::new(2, anyhow::anyhow!("--replace takes RECORDED=COPY, got '{replace}'")))?;
         opts.replacements.push((PathBuf::from(recorded), PathBuf::from(copy)));
     }
-    let stacks = symbolicate(&args.dump, &opts).map_err(|e| Failure::new(1, anyhow::anyhow!("{}", Chain(&e))))?;
+    let dump = match args.dump.as_deref() {
+        Some(arg) if Path::new(arg).exists() || report_id(arg).is_none() => PathBuf::from(arg),
+        arg => {
+            let kept = kept_dump(&spool(), arg.and_then(report_id)).map_err(|failure| match arg {
+                Some(arg) => Failure {
+                    error: failure.error.context(format!("'{}' is neither a file nor a report", arg.display())),
+                    ..failure
+                },
+                None => failure,
+            })?;
+            // The report's own preserved copies of files deleted at crash
+            // time, after any the user gave.
+            opts.replacements.extend(kept.preserved);
+            kept.path
+        }
+    };
+    let stacks = symbolicate(&dump, &opts).map_err(|e| Failure::new(1, anyhow::anyhow!("{}", Chain(&e))))?;
     let text = if args.json {
         serde_json::to_string(&stacks).expect("stacks always serialise") + "\n"
     } else {
@@ -32,6 +53,11 @@ pub fn run(args: &SymbolicateArgs) -> Result<i32, Failure> {
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(0)
+}
+
+/// `arg` as a report id (hex digits, possibly the start of one).
+fn report_id(arg: &OsStr) -> Option<&str> {
+    arg.to_str().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Symbolicates `dump` in a child process (this same binary, `symbolicate

@@ -21,7 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Stages, each after what it uses.
     ("capture", &["process", "sys"]),
     ("ptrace", &["capture", "process", "sys"]),
-    ("memory", &["process", "sys"]),
+    ("memory", &["process", "sys", "errors"]),
     ("supervise", &["ptrace", "capture", "memory", "process", "sys", "errors", "exit"]),
     ("report", &["capture", "memory", "story", "logs", "process", "errors"]),
     ("spool", &["report", "errors", "sys"]),
@@ -29,7 +29,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("metrics", &["report"]),
     ("restart", &["process"]),
     ("cli", &["restart"]),
-    ("config", &["cli", "logs", "restart", "spool"]),
+    // Options name the types of what they configure (the ring, the restart
+    // policy, the spool, how minidumps are sent).
+    ("config", &["cli", "logs", "restart", "spool", "sentry"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -15,7 +15,7 @@
 use minidump_writer::crash_context::CrashContext;
 
 use crate::process::siginfo::SigInfo;
-use crate::sys::ptrace::{FpRegs, Regs};
+use crate::sys::arch::{self, FpRegs, Regs};
 
 /// Builds the crash context of thread `tid` of process `pid`.
 ///
@@ -26,54 +26,10 @@ pub fn build(pid: i32, tid: i32, regs: &Regs, fpregs: &FpRegs, info: &SigInfo) -
     let mut ctx = CrashContext::from_bytes(&zeroes)?;
     ctx.pid = pid;
     ctx.tid = tid;
-    fill_gregs(&mut ctx.context.uc_mcontext.gregs, regs, info);
-    fill_fpregs(&mut ctx.float_state, fpregs);
+    // A handler would see the faulting address in cr2 for page faults.
+    arch::fill_crash_context(&mut ctx, regs, fpregs, info.fault_addr().unwrap_or(0));
     fill_siginfo(&mut ctx.siginfo, info);
     Some(ctx)
-}
-
-/// Maps `user_regs_struct` onto the `gregs` array of a `ucontext_t`
-/// (indices are glibc's `REG_*`).
-fn fill_gregs(gregs: &mut [i64; 23], regs: &Regs, info: &SigInfo) {
-    let mut set = |index: libc::c_int, value: u64| gregs[index as usize] = value as i64;
-    set(libc::REG_R8, regs.r8);
-    set(libc::REG_R9, regs.r9);
-    set(libc::REG_R10, regs.r10);
-    set(libc::REG_R11, regs.r11);
-    set(libc::REG_R12, regs.r12);
-    set(libc::REG_R13, regs.r13);
-    set(libc::REG_R14, regs.r14);
-    set(libc::REG_R15, regs.r15);
-    set(libc::REG_RDI, regs.rdi);
-    set(libc::REG_RSI, regs.rsi);
-    set(libc::REG_RBP, regs.rbp);
-    set(libc::REG_RBX, regs.rbx);
-    set(libc::REG_RDX, regs.rdx);
-    set(libc::REG_RAX, regs.rax);
-    set(libc::REG_RCX, regs.rcx);
-    set(libc::REG_RSP, regs.rsp);
-    set(libc::REG_RIP, regs.rip);
-    set(libc::REG_EFL, regs.eflags);
-    // The kernel's sigcontext packs cs, gs, fs, ss as four u16 in this slot;
-    // minidump-writer unpacks cs from bits 0..16, gs 16..32, fs 32..48.
-    let csgsfs =
-        (regs.cs & 0xffff) | ((regs.gs & 0xffff) << 16) | ((regs.fs & 0xffff) << 32) | ((regs.ss & 0xffff) << 48);
-    set(libc::REG_CSGSFS, csgsfs);
-    // A handler would see the faulting address in cr2 for page faults.
-    set(libc::REG_CR2, info.fault_addr().unwrap_or(0));
-}
-
-fn fill_fpregs(out: &mut minidump_writer::crash_context::fpregset_t, fp: &FpRegs) {
-    out.cwd = fp.cwd;
-    out.swd = fp.swd;
-    out.ftw = fp.ftw;
-    out.fop = fp.fop;
-    out.rip = fp.rip;
-    out.rdp = fp.rdp;
-    out.mxcsr = fp.mxcsr;
-    out.mxcr_mask = fp.mxcr_mask;
-    out.st_space = fp.st_space;
-    out.xmm_space = fp.xmm_space;
 }
 
 /// Translates `siginfo_t` into the `signalfd_siginfo` layout the context

@@ -12,31 +12,20 @@
 //! faulting code's registers and the original fault's siginfo: the stack
 //! walked is the one that faulted, and the exception is the real one.
 //!
-//! x86_64 only: the frame layout is the kernel's `struct rt_sigframe`.
+//! The frame's layout is the architecture's (`sys::arch::sigframe`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use crate::process::siginfo::SigInfo;
-use crate::sys::ptrace::{RawSigInfo, Regs};
-
-/// `mov $0xf, %rax; syscall`: glibc's `__restore_rt` (`rt_sigreturn`).
-const RESTORE_RT: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
-/// `gregs` indices of the kernel's `sigcontext` beyond the registers.
-const REG_EFL: u64 = 17;
-const REG_ERR: u64 = 19;
-const REG_TRAPNO: u64 = 20;
-const REG_CR2: u64 = 22;
+use crate::sys::arch::sigframe::{self, GREGS, RESTORE_RT, SIGINFO};
+use crate::sys::arch::{Regs, stack_pointer};
+use crate::sys::ptrace::RawSigInfo;
 
 /// How far above the stack pointer the signal frame is looked for: the
 /// handler's own frames lie in between. An alternate signal stack is
 /// usually 8 to 64 KiB.
 const SEARCH: u64 = 64 << 10;
-/// `struct rt_sigframe`: `pretcode`, then the kernel's `struct ucontext`
-/// (`uc_flags`, `uc_link`, `stack_t`: 40 bytes; `sigcontext`: 32 words;
-/// `uc_sigmask`: 8 bytes), then the `siginfo`.
-const GREGS: u64 = 8 + 40;
-const SIGINFO: u64 = 8 + 40 + 256 + 8;
 
 /// The interrupted fault, when thread state `regs` is inside a handler
 /// running on an alternate stack of process `pid`.
@@ -45,17 +34,15 @@ pub(super) struct Handled {
     pub info: SigInfo,
 }
 
-/// Looks for the signal frame above `regs.rsp`. `None` unless the frame is
+/// Looks for the signal frame above the stack pointer. `None` unless the frame is
 /// there, the interrupted stack pointer lies outside the stack being run
 /// on, and the interrupted code took the fault that raises `signal`.
 pub(super) fn find(pid: i32, signal: i32, regs: &Regs) -> Option<Handled> {
-    if !cfg!(target_arch = "x86_64") {
-        return None;
-    }
+    let sp = stack_pointer(regs);
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     let mappings: Vec<(u64, u64, bool)> = maps.lines().filter_map(mapping).collect();
     let in_mapping = |address: u64| mappings.iter().find(|(start, end, _)| (*start..*end).contains(&address));
-    let &(_, stack_end, _) = in_mapping(regs.rsp)?;
+    let &(_, stack_end, _) = in_mapping(sp)?;
     let mem = File::open(format!("/proc/{pid}/mem")).ok()?;
     let read = |address: u64, buffer: &mut [u8]| mem.read_exact_at(buffer, address).ok();
     let word = |address: u64| {
@@ -63,48 +50,25 @@ pub(super) fn find(pid: i32, signal: i32, regs: &Regs) -> Option<Handled> {
         read(address, &mut bytes).map(|()| u64::from_ne_bytes(bytes))
     };
 
-    let top = stack_end.min(regs.rsp.saturating_add(SEARCH));
-    let mut stack = vec![0u8; usize::try_from(top.checked_sub(regs.rsp)?).ok()?];
-    read(regs.rsp, &mut stack)?;
+    let top = stack_end.min(sp.saturating_add(SEARCH));
+    let mut stack = vec![0u8; usize::try_from(top.checked_sub(sp)?).ok()?];
+    read(sp, &mut stack)?;
     let frame = stack.chunks_exact(8).enumerate().find_map(|(i, chunk)| {
         let candidate = u64::from_ne_bytes(chunk.try_into().ok()?);
         in_mapping(candidate).filter(|(_, _, executable)| *executable)?;
         let mut code = [0u8; RESTORE_RT.len()];
         read(candidate, &mut code)?;
-        (code == RESTORE_RT).then(|| regs.rsp + 8 * i as u64)
+        (code == RESTORE_RT).then(|| sp + 8 * i as u64)
     })?;
 
     let greg = |index: u64| word(frame + GREGS + 8 * index);
-    let interrupted_rsp = greg(15)?;
+    let interrupted_sp = greg(sigframe::STACK_POINTER)?;
     // Same stack: the unwinder crosses the signal frame by itself.
-    if in_mapping(interrupted_rsp).is_some_and(|(start, end, _)| (*start..*end).contains(&regs.rsp)) {
+    if in_mapping(interrupted_sp).is_some_and(|(start, end, _)| (*start..*end).contains(&sp)) {
         return None;
     }
     let info = interrupted_siginfo(signal, frame, &word, &greg)?;
-    let mut interrupted = *regs;
-    let targets: [&mut u64; 17] = [
-        &mut interrupted.r8,
-        &mut interrupted.r9,
-        &mut interrupted.r10,
-        &mut interrupted.r11,
-        &mut interrupted.r12,
-        &mut interrupted.r13,
-        &mut interrupted.r14,
-        &mut interrupted.r15,
-        &mut interrupted.rdi,
-        &mut interrupted.rsi,
-        &mut interrupted.rbp,
-        &mut interrupted.rbx,
-        &mut interrupted.rdx,
-        &mut interrupted.rax,
-        &mut interrupted.rcx,
-        &mut interrupted.rsp,
-        &mut interrupted.rip,
-    ];
-    for (index, target) in targets.into_iter().enumerate() {
-        *target = greg(index as u64)?;
-    }
-    interrupted.eflags = greg(REG_EFL)?;
+    let interrupted = sigframe::interrupted_regs(regs, greg)?;
     Some(Handled { regs: interrupted, info })
 }
 
@@ -127,20 +91,7 @@ fn interrupted_siginfo(
     if copied.signo() == signal && copied.code() > 0 {
         return Some(copied);
     }
-    const PAGE_FAULT: u64 = 14;
-    const GENERAL_PROTECTION: u64 = 13;
-    const DIVIDE_ERROR: u64 = 0;
-    const INVALID_OPCODE: u64 = 6;
-    let (trap, error) = (greg(REG_TRAPNO)?, greg(REG_ERR)?);
-    let (signo, code, address) = match trap {
-        // Bit 0 of the error code: the page was present (a protection
-        // fault), not unmapped.
-        PAGE_FAULT => (libc::SIGSEGV, if error & 1 == 0 { 1 } else { 2 }, greg(REG_CR2)?),
-        GENERAL_PROTECTION => (libc::SIGSEGV, 0x80, 0),
-        DIVIDE_ERROR => (libc::SIGFPE, 1, greg(16)?),
-        INVALID_OPCODE => (libc::SIGILL, 2, greg(16)?),
-        _ => return None,
-    };
+    let (signo, code, address) = sigframe::fault_of(greg)?;
     if signo != signal {
         return None;
     }

@@ -1,7 +1,8 @@
 //! The raw syscalls crashwatch needs and `std` does not offer: a fork whose
 //! child is held before `execve` and the child-subreaper flag here; ptrace,
-//! raw `waitpid` statuses and thread-directed signals in [`ptrace`]; the
-//! read-only file mappings symbolication reads debug information from in
+//! raw `waitpid` statuses and thread-directed signals in [`ptrace`]; what
+//! differs between CPU architectures (registers, signal frame) in [`arch`];
+//! the read-only file mappings symbolication reads debug information from in
 //! [`mapped`].
 //!
 //! This module and its children are the only code allowed `unsafe`. Everything
@@ -11,6 +12,7 @@
 //! [`ExecPlan::new`] before the fork.
 #![allow(unsafe_code)] // fork/exec: see the module doc.
 
+pub mod arch;
 pub mod mapped;
 pub mod ptrace;
 

@@ -20,13 +20,9 @@
 
 use std::ffi::{c_int, c_long, c_void};
 use std::io;
-use std::mem::MaybeUninit;
 use std::ptr;
 
-/// x86_64 general-purpose registers as `PTRACE_GETREGS` returns them.
-pub type Regs = libc::user_regs_struct;
-/// x87/SSE state as `PTRACE_GETFPREGS` returns it (the FXSAVE layout).
-pub type FpRegs = libc::user_fpregs_struct;
+pub use super::arch::{FpRegs, Regs, get_fpregs, get_regs};
 
 /// `PTRACE_EVENT_STOP`: a group-stop, an interrupt-stop, or the first stop of
 /// an auto-attached task (`status >> 16` of a seized tracee's stop).
@@ -59,7 +55,7 @@ fn last_error() -> io::Error {
 }
 
 /// Turns a `-1`-means-errno return value into a `Result`.
-fn check(rc: c_long) -> io::Result<c_long> {
+pub(super) fn check(rc: c_long) -> io::Result<c_long> {
     if rc == -1 { Err(last_error()) } else { Ok(rc) }
 }
 
@@ -131,34 +127,6 @@ pub fn get_siginfo(tid: i32) -> io::Result<RawSigInfo> {
     };
     check(rc)?;
     Ok(info)
-}
-
-/// `PTRACE_GETREGS`: general-purpose registers of a stopped tracee.
-pub fn get_regs(tid: i32) -> io::Result<Regs> {
-    let mut regs = MaybeUninit::<Regs>::uninit();
-    // SAFETY: `regs` points to writable memory of exactly
-    // sizeof(struct user_regs_struct), which is what PTRACE_GETREGS writes.
-    let rc = unsafe {
-        libc::ptrace(libc::PTRACE_GETREGS, tid, ptr::null_mut::<c_void>(), regs.as_mut_ptr().cast::<c_void>())
-    };
-    check(rc)?;
-    // SAFETY: the call succeeded, so the kernel filled the whole struct
-    // (copy_to_user of the full regset or an error, never a partial write).
-    Ok(unsafe { regs.assume_init() })
-}
-
-/// `PTRACE_GETFPREGS`: x87/SSE registers (FXSAVE area) of a stopped tracee.
-pub fn get_fpregs(tid: i32) -> io::Result<FpRegs> {
-    let mut regs = MaybeUninit::<FpRegs>::uninit();
-    // SAFETY: `regs` points to writable memory of exactly
-    // sizeof(struct user_fpregs_struct) (512 bytes), which is what
-    // PTRACE_GETFPREGS writes.
-    let rc = unsafe {
-        libc::ptrace(libc::PTRACE_GETFPREGS, tid, ptr::null_mut::<c_void>(), regs.as_mut_ptr().cast::<c_void>())
-    };
-    check(rc)?;
-    // SAFETY: the call succeeded, so the 512-byte area was fully written.
-    Ok(unsafe { regs.assume_init() })
 }
 
 /// `PTRACE_GETEVENTMSG`: the message of the last ptrace event (for

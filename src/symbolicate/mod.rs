@@ -49,19 +49,13 @@
 //!   [`SymbolicateError::Panicked`].
 
 //!
-//! # Cost (measured, 2-core VM, release build; BENCHMARKS.md)
+//! # Cost
 //!
-//! minidump-stackwalk (wholesym) loads each module on the stacks eagerly:
-//! every DWARF section decompressed and copied, every unit's abbreviations
-//! and line-program header parsed and kept, every symbol name read. Here a
-//! module costs its symbol table's *indices*, the DWARF sections addr2line
-//! needs decompressed (only when compressed), a pass over each unit's first
+//! A module costs its symbol table's indices, the DWARF sections addr2line
+//! needs (decompressed only when compressed), a pass over each unit's first
 //! entry, and then only the units that hold the addresses asked about
-//! (`dwarf/`). Peak RSS for a small C crash is ~20 MB (of which ~8 MB are
-//! pages of crashwatch's own binary and ~9 MB libc's decompressed DWARF),
-//! for ripgrep with full debug info ~40 MB: 0.4× minidump-stackwalk's, in
-//! about half its time. What remains is dominated by inflating libc's
-//! zlib-compressed DWARF.
+//! (`dwarf/`); minidump-stackwalk loads every module eagerly. Figures
+//! against it are in BENCHMARKS.md.
 
 mod convert;
 mod demangle;

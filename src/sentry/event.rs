@@ -299,7 +299,7 @@ fn native_frame(frame: &symbolicate::Frame, stacks: &Symbolicated) -> Value {
     let mut out = Map::new();
     out.insert("instruction_addr".into(), json!(report::hex(frame.instruction)));
     if let Some(base) = frame.module_base {
-        out.insert("image_addr".into(), json!(report::hex(base)));
+        out.insert("image_addr".into(), json!(report::hex(module.map_or(base, load_address))));
     }
     if let Some(addr) = frame.function_address {
         out.insert("symbol_addr".into(), json!(report::hex(addr)));
@@ -349,16 +349,34 @@ fn threads(stacks: &Symbolicated) -> Vec<Value> {
         .collect()
 }
 
+/// Where the module's first segment is loaded: what Sentry subtracts from
+/// an address to look it up in the debug file. The dump's record may start
+/// at a later mapping (a large executable whose read-only first segment was
+/// mapped apart, like node's).
+fn load_address(module: &symbolicate::Module) -> u64 {
+    module.image_base.filter(|b| *b <= module.base).unwrap_or(module.base)
+}
+
+/// One image per loaded file: the dump's records of a file mapped in
+/// pieces are joined into one range from its load address, so that no two
+/// images overlap.
 fn images(stacks: &Symbolicated) -> Vec<Value> {
-    stacks
-        .modules
-        .iter()
-        .map(|m| {
+    let mut images: Vec<(u64, u64, &symbolicate::Module)> = Vec::new();
+    for m in &stacks.modules {
+        let (start, end) = (load_address(m), m.base.saturating_add(m.size));
+        match images.iter_mut().find(|(s, _, first)| *s == start && first.code_file == m.code_file) {
+            Some((_, image_end, _)) => *image_end = (*image_end).max(end),
+            None => images.push((start, end, m)),
+        }
+    }
+    images
+        .into_iter()
+        .map(|(start, end, m)| {
             let mut image = json!({
                 "type": "elf",
                 "code_file": m.code_file,
-                "image_addr": report::hex(m.base),
-                "image_size": m.size,
+                "image_addr": report::hex(start),
+                "image_size": end - start,
             });
             if let Some(code_id) = &m.code_id {
                 image["code_id"] = json!(code_id.to_ascii_lowercase());
@@ -542,6 +560,51 @@ mod tests {
             Some("b2a3c6e1-f0d2-4b6a-8c1d-2e3f4a5b6c7d-1")
         );
         assert_eq!(sentry_debug_id("short"), None);
+    }
+
+    fn module(code_file: &str, base: u64, size: u64, image_base: Option<u64>) -> symbolicate::Module {
+        symbolicate::Module {
+            code_file: code_file.into(),
+            code_id: Some("AB12".into()),
+            debug_id: None,
+            base,
+            size,
+            image_base,
+            symbols: symbolicate::SymbolSource::Symtab,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn an_image_mapped_in_pieces_is_one_image_from_its_load_address() {
+        let stacks = Symbolicated {
+            cpu: "amd64".into(),
+            os: "Linux".into(),
+            crash_reason: None,
+            crash_address: None,
+            crashing_thread: None,
+            diagnosis: None,
+            threads: Vec::new(),
+            modules: vec![
+                // node: the first segment's record, then the code's, both
+                // of one file loaded at 0x1000.
+                module("/usr/bin/node", 0x1000, 0x800, Some(0x1000)),
+                module("/usr/bin/node", 0x3000, 0x2000, Some(0x1000)),
+                module("/usr/lib/libc.so.6", 0x9000, 0x100, None),
+            ],
+        };
+        let got: Vec<(String, String, u64)> = images(&stacks)
+            .iter()
+            .map(|i| {
+                let file = i["code_file"].as_str().unwrap().to_owned();
+                (file, i["image_addr"].as_str().unwrap().to_owned(), i["image_size"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [("/usr/bin/node".into(), "0x1000".into(), 0x4000), ("/usr/lib/libc.so.6".into(), "0x9000".into(), 0x100)]
+        );
+        assert_eq!(load_address(&stacks.modules[1]), 0x1000);
     }
 
     #[test]

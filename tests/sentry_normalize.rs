@@ -245,6 +245,20 @@ async fn every_event_crashwatch_sends_passes_relays_normalizer_intact() {
     let cmd = run(&spool("java"), &dsn, &[], &["java", "-cp", classes.to_str().unwrap(), "Crash", "chain"]);
     add("java exception", Some("panic"), false, events_of(&relay, cmd, 1).await);
 
+    let node = testdata("programs/node/uncaught.js");
+    let cmd = run(&spool("node"), &dsn, &[], &["node", node.to_str().unwrap()]);
+    add("node uncaught exception", Some("panic"), false, events_of(&relay, cmd, 1).await);
+    // process.abort(): the dump's native stack and node's JavaScript one.
+    let node = testdata("programs/node/abort.js");
+    let cmd = run(&spool("node-abort"), &dsn, &[], &["node", node.to_str().unwrap()]);
+    add("node abort", Some("panic"), true, events_of(&relay, cmd, 1).await);
+
+    // The JVM handles a SIGSEGV and aborts: the real signal, hs_err attached.
+    let hard = dir.join("hard");
+    build("javac", Command::new("javac").arg("-d").arg(&hard).arg(testdata("programs/HardCrash.java")));
+    let cmd = run(&spool("jvm"), &dsn, &[], &["java", "-cp", hard.to_str().unwrap(), "HardCrash"]);
+    add("jvm hard crash", Some("panic"), true, events_of(&relay, cmd, 1).await);
+
     let cpp = dir.join("terminate");
     build("g++", Command::new("g++").args(["-g", "-O0", "-o"]).arg(&cpp).arg(testdata("programs/terminate.cpp")));
     let cmd = run(&spool("cpp"), &dsn, &[], &[cpp.to_str().unwrap(), "runtime_error"]);

@@ -32,8 +32,8 @@ pub fn kept_dump(spool: &Spool, id: Option<&str>) -> Result<KeptDump, Failure> {
         let why = report
             .crash
             .as_ref()
-            .and_then(|c| c.minidump_error.clone())
-            .or_else(|| report.snapshot.as_ref().and_then(|s| s.minidump_error.clone()))
+            .and_then(|c| c.dumped.minidump_error.clone())
+            .or_else(|| report.snapshot.as_ref().and_then(|s| s.dumped.minidump_error.clone()))
             .unwrap_or_else(|| {
                 format!(
                     "it ended with {}; minidumps are taken of crash signals, and of OOM kills with --oom-snapshot",

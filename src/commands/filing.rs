@@ -62,10 +62,10 @@ pub fn file_with_snapshot(
         }
     } else if let Some(taken) = snapshot {
         let mut kept = keep_snapshot(spool, &report.id, &taken);
-        if let Some(dump) = &kept.minidump {
+        if let Some(dump) = &kept.dumped.minidump {
             let (symbolicated, file, error) = symbolicate_dump(spool, &report.id, dump, &[]);
-            kept.stacks = file;
-            kept.notes.extend(error);
+            kept.dumped.stacks = file;
+            kept.dumped.notes.extend(error);
             stacks = symbolicated;
         }
         report.snapshot = Some(kept);
@@ -85,9 +85,9 @@ fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbol
     // Deleted binaries are read from the copies kept at crash time.
     let replacements: Vec<(PathBuf, PathBuf)> =
         crash.preserved.iter().map(|p| (p.original.clone(), dir.join(&p.file))).collect();
-    let (stacks, file, error) = symbolicate_dump(spool, id, crash.minidump.as_ref()?, &replacements);
-    crash.stacks = file;
-    crash.notes.extend(error);
+    let (stacks, file, error) = symbolicate_dump(spool, id, crash.dumped.minidump.as_ref()?, &replacements);
+    crash.dumped.stacks = file;
+    crash.dumped.notes.extend(error);
     if let Some(stacks) = &stacks {
         crash.diagnose(stacks.diagnosis.clone());
     }
@@ -170,7 +170,7 @@ fn keep_crash(spool: &Spool, id: &str, capture: &CrashCapture) -> Crash {
         }
     }
     let mut crash = Crash::new(capture, minidump, preserved);
-    crash.notes.extend(notes);
+    crash.dumped.notes.extend(notes);
     crash
 }
 
@@ -236,7 +236,7 @@ fn summarize(
         text.push_str(&format!("the kernel's OOM killer killed it: {memory}\n"));
         if let Some(snapshot) = &report.snapshot {
             text.push_str(&format!("stacks from a snapshot {}\n", snapshot.headline(report.ended_at)));
-            if let Some(e) = &snapshot.minidump_error {
+            if let Some(e) = &snapshot.dumped.minidump_error {
                 text.push_str(&format!("snapshot: no minidump: {e}\n"));
             }
             if let Some(frames) = stacks.and_then(top_frames) {

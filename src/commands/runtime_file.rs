@@ -50,7 +50,7 @@ pub fn keep(spool: &Spool, report: &mut CrashReport) {
 
 /// The first [`MAX_BYTES`] of the file at `path` and whether there was more.
 fn read(path: &Path, report: &CrashReport) -> Result<(Vec<u8>, bool), String> {
-    let pids = [Some(report.program.pid), report.crash.as_ref().map(|c| c.pid)];
+    let pids = [Some(report.program.pid), report.crash.as_ref().map(|c| c.dumped.pid)];
     let expected: Vec<String> = pids.iter().flatten().map(|pid| format!("hs_err_pid{pid}.log")).collect();
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if !path.is_absolute() || !expected.contains(&name) {

@@ -141,13 +141,27 @@ pub struct Crash {
     /// Who sent the signal, when it was sent rather than raised by a fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<crate::capture::Sender>,
+    pub exe: PathBuf,
+    /// What rust-minidump saw in the crash: a null dereference, a stack
+    /// overflow, a non-canonical address, a bad jump…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
+    /// Deleted executables and libraries copied before the process died.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preserved: Vec<Preserved>,
     /// The process that crashed (the child, or a descendant with
-    /// `--follow-forks`).
+    /// `--follow-forks`) and the thread that took the signal; the capture's
+    /// time is from the fatal stop to the dump written.
+    #[serde(flatten)]
+    pub dumped: Dumped,
+}
+
+/// What a crash and a snapshot both record of the process they dumped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dumped {
     pub pid: i32,
-    /// The thread that took the signal.
     pub tid: i32,
     pub thread_name: String,
-    pub exe: PathBuf,
     /// Threads the process had when it was stopped.
     pub threads: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,20 +169,13 @@ pub struct Crash {
     /// Why there is no minidump.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minidump_error: Option<String>,
-    /// What rust-minidump saw in the crash: a null dereference, a stack
-    /// overflow, a non-canonical address, a bad jump…
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diagnosis: Option<String>,
     /// The symbolicated stacks of every thread (`crashwatch symbolicate
     /// --json` of the minidump).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks: Option<FileRef>,
-    /// Deleted executables and libraries copied before the process died.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub preserved: Vec<Preserved>,
-    /// From the fatal stop to the dump written, in milliseconds.
+    /// How long the process was held for the dump, in milliseconds.
     pub capture_ms: f64,
-    /// Problems that did not prevent the capture.
+    /// Problems that did not prevent the dump.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -192,25 +199,11 @@ pub struct MemorySnapshot {
     pub limit: u64,
     /// `--oom-snapshot PERCENT`.
     pub threshold_percent: u8,
-    pub pid: i32,
-    /// The thread that took the request: the dump's requesting thread.
-    pub tid: i32,
-    pub thread_name: String,
-    /// Threads the process had when it was stopped.
-    pub threads: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minidump: Option<FileRef>,
-    /// Why there is no minidump.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minidump_error: Option<String>,
-    /// The symbolicated stacks of every thread.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stacks: Option<FileRef>,
-    /// From the request's stop to the child running again, milliseconds.
-    pub capture_ms: f64,
-    /// Problems that did not prevent the snapshot.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    /// The child and the thread that took the request (the dump's
+    /// requesting thread); the capture's time is from the request's stop
+    /// to the child running again.
+    #[serde(flatten)]
+    pub dumped: Dumped,
 }
 
 impl MemorySnapshot {
@@ -225,15 +218,17 @@ impl MemorySnapshot {
             usage: crossing.usage,
             limit: crossing.threshold.limit,
             threshold_percent: crossing.threshold.percent,
-            pid: capture.pid,
-            tid: capture.tid,
-            thread_name: capture.thread_name.clone(),
-            threads: capture.threads,
-            minidump,
-            minidump_error,
-            stacks: None,
-            capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
-            notes,
+            dumped: Dumped {
+                pid: capture.pid,
+                tid: capture.tid,
+                thread_name: capture.thread_name.clone(),
+                threads: capture.threads,
+                minidump,
+                minidump_error,
+                stacks: None,
+                capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
+                notes,
+            },
         }
     }
 
@@ -311,18 +306,20 @@ impl Crash {
             code_name: signals::code_name(capture.signal, capture.si_code).map(str::to_owned),
             fault_address: capture.fault_addr.map(hex),
             sender: capture.sender.clone(),
-            pid: capture.pid,
-            tid: capture.tid,
-            thread_name: capture.thread_name.clone(),
             exe: capture.exe.clone(),
-            threads: capture.threads,
-            minidump,
-            minidump_error,
             diagnosis: sent_by(capture),
-            stacks: None,
             preserved,
-            capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
-            notes,
+            dumped: Dumped {
+                pid: capture.pid,
+                tid: capture.tid,
+                thread_name: capture.thread_name.clone(),
+                threads: capture.threads,
+                minidump,
+                minidump_error,
+                stacks: None,
+                capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
+                notes,
+            },
         }
     }
 
@@ -336,7 +333,7 @@ impl Crash {
 
     /// `SIGSEGV (SEGV_MAPERR) at 0x0 in thread 'main' (tid 42)`
     pub fn headline(&self) -> String {
-        crash_headline(self.signal, self.code, self.fault_address_value(), &self.thread_name, self.tid)
+        crash_headline(self.signal, self.code, self.fault_address_value(), &self.dumped.thread_name, self.dumped.tid)
     }
 
     fn fault_address_value(&self) -> Option<u64> {
@@ -488,15 +485,15 @@ impl CrashReport {
     /// The minidump kept with the report: the crash's, or else the memory
     /// snapshot's.
     pub fn minidump_file(&self) -> Option<&FileRef> {
-        let crash = self.crash.as_ref().and_then(|c| c.minidump.as_ref());
-        crash.or_else(|| self.snapshot.as_ref().and_then(|s| s.minidump.as_ref()))
+        let crash = self.crash.as_ref().and_then(|c| c.dumped.minidump.as_ref());
+        crash.or_else(|| self.snapshot.as_ref().and_then(|s| s.dumped.minidump.as_ref()))
     }
 
     /// The symbolicated stacks of [`CrashReport::minidump_file`].
     pub fn stacks_file(&self) -> Option<&FileRef> {
         match &self.crash {
-            Some(crash) => crash.stacks.as_ref(),
-            None => self.snapshot.as_ref().and_then(|s| s.stacks.as_ref()),
+            Some(crash) => crash.dumped.stacks.as_ref(),
+            None => self.snapshot.as_ref().and_then(|s| s.dumped.stacks.as_ref()),
         }
     }
 
@@ -530,6 +527,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shared_dump_fields_stay_where_reports_on_disk_have_them() {
+        // A crash record as earlier versions wrote it: every field flat.
+        let written = serde_json::json!({
+            "signal": 11, "signal_name": "SIGSEGV", "code": 1, "pid": 7, "tid": 8,
+            "thread_name": "worker", "exe": "/srv/app", "threads": 2,
+            "minidump": {"file": "minidump.dmp", "size": 10}, "capture_ms": 1.5,
+        });
+        let crash: Crash = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!((crash.dumped.pid, crash.dumped.tid, crash.dumped.thread_name.as_str()), (7, 8, "worker"));
+        assert_eq!(serde_json::to_value(&crash).unwrap(), written);
+    }
+
+    #[test]
     fn a_snapshot_says_when_and_at_what_share_of_the_limit() {
         let taken_at = time::macros::datetime!(2026-11-22 03:15:02 UTC);
         let snapshot = MemorySnapshot {
@@ -538,15 +548,17 @@ mod tests {
             usage: 34_000_000,
             limit: 64 << 20,
             threshold_percent: 50,
-            pid: 7,
-            tid: 7,
-            thread_name: "server".into(),
-            threads: 3,
-            minidump: None,
-            minidump_error: None,
-            stacks: None,
-            capture_ms: 1.5,
-            notes: Vec::new(),
+            dumped: Dumped {
+                pid: 7,
+                tid: 7,
+                thread_name: "server".into(),
+                threads: 3,
+                minidump: None,
+                minidump_error: None,
+                stacks: None,
+                capture_ms: 1.5,
+                notes: Vec::new(),
+            },
         };
         assert_eq!(
             snapshot.headline(taken_at + time::Duration::milliseconds(1250)),

@@ -40,19 +40,23 @@ impl CrashReport {
         }
         if let Some(crash) = &self.crash {
             let _ = writeln!(out, "Crash       {}", crash.headline());
-            if crash.pid != self.program.pid {
-                let _ =
-                    writeln!(out, "Process     {} (pid {}), a descendant of the child", crash.exe.display(), crash.pid);
+            if crash.dumped.pid != self.program.pid {
+                let _ = writeln!(
+                    out,
+                    "Process     {} (pid {}), a descendant of the child",
+                    crash.exe.display(),
+                    crash.dumped.pid
+                );
             }
-            let _ = writeln!(out, "Threads     {}", crash.threads);
-            match (&crash.minidump, &crash.minidump_error) {
+            let _ = writeln!(out, "Threads     {}", crash.dumped.threads);
+            match (&crash.dumped.minidump, &crash.dumped.minidump_error) {
                 (Some(dump), _) => {
                     let _ = writeln!(
                         out,
                         "Minidump    {} ({}, written in {:.1} ms)",
                         dump.file,
                         human_bytes(dump.size),
-                        crash.capture_ms
+                        crash.dumped.capture_ms
                     );
                 }
                 (None, Some(e)) => {
@@ -63,7 +67,7 @@ impl CrashReport {
             for p in &crash.preserved {
                 let _ = writeln!(out, "Preserved   {} → {} ({})", p.original.display(), p.file, human_bytes(p.size));
             }
-            for note in &crash.notes {
+            for note in &crash.dumped.notes {
                 let _ = writeln!(out, "Note        {note}");
             }
         }
@@ -96,16 +100,16 @@ impl CrashReport {
             let _ = writeln!(
                 out,
                 "Threads     {}, stacks as of the snapshot ('{}', tid {} took it)",
-                snapshot.threads, snapshot.thread_name, snapshot.tid
+                snapshot.dumped.threads, snapshot.dumped.thread_name, snapshot.dumped.tid
             );
-            match (&snapshot.minidump, &snapshot.minidump_error) {
+            match (&snapshot.dumped.minidump, &snapshot.dumped.minidump_error) {
                 (Some(dump), _) => {
                     let _ = writeln!(
                         out,
                         "Minidump    {} ({}, the child held for {:.1} ms)",
                         dump.file,
                         human_bytes(dump.size),
-                        snapshot.capture_ms
+                        snapshot.dumped.capture_ms
                     );
                 }
                 (None, Some(e)) => {
@@ -113,7 +117,7 @@ impl CrashReport {
                 }
                 (None, None) => {}
             }
-            for note in &snapshot.notes {
+            for note in &snapshot.dumped.notes {
                 let _ = writeln!(out, "Note        {note}");
             }
         }

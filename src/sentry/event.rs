@@ -241,9 +241,9 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
         exception["stacktrace"] = stacktrace;
     }
     if let Some(crash) = &report.crash {
-        exception["thread_id"] = json!(crash.tid);
+        exception["thread_id"] = json!(crash.dumped.tid);
     } else if let Some(snapshot) = report.snapshot.as_ref().filter(|_| !exception["stacktrace"].is_null()) {
-        exception["thread_id"] = json!(snapshot.tid);
+        exception["thread_id"] = json!(snapshot.dumped.tid);
     }
     values.push(exception);
     values
@@ -424,9 +424,9 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         crashwatch["ran_seconds"] = json!(ran.as_seconds_f64());
     }
     if let Some(crash) = &report.crash {
-        crashwatch["capture_ms"] = json!(crash.capture_ms);
-        crashwatch["threads"] = json!(crash.threads);
-        if let Some(e) = &crash.minidump_error {
+        crashwatch["capture_ms"] = json!(crash.dumped.capture_ms);
+        crashwatch["threads"] = json!(crash.dumped.threads);
+        if let Some(e) = &crash.dumped.minidump_error {
             crashwatch["minidump_error"] = json!(e);
         }
     }
@@ -448,10 +448,10 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
             "percent": (snapshot.percent() * 10.0).round() / 10.0,
             "threshold_percent": snapshot.threshold_percent,
             "seconds_before_end": (report.ended_at - snapshot.taken_at).as_seconds_f64(),
-            "threads": snapshot.threads,
-            "capture_ms": snapshot.capture_ms,
+            "threads": snapshot.dumped.threads,
+            "capture_ms": snapshot.dumped.capture_ms,
         });
-        if let Some(e) = &snapshot.minidump_error {
+        if let Some(e) = &snapshot.dumped.minidump_error {
             value["minidump_error"] = json!(e);
         }
         crashwatch["snapshot"] = value;

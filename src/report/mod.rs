@@ -180,6 +180,34 @@ pub struct Dumped {
     pub notes: Vec<String>,
 }
 
+impl Dumped {
+    /// The record of a dump of thread `tid` (named `thread_name`) of process
+    /// `pid`, which had `threads` threads and was held for `held`.
+    fn new(
+        (pid, tid, thread_name): (i32, i32, &str),
+        threads: usize,
+        minidump: Result<FileRef, String>,
+        held: std::time::Duration,
+        notes: Vec<String>,
+    ) -> Dumped {
+        let (minidump, minidump_error) = match minidump {
+            Ok(file) => (Some(file), None),
+            Err(e) => (None, Some(e)),
+        };
+        Dumped {
+            pid,
+            tid,
+            thread_name: thread_name.to_owned(),
+            threads,
+            minidump,
+            minidump_error,
+            stacks: None,
+            capture_ms: held.as_secs_f64() * 1000.0,
+            notes,
+        }
+    }
+}
+
 /// A minidump of the live child, taken when its memory first crossed the
 /// `--oom-snapshot` share of its cgroup's limit: the stacks an OOM kill
 /// leaves no chance to take. File names are relative to the report's
@@ -211,24 +239,19 @@ impl MemorySnapshot {
     /// as kept in the report's directory (or why keeping it failed).
     pub fn new(crossing: &Crossing, capture: &SnapshotCapture, minidump: Result<FileRef, String>) -> MemorySnapshot {
         let notes = capture_notes(&capture.soft_errors, &capture.requeued, "snapshot");
-        let (minidump, minidump_error) = split(minidump);
         MemorySnapshot {
             crossed_at: crossing.at,
             taken_at: capture.taken_at.into(),
             usage: crossing.usage,
             limit: crossing.threshold.limit,
             threshold_percent: crossing.threshold.percent,
-            dumped: Dumped {
-                pid: capture.pid,
-                tid: capture.tid,
-                thread_name: capture.thread_name.clone(),
-                threads: capture.threads,
+            dumped: Dumped::new(
+                (capture.pid, capture.tid, &capture.thread_name),
+                capture.threads,
                 minidump,
-                minidump_error,
-                stacks: None,
-                capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
+                capture.elapsed,
                 notes,
-            },
+            ),
         }
     }
 
@@ -268,14 +291,6 @@ pub fn short_id(id: &str) -> &str {
     id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }
 
-/// A kept minidump, or why there is none, as the record's two fields.
-fn split(minidump: Result<FileRef, String>) -> (Option<FileRef>, Option<String>) {
-    match minidump {
-        Ok(file) => (Some(file), None),
-        Err(e) => (None, Some(e)),
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRef {
     pub file: String,
@@ -298,7 +313,6 @@ impl Crash {
     pub fn new(capture: &CrashCapture, minidump: Result<FileRef, String>, preserved: Vec<Preserved>) -> Crash {
         let mut notes = capture.notes.clone();
         notes.extend(capture_notes(&capture.soft_errors, &capture.requeued, "capture"));
-        let (minidump, minidump_error) = split(minidump);
         Crash {
             signal: capture.signal,
             signal_name: signals::name(capture.signal),
@@ -309,17 +323,13 @@ impl Crash {
             exe: capture.exe.clone(),
             diagnosis: sent_by(capture),
             preserved,
-            dumped: Dumped {
-                pid: capture.pid,
-                tid: capture.tid,
-                thread_name: capture.thread_name.clone(),
-                threads: capture.threads,
+            dumped: Dumped::new(
+                (capture.pid, capture.tid, &capture.thread_name),
+                capture.threads,
                 minidump,
-                minidump_error,
-                stacks: None,
-                capture_ms: capture.elapsed.as_secs_f64() * 1000.0,
+                capture.elapsed,
                 notes,
-            },
+            ),
         }
     }
 

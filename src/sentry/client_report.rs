@@ -39,6 +39,10 @@ pub enum Category {
     Error,
     /// Attachment payloads; quantity counts bytes.
     Attachment,
+    /// Release Health: quantity counts `session` and `sessions` items.
+    Session,
+    /// Cron check-ins; quantity counts `check_in` items.
+    Monitor,
 }
 
 /// One `discarded_events` entry.

@@ -75,6 +75,9 @@ impl FlushSummary {
                 parts.push(format!("{n} waiting ({why})"));
             }
         }
+        if self.dropped > 0 {
+            parts.push(format!("{} dropped (sessions or check-ins under a rate limit)", self.dropped));
+        }
         if self.rejected > 0 {
             parts.push(format!("{} rejected by Relay (kept in the outbox's rejected/)", self.rejected));
         }

@@ -14,9 +14,13 @@
 //!   ├── error/default category limited ────────────────────► rate_limited
 //!   ├── attachments limited, for less than the patience ───► rate_limited
 //!   ├── attachments limited for longer: send without them (client report)
+//!   ├── sessions / check-ins limited: sent without them, counted in the
+//!   │   client report; an entry of nothing else is deleted   dropped
 //!   ▼
 //! send ── 2xx ─► delete                                      sent
 //!   ├── 429 ─► persist the limits, entry untouched           rate_limited
+//!   │          (sessions or check-ins alone: deleted, Relay
+//!   │           counted them)                                dropped
 //!   ├── 413 ─► rewrite without the minidump, then without
 //!   │          any attachment, and send again; an event
 //!   │          alone that is still too large is rejected
@@ -42,7 +46,7 @@ use crate::errors::Chain;
 use crate::sentry::client_report::{DiscardReason, DiscardedCounts};
 use crate::sentry::clock::unix_millis;
 use crate::sentry::dsn::Dsn;
-use crate::sentry::envelope::{self, EnvelopeError, RawEnvelope, RawItem};
+use crate::sentry::envelope::{self, EnvelopeError, ItemType, RawEnvelope, RawItem};
 use crate::sentry::outbox::{Claim, Outbox, OutboxError, Rejection};
 use crate::sentry::rate_limit::LimitedPart;
 use crate::sentry::upload::{UploadError, Uploader};
@@ -60,6 +64,9 @@ pub struct FlushSummary {
     pub rate_limited: usize,
     /// Being sent by another process.
     pub busy: usize,
+    /// Sessions or check-ins alone that a rate limit made us (or Relay)
+    /// drop, as Sentry's SDKs do; not kept for later.
+    pub dropped: usize,
     /// Not looked at: the deadline passed or Relay was unreachable.
     pub not_attempted: usize,
     /// Whether the deadline ended the flush.
@@ -146,7 +153,31 @@ async fn flush_entry(
         return Ok(Next::Continue);
     }
     let limits = uploader.rate_limits();
-    if let Some(until) = limits.limited_until(LimitedPart::Event, now) {
+    let contents = claim.state().summary;
+    // Session updates and check-ins are not kept while their category is
+    // limited: Sentry's SDKs drop them and say so in a client report.
+    let mut strip_items = Vec::new();
+    if contents.sessions > 0 && limits.limited_until(LimitedPart::Sessions, now).is_some() {
+        strip_items.extend([ItemType::Session, ItemType::Sessions]);
+    }
+    if contents.check_ins > 0 && limits.limited_until(LimitedPart::CheckIns, now).is_some() {
+        strip_items.push(ItemType::CheckIn);
+    }
+    let only_items = contents.events == 0 && contents.attachments == 0;
+    let all_limited = (contents.sessions == 0 || strip_items.contains(&ItemType::Session))
+        && (contents.check_ins == 0 || strip_items.contains(&ItemType::CheckIn));
+    if only_items && !strip_items.is_empty() && all_limited {
+        let mut lost = DiscardedCounts::default();
+        contents.discard_all(DiscardReason::RatelimitBackoff, &mut lost);
+        outbox.record_discarded(&lost)?;
+        tracing::info!(entry = claim.id(), "dropped sessions or check-ins: their category is rate limited");
+        claim.complete()?;
+        summary.dropped += 1;
+        return Ok(Next::Continue);
+    }
+    if contents.events > 0
+        && let Some(until) = limits.limited_until(LimitedPart::Event, now)
+    {
         claim.note(&format!("rate limited until {}", envelope::format_timestamp(until)))?;
         summary.rate_limited += 1;
         return Ok(Next::Continue);
@@ -169,7 +200,7 @@ async fn flush_entry(
     for _ in 0..3 {
         let stored = read_entry(&claim).await?;
         let sent_at = uploader.clock().now();
-        let body = match prepare_body(&stored, sent_at, uploader.dsn(), strip_attachments) {
+        let body = match prepare_body(&stored, sent_at, uploader.dsn(), strip_attachments, &strip_items) {
             Ok(body) => body,
             Err(error) => {
                 // Our own file no longer parses: sending it would only earn a
@@ -191,6 +222,15 @@ async fn flush_entry(
                 tracing::info!(entry = claim.id(), event_id, "crash report delivered");
                 claim.complete()?;
                 summary.sent += 1;
+                return Ok(Next::Continue);
+            }
+            Err(UploadError::RateLimited { limits }) if only_items => {
+                // Relay counted them; Sentry's SDKs do not keep sessions or
+                // check-ins for after a limit, and neither do we.
+                outbox.record_rate_limits(&limits)?;
+                tracing::warn!(entry = claim.id(), "relay rate limited sessions or check-ins; dropped");
+                claim.complete()?;
+                summary.dropped += 1;
                 return Ok(Next::Continue);
             }
             Err(UploadError::RateLimited { limits }) => {
@@ -259,19 +299,24 @@ async fn read_entry(claim: &Claim<'_>) -> Result<Vec<u8>, FlushError> {
 
 /// The body to send: the stored envelope with a fresh `sent_at` (Relay uses it
 /// to correct clock drift, so it must be the time of *this* request) and the
-/// current DSN, minus attachments when they are rate limited.
+/// current DSN, minus attachments and the session or check-in items of
+/// `strip_items` when they are rate limited.
 fn prepare_body(
     stored: &[u8],
     sent_at: SystemTime,
     dsn: &Dsn,
     strip_attachments: bool,
+    strip_items: &[ItemType],
 ) -> Result<Vec<u8>, EnvelopeError> {
-    if !strip_attachments {
+    if !strip_attachments && strip_items.is_empty() {
         return envelope::with_fresh_header(stored, sent_at, dsn);
     }
     let mut raw = RawEnvelope::parse(stored)?;
     raw.refresh_header(sent_at, dsn);
-    raw.drop_attachments(|_| true, DiscardReason::RatelimitBackoff, "attachments rate limited", sent_at);
+    if strip_attachments {
+        raw.drop_attachments(|_| true, DiscardReason::RatelimitBackoff, "attachments rate limited", sent_at);
+    }
+    raw.drop_items(strip_items, DiscardReason::RatelimitBackoff, sent_at);
     Ok(raw.to_vec())
 }
 

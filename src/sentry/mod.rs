@@ -21,6 +21,7 @@
 //! * [`flush`] drives the outbox through the uploader until everything due is
 //!   sent or a deadline passes.
 
+pub mod check_in;
 pub mod client_report;
 pub mod clock;
 pub mod deliver;
@@ -32,6 +33,8 @@ pub mod minidump_scrub;
 pub mod outbox;
 pub mod rate_limit;
 pub mod scrub;
+pub mod session;
+pub mod session_budget;
 pub mod throttle;
 pub mod upload;
 

@@ -13,7 +13,9 @@
 //! What a crash envelope needs, mapped to Relay's categories:
 //! * the event: `error` (a crash event is an error event; `default` is
 //!   honoured too because a limit on it would drop an event without exception);
-//! * attachments: `attachment` (bytes) and `attachment_item` (count).
+//! * attachments: `attachment` (bytes) and `attachment_item` (count);
+//! * Release Health session updates and aggregates: `session`;
+//! * cron check-ins: `monitor`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -32,6 +34,10 @@ pub enum LimitedPart {
     Event,
     /// Attachment items (categories `attachment` and `attachment_item`).
     Attachments,
+    /// `session` and `sessions` items (category `session`).
+    Sessions,
+    /// `check_in` items (category `monitor`).
+    CheckIns,
 }
 
 impl LimitedPart {
@@ -39,6 +45,8 @@ impl LimitedPart {
         match self {
             Self::Event => &["error", "default"],
             Self::Attachments => &["attachment", "attachment_item"],
+            Self::Sessions => &["session"],
+            Self::CheckIns => &["monitor"],
         }
     }
 }
@@ -243,6 +251,16 @@ mod tests {
         assert_eq!(limits.limited_until(LimitedPart::Event, t0()), None);
         assert_eq!(limits.limited_until(LimitedPart::Attachments, t0()), None);
         assert!(!limits.is_empty());
+    }
+
+    #[test]
+    fn sessions_and_check_ins_have_their_own_categories() {
+        let limits = RateLimits::from_response(429, None, Some("60:session:key, 120:monitor:organization"), t0());
+        assert_eq!(limits.limited_until(LimitedPart::Sessions, t0()), Some(t0() + secs(60)));
+        assert_eq!(limits.limited_until(LimitedPart::CheckIns, t0()), Some(t0() + secs(120)));
+        assert_eq!(limits.limited_until(LimitedPart::Event, t0()), None);
+        let all = RateLimits::from_response(429, Some("30"), None, t0());
+        assert_eq!(all.limited_until(LimitedPart::Sessions, t0()), Some(t0() + secs(30)));
     }
 
     #[test]

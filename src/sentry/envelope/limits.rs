@@ -26,7 +26,9 @@ impl Envelope {
         let size = self.attachments[index].len()?;
         let attachment = self.attachments.remove(index);
         let minidump = attachment.is_minidump();
-        mark_dropped(&mut self.event, &attachment.filename, attachment.attachment_type.as_str(), minidump, size, why);
+        if let Some(event) = self.event.as_mut() {
+            mark_dropped(event, &attachment.filename, attachment.attachment_type.as_str(), minidump, size, why);
+        }
         self.discarded.add(reason, Category::Attachment, size);
         tracing::warn!(
             event_id = %self.event_id,
@@ -43,7 +45,7 @@ impl Envelope {
     /// An event over the limit is an error: it cannot be trimmed here without
     /// knowing what matters in it, and Relay would refuse it.
     pub fn enforce_limits(&mut self, limits: &Limits) -> Result<(), EnvelopeError> {
-        let event_size = serde_json::to_vec(&self.event).map(|v| v.len() as u64).unwrap_or(u64::MAX);
+        let event_size = self.event.as_ref().map_or(0, |e| serde_json::to_vec(e).map_or(u64::MAX, |v| v.len() as u64));
         if event_size > limits.max_event_bytes {
             return Err(EnvelopeError::EventTooLarge { size: event_size, limit: limits.max_event_bytes });
         }
@@ -97,8 +99,9 @@ impl Envelope {
     pub fn estimated_size(&self) -> Result<u64, EnvelopeError> {
         // Header, item headers and the client report are small and bounded;
         // 1 KiB per item over-estimates them safely.
-        let event = serde_json::to_vec(&self.event).map_or(0, |v| v.len() as u64);
-        let mut size = 1024 + event + 1024;
+        let event = self.event.as_ref().and_then(|e| serde_json::to_vec(e).ok()).map_or(0, |v| v.len() as u64);
+        let items: u64 = self.items.iter().map(|i| i.payload.len() as u64 + 1024).sum();
+        let mut size = 1024 + event + 1024 + items;
         for attachment in &self.attachments {
             size += attachment.len()? + 1024;
         }
@@ -172,7 +175,7 @@ mod tests {
         envelope.fit_total(without_minidump, DiscardReason::CacheOverflow, "spool full").unwrap();
         let names: Vec<&str> = envelope.attachments().iter().map(|a| a.filename.as_str()).collect();
         assert_eq!(names, ["log.txt"]);
-        assert_eq!(envelope.event()["tags"]["minidump_dropped"], "spool full");
+        assert_eq!(envelope.event().unwrap()["tags"]["minidump_dropped"], "spool full");
     }
 
     #[test]

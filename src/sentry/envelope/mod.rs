@@ -39,10 +39,12 @@ use serde_json::{Map, Value};
 use crate::sentry::client_report::{Category, DiscardReason, DiscardedCounts};
 use crate::sentry::dsn::Dsn;
 
+mod items;
 mod limits;
 mod raw;
 mod rewrite;
 
+pub use items::{Item, ItemType, MAX_CHECK_IN_BYTES, MAX_SESSIONS};
 pub use limits::mark_dropped;
 pub use raw::{RawEnvelope, RawItem, with_fresh_header};
 pub use rewrite::Rewrite;
@@ -101,6 +103,24 @@ pub enum EnvelopeError {
     TooManyAttachments {
         /// The limit in force.
         limit: usize,
+    },
+    /// More items of a type than Relay takes in one envelope.
+    #[error("envelope already has {limit} {ty} item(s), the most relay accepts")]
+    TooManyItems {
+        /// The item type.
+        ty: &'static str,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// An item over Relay's size limit for its type.
+    #[error("{ty} item is {size} bytes, over the {limit}-byte limit")]
+    ItemTooLarge {
+        /// The item type.
+        ty: &'static str,
+        /// Serialized size.
+        size: u64,
+        /// The limit in force.
+        limit: u64,
     },
     /// Even without attachments the envelope does not fit.
     #[error("envelope is {size} bytes without attachments, over the {limit}-byte limit")]
@@ -279,6 +299,12 @@ pub struct Summary {
     pub attachment_bytes: u64,
     /// Whether one attachment is the minidump.
     pub has_minidump: bool,
+    /// `session` and `sessions` items.
+    #[serde(default)]
+    pub sessions: u32,
+    /// `check_in` items.
+    #[serde(default)]
+    pub check_ins: u32,
 }
 
 impl Summary {
@@ -286,21 +312,44 @@ impl Summary {
     pub fn discard_all(&self, reason: DiscardReason, counts: &mut DiscardedCounts) {
         counts.add(reason, Category::Error, u64::from(self.events));
         counts.add(reason, Category::Attachment, self.attachment_bytes);
+        counts.add(reason, Category::Session, u64::from(self.sessions));
+        counts.add(reason, Category::Monitor, u64::from(self.check_ins));
+    }
+
+    /// Counts an item of type `ty` (an event, attachment, session or check-in).
+    pub(crate) fn count(&mut self, ty: &str, payload_len: u64, minidump: bool) {
+        match ty {
+            "event" => self.events += 1,
+            "attachment" => {
+                self.attachments += 1;
+                self.attachment_bytes += payload_len;
+                self.has_minidump |= minidump;
+            }
+            "session" | "sessions" => self.sessions += 1,
+            "check_in" => self.check_ins += 1,
+            _ => {}
+        }
     }
 }
 
-/// A crash report ready to be written: event JSON plus attachments.
+/// What is ready to be written: a crash report (event JSON plus
+/// attachments), with or without session and check-in items, or such items
+/// alone.
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    /// The event's id, or for an envelope without an event a fresh id that
+    /// names its outbox entry (and is not written in its header).
     event_id: EventId,
-    event: Value,
+    event: Option<Value>,
+    items: Vec<Item>,
     attachments: Vec<Attachment>,
     discarded: DiscardedCounts,
 }
 
 #[derive(Serialize)]
 struct EnvelopeHeader<'a> {
-    event_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
     dsn: &'a str,
     sent_at: String,
 }
@@ -328,7 +377,24 @@ impl Envelope {
                 return Err(EnvelopeError::EventIdMismatch { expected: event_id, found: found.to_string() });
             }
         }
-        Ok(Self { event_id, event, attachments: Vec::new(), discarded: DiscardedCounts::default() })
+        Ok(Self {
+            event_id,
+            event: Some(event),
+            items: Vec::new(),
+            attachments: Vec::new(),
+            discarded: DiscardedCounts::default(),
+        })
+    }
+
+    /// An envelope for session or check-in items alone (see [`Envelope::add_item`]).
+    pub fn without_event() -> Self {
+        Self {
+            event_id: EventId::new_v4(),
+            event: None,
+            items: Vec::new(),
+            attachments: Vec::new(),
+            discarded: DiscardedCounts::default(),
+        }
     }
 
     /// Adds an attachment; Relay accepts at most 30.
@@ -341,14 +407,19 @@ impl Envelope {
         Ok(())
     }
 
-    /// The event id.
+    /// The event id (for an envelope without an event, its entry's id).
     pub fn event_id(&self) -> &EventId {
         &self.event_id
     }
 
     /// The event JSON, including any marks about dropped attachments.
-    pub fn event(&self) -> &Value {
-        &self.event
+    pub fn event(&self) -> Option<&Value> {
+        self.event.as_ref()
+    }
+
+    /// The event JSON, to add to it.
+    pub fn event_mut(&mut self) -> Option<&mut Value> {
+        self.event.as_mut()
     }
 
     /// The attachments still in the envelope.
@@ -363,11 +434,12 @@ impl Envelope {
 
     /// Counts what this envelope carries.
     pub fn summary(&self) -> Result<Summary, EnvelopeError> {
-        let mut summary = Summary { events: 1, ..Summary::default() };
+        let mut summary = Summary { events: u32::from(self.event.is_some()), ..Summary::default() };
+        for item in &self.items {
+            summary.count(item.ty.as_str(), item.payload.len() as u64, false);
+        }
         for attachment in &self.attachments {
-            summary.attachments += 1;
-            summary.attachment_bytes += attachment.len()?;
-            summary.has_minidump |= attachment.is_minidump();
+            summary.count("attachment", attachment.len()?, attachment.is_minidump());
         }
         Ok(summary)
     }
@@ -377,12 +449,20 @@ impl Envelope {
         let mut counter = CountingWriter { inner: &mut out, written: 0 };
         let w = &mut counter;
         let dsn_header = dsn.to_envelope_header();
-        let header =
-            EnvelopeHeader { event_id: self.event_id.as_str(), dsn: &dsn_header, sent_at: format_timestamp(sent_at) };
+        let header = EnvelopeHeader {
+            event_id: self.event.as_ref().map(|_| self.event_id.as_str()),
+            dsn: &dsn_header,
+            sent_at: format_timestamp(sent_at),
+        };
         write_json_line(w, &header)?;
 
-        let event = serde_json::to_vec(&self.event).map_err(|e| EnvelopeError::Write(e.into()))?;
-        write_item(w, &simple_item_header("event", event.len() as u64), &event)?;
+        if let Some(event) = &self.event {
+            let event = serde_json::to_vec(event).map_err(|e| EnvelopeError::Write(e.into()))?;
+            write_item(w, &simple_item_header("event", event.len() as u64), &event)?;
+        }
+        for item in &self.items {
+            write_item(w, &simple_item_header(item.ty.as_str(), item.payload.len() as u64), &item.payload)?;
+        }
 
         for attachment in &self.attachments {
             let length = attachment.len()?;

@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::{EnvelopeError, Summary, format_timestamp, mark_dropped, simple_item_header, write_item, write_json_line};
+use super::{
+    EnvelopeError, ItemType, Summary, format_timestamp, mark_dropped, simple_item_header, write_item, write_json_line,
+};
 use crate::sentry::client_report::{Category, DiscardReason, DiscardedCounts};
 use crate::sentry::dsn::Dsn;
 
@@ -100,15 +102,7 @@ impl RawEnvelope {
     pub fn summary(&self) -> Summary {
         let mut summary = Summary::default();
         for item in &self.items {
-            match item.ty() {
-                "event" => summary.events += 1,
-                "attachment" => {
-                    summary.attachments += 1;
-                    summary.attachment_bytes += item.payload.len() as u64;
-                    summary.has_minidump |= item.is_minidump();
-                }
-                _ => {}
-            }
+            summary.count(item.ty(), item.payload.len() as u64, item.is_minidump());
         }
         summary
     }
@@ -143,6 +137,27 @@ impl RawEnvelope {
         }
         self.add_client_report(&counts, now);
         total
+    }
+
+    /// Removes the session and check-in items of the types in `types`,
+    /// counting each as a loss of its category into the envelope's
+    /// `client_report` item. Returns how many were removed.
+    pub fn drop_items(&mut self, types: &[ItemType], reason: DiscardReason, now: SystemTime) -> usize {
+        let doomed = |item: &RawItem| ItemType::parse(item.ty()).is_some_and(|t| types.contains(&t));
+        let mut counts = DiscardedCounts::default();
+        let before = self.items.len();
+        self.items.retain(|item| {
+            if doomed(item) {
+                if let Some(ty) = ItemType::parse(item.ty()) {
+                    counts.add(reason, ty.category(), 1);
+                }
+                false
+            } else {
+                true
+            }
+        });
+        self.add_client_report(&counts, now);
+        before - self.items.len()
     }
 
     /// Adds the counts to the envelope's `client_report` item, creating it.

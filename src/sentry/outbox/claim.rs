@@ -17,6 +17,12 @@ impl Outbox {
     /// Claims a pending entry for sending. `None` when another process holds
     /// it or it is gone.
     pub fn claim(&self, id: &str) -> Result<Option<Claim<'_>>, OutboxError> {
+        self.claim_with(id, false)
+    }
+
+    /// [`Outbox::claim`]; with `wait`, waits for another process (or
+    /// thread) that holds the entry to be done with it rather than giving up.
+    pub(super) fn claim_with(&self, id: &str, wait: bool) -> Result<Option<Claim<'_>>, OutboxError> {
         let lock_path = self.pending.join(format!("{id}.lock"));
         let envelope_path = self.pending.join(format!("{id}.envelope"));
         if !envelope_path.exists() {
@@ -29,7 +35,8 @@ impl Outbox {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io_err("open lock", &lock_path))?;
-        match lock.try_lock() {
+        let locked = if wait { lock.lock().map_err(fs::TryLockError::Error) } else { lock.try_lock() };
+        match locked {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Ok(None),
             Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),

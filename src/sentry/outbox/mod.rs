@@ -63,10 +63,12 @@ use serde::{Deserialize, Serialize};
 
 mod claim;
 mod files;
+mod withdraw;
 
 pub use claim::Claim;
 use claim::default_state;
 use files::{list_ids, remove_if_exists, sync_dir};
+pub use withdraw::Withdrawal;
 
 use crate::sentry::client_report::{DiscardReason, Discarded, DiscardedCounts};
 use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};

@@ -47,6 +47,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 }
 
+// Parsed once per process: the size of `run`'s variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run PROGRAM under supervision: pass its output through, forward
@@ -231,9 +233,48 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT", env = "CRASHWATCH_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
 
-    /// Release recorded in reports
+    /// Release recorded in reports; with a DSN, each run of PROGRAM is
+    /// also a Release Health session of this release
     #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
     pub release: Option<String>,
+
+    /// Send no Release Health sessions (sent by default when a release is
+    /// known: a start update and how each run ended)
+    #[arg(long, env = "CRASHWATCH_NO_SESSIONS")]
+    pub no_sessions: bool,
+
+    /// Sessions of their own for at most N runs an hour on this spool (this
+    /// host); the runs of a crash loop beyond are sent as per-minute counts
+    #[arg(long, value_name = "N", env = "CRASHWATCH_MAX_SESSIONS_PER_HOUR", default_value_t = 30)]
+    pub max_sessions_per_hour: u32,
+
+    /// Report each run of PROGRAM to this Sentry cron monitor: a check-in
+    /// `in_progress` when it starts, `ok` (exit 0) or `error` when it ends;
+    /// PROGRAM runs whatever Sentry does
+    #[arg(long, value_name = "SLUG", env = "CRASHWATCH_MONITOR")]
+    pub monitor: Option<String>,
+
+    /// Create or update the monitor with this schedule: a crontab line
+    /// ('0 * * * *'), @daily, or an interval (10m, 2h, 1d, 1w)
+    #[arg(long, value_name = "SCHEDULE", env = "CRASHWATCH_MONITOR_SCHEDULE", requires = "monitor")]
+    pub monitor_schedule: Option<String>,
+
+    /// With --monitor-schedule: how late a run may start before it counts
+    /// as missed (minutes, or 5m, 1h)
+    #[arg(long, value_name = "MINUTES", env = "CRASHWATCH_MONITOR_CHECKIN_MARGIN",
+          requires = "monitor_schedule", value_parser = parse_minutes)]
+    pub monitor_checkin_margin: Option<u64>,
+
+    /// With --monitor-schedule: how long a run may take before it counts as
+    /// failed (minutes, or 30m, 2h)
+    #[arg(long, value_name = "MINUTES", env = "CRASHWATCH_MONITOR_MAX_RUNTIME",
+          requires = "monitor_schedule", value_parser = parse_minutes)]
+    pub monitor_max_runtime: Option<u64>,
+
+    /// With --monitor-schedule: the time zone of the schedule (a tz
+    /// database name such as Europe/Vienna; Sentry's default is UTC)
+    #[arg(long, value_name = "TZ", env = "CRASHWATCH_MONITOR_TIMEZONE", requires = "monitor_schedule")]
+    pub monitor_timezone: Option<String>,
 
     /// Environment recorded in reports (production, staging…)
     #[arg(long, value_name = "NAME", env = "SENTRY_ENVIRONMENT")]
@@ -400,6 +441,27 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
 }
 
+/// Parses whole minutes: `5` (minutes), or a duration of whole minutes
+/// (`5m`, `1h`, `90m`).
+pub fn parse_minutes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let minutes = match s.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => {
+            let d =
+                humantime::parse_duration(s).map_err(|_| format!("'{s}' is not a number of minutes (5, 5m, 1h)"))?;
+            if d.as_secs() % 60 != 0 || d.subsec_nanos() != 0 {
+                return Err(format!("'{s}' is not a whole number of minutes"));
+            }
+            d.as_secs() / 60
+        }
+    };
+    if minutes == 0 {
+        return Err(format!("'{s}' must be at least one minute"));
+    }
+    Ok(minutes)
+}
+
 /// Parses a share of a limit: `1` to `99`, with an optional `%`.
 pub fn parse_percent(s: &str) -> Result<u8, String> {
     let trimmed = s.trim();
@@ -455,6 +517,25 @@ mod tests {
         assert!(parse_bytes("1T").is_err());
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn minutes_parse() {
+        assert_eq!(parse_minutes("5"), Ok(5));
+        assert_eq!(parse_minutes("2h"), Ok(120));
+        assert_eq!(parse_minutes("90m"), Ok(90));
+        assert!(parse_minutes("90s").unwrap_err().contains("whole number"));
+        assert!(parse_minutes("0").unwrap_err().contains("at least"));
+        assert!(parse_minutes("soon").is_err());
+    }
+
+    #[test]
+    fn monitor_options_need_a_monitor_and_a_schedule() {
+        let parsed = Cli::try_parse_from(["crashwatch", "run", "--monitor-schedule", "1h", "--", "x"]);
+        assert_eq!(parsed.unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let parsed =
+            Cli::try_parse_from(["crashwatch", "run", "--monitor", "job", "--monitor-max-runtime", "5", "--", "x"]);
+        assert_eq!(parsed.unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -30,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("restart", &["process"]),
     ("cli", &["restart"]),
     // Options name the types of what they configure (the ring, the restart
-    // policy, the spool, how minidumps are sent).
+    // policy, the spool, how minidumps are sent, the cron monitor).
     ("config", &["cli", "logs", "restart", "spool", "sentry"]),
 ];
 

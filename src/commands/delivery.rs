@@ -6,15 +6,18 @@
 //! whatever is not delivered within the flush deadline stays there for
 //! `crashwatch send` or the next `crashwatch run`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::commands::health::Link;
 use crate::errors::Chain;
 use crate::metrics::Metrics;
 use crate::report::CrashReport;
 use crate::sentry::deliver;
+use crate::sentry::envelope::{Envelope, Item, ItemType};
+use crate::sentry::outbox::Withdrawal;
 use crate::sentry::scrub::Scrubber;
 use crate::sentry::throttle::{self, Origin, Summary, Throttle, Verdict};
 use crate::sentry::{Dsn, MinidumpProcessing, Outbox, SystemClock, event};
@@ -26,6 +29,8 @@ const WINDOW_CHECK: Duration = Duration::from_secs(60);
 
 pub struct Delivery {
     target: Option<(Dsn, Outbox)>,
+    /// The spool's root, when there is a target.
+    spool_root: Option<PathBuf>,
     scrubber: Scrubber,
     minidump: Option<MinidumpProcessing>,
     flush_timeout: Duration,
@@ -77,6 +82,7 @@ impl Delivery {
             Throttle::new(spool.root(), options.group_window, options.max_per_hour, Arc::new(SystemClock))
         });
         Delivery {
+            spool_root: spool.filter(|_| target.is_some()).map(|s| s.root().to_path_buf()),
             target,
             scrubber: options.scrubber,
             minidump: options.minidump,
@@ -104,11 +110,43 @@ impl Delivery {
         }
     }
 
+    /// The spool's root when there is somewhere to send to.
+    pub fn spool_root(&self) -> Option<&Path> {
+        self.spool_root.as_deref()
+    }
+
+    /// Queues an envelope without a report (sessions, check-ins); its
+    /// outbox entry, or `None` (logged) when it could not be queued.
+    pub fn enqueue(&self, envelope: Envelope) -> Option<String> {
+        let (dsn, outbox) = self.target.as_ref()?;
+        outbox
+            .enqueue(dsn, envelope)
+            .inspect_err(|e| tracing::warn!("failed to queue a session or check-in for Sentry: {}", Chain(e)))
+            .ok()
+    }
+
+    /// Takes back outbox entry `id` unless it has left the outbox (see
+    /// [`Outbox::withdraw`]); an entry that cannot be looked at counts as gone.
+    pub fn withdraw(&self, id: &str) -> Withdrawal {
+        let Some((_, outbox)) = &self.target else { return Withdrawal::Gone };
+        outbox.withdraw(id).unwrap_or_else(|e| {
+            tracing::warn!("{}", Chain(&e));
+            Withdrawal::Gone
+        })
+    }
+
     /// Queues `report` (whose files are in `dir`) if it deserves sending: it
     /// is a crash, not a repeat of one sent within the group window, and the
     /// hour's budget allows. Returns why it is kept locally, or `None` when
-    /// it was queued.
-    pub fn queue(&self, report: &CrashReport, dir: &Path, stacks: Option<&Symbolicated>) -> Option<String> {
+    /// it was queued, with what `link` says of the run's session and
+    /// check-in.
+    pub fn queue(
+        &self,
+        report: &CrashReport,
+        dir: &Path,
+        stacks: Option<&Symbolicated>,
+        link: Option<&Link>,
+    ) -> Option<String> {
         if let Some(why) = self.kept_local_because(report) {
             tracing::debug!(report = %report.short_id(), kind = report.kind.name(), "kept locally, not sent");
             return Some(why);
@@ -147,6 +185,12 @@ impl Delivery {
             }
         }
         let queued = event::envelope(report, dir, stacks, &self.scrubber, self.minidump)
+            .and_then(|mut envelope| {
+                if let Some(link) = link {
+                    linked(&mut envelope, link)?;
+                }
+                Ok(envelope)
+            })
             .map_err(|e| Chain(&e).to_string())
             .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
         match queued {
@@ -302,6 +346,31 @@ impl Delivery {
             Err(e) => tracing::warn!("failed to deliver reports to {dsn}: {}; they stay in the spool", Chain(&e)),
         }
     }
+}
+
+/// Adds to a crash's envelope what ties it to its run: the session's final
+/// update, and the check-in's trace and monitor as contexts of the event.
+fn linked(envelope: &mut Envelope, link: &Link) -> Result<(), crate::sentry::EnvelopeError> {
+    if let Some(update) = &link.session {
+        envelope.add_item(Item::json(ItemType::Session, update)?)?;
+    }
+    if let (Some(monitor), Some(event)) = (&link.monitor, envelope.event_mut()) {
+        let contexts = event
+            .as_object_mut()
+            .and_then(|e| e.entry("contexts").or_insert_with(|| serde_json::json!({})).as_object_mut());
+        if let Some(contexts) = contexts {
+            let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+            contexts.insert(
+                "trace".into(),
+                serde_json::json!({"type": "trace", "trace_id": monitor.trace_id, "span_id": span_id}),
+            );
+            contexts.insert(
+                "monitor".into(),
+                serde_json::json!({"type": "monitor", "slug": monitor.slug, "check_in_id": monitor.check_in_id}),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Queues the event of a crash-loop summary; false (and logged) if it could

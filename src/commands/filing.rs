@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::capture::{CaptureError, CrashCapture, DumpFile};
 use crate::commands::delivery::Delivery;
+use crate::commands::health::Link;
 use crate::commands::oom_snapshot::TakenSnapshot;
 use crate::commands::symbolicate;
 use crate::errors::Chain;
@@ -32,25 +33,27 @@ const SUMMARY_FRAMES: usize = 6;
 /// keeps, symbolicates, saves, queues and summarises it. Never fails: what
 /// goes wrong is noted in the report or logged.
 pub fn file(spool: Option<&Spool>, delivery: &Delivery, report: CrashReport, capture: Option<&CrashCapture>) {
-    file_with_snapshot(spool, delivery, report, capture, None);
+    file_with_snapshot(spool, delivery, report, capture, None, None);
 }
 
 /// [`file`], with the minidump an `--oom-snapshot` took while the child ran
 /// (the caller passes it for an OOM kill only). A caught crash's own dump
-/// wins over a snapshot's.
+/// wins over a snapshot's. The report's envelope carries what `link` says
+/// of the run's session and check-in; returns whether it was queued.
 pub fn file_with_snapshot(
     spool: Option<&Spool>,
     delivery: &Delivery,
     mut report: CrashReport,
     capture: Option<&CrashCapture>,
     snapshot: Option<TakenSnapshot>,
-) {
+    link: Option<&Link>,
+) -> bool {
     let Some(spool) = spool else {
         if let Some(snapshot) = snapshot {
             snapshot.discard("there is no usable spool to keep it in");
         }
         summarize(&report, None, None, None);
-        return;
+        return false;
     };
     let mut stacks = None;
     if let Some(capture) = capture {
@@ -72,11 +75,16 @@ pub fn file_with_snapshot(
     }
     super::runtime_file::keep(spool, &mut report);
     let saved = spool.save(&report);
-    let kept_local = match &saved {
-        Ok(dir) => delivery.queue(&report, dir, stacks.as_ref()),
-        Err(_) => delivery.kept_local_because(&report),
+    let (kept_local, queued) = match &saved {
+        Ok(dir) => {
+            let kept_local = delivery.queue(&report, dir, stacks.as_ref(), link);
+            let queued = kept_local.is_none();
+            (kept_local, queued)
+        }
+        Err(_) => (delivery.kept_local_because(&report), false),
     };
     summarize(&report, Some(saved), stacks.as_ref(), kept_local.as_deref());
+    queued
 }
 
 /// Symbolicates the kept minidump of `crash` into `stacks.json` beside it.

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod dump;
 pub mod filing;
 pub mod generate;
+pub mod health;
 pub mod list;
 pub mod oom_snapshot;
 pub mod ran;

@@ -20,6 +20,7 @@ use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::{self, Delivery};
 use crate::commands::filing;
+use crate::commands::health::Health;
 use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
 use crate::errors::Chain;
@@ -35,6 +36,7 @@ use crate::report::{CrashReport, Ending, Kind};
 use crate::restart::{self, Ended, Policy, StopSignals, Wait, Why};
 use crate::sentry::deliver::Mode;
 use crate::sentry::scrub::Scrubber;
+use crate::sentry::session::Outcome;
 use crate::spool::Spool;
 use crate::supervise::{self, Event, Finished, Prepared, Spec};
 use crate::sys;
@@ -86,6 +88,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         max_per_hour: config.max_reports_per_hour,
     };
     let delivery = Arc::new(Delivery::new(dsn, spool.as_ref(), options, Arc::clone(&metrics)));
+    let health = Health::new(&config, &delivery);
     if let Some(addr) = &config.metrics_addr {
         let pending = {
             let delivery = Arc::clone(&delivery);
@@ -114,10 +117,12 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         reap_orphans,
         own_cgroup: MemoryCgroup::of_process(0).inspect_err(|e| tracing::debug!("no memory cgroup: {}", Chain(e))).ok(),
         metrics: &metrics,
+        health: &health,
     };
     // Reports an earlier run could not deliver go out now, beside the child,
     // with the summaries of crash loops whose window has ended meanwhile.
     delivery.queue_due_summaries(false);
+    health.queue_aggregates(&delivery, false);
     delivery.flush_in_background(Mode::Now);
     delivery.close_windows_periodically();
     let ran = restart::run_loop(&config.restart, &mut *stops, |n| run_child(&shared, n));
@@ -131,6 +136,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     // even when it ended because a run could not start: the reports of the
     // runs before it must not be cut off by crashwatch's exit.
     delivery.queue_due_summaries(config.restart.policy != Policy::Never);
+    health.queue_aggregates(&delivery, config.restart.policy != Policy::Never);
     // Whatever is waiting (this report, a descendant's, an earlier run's)
     // goes out now, within the flush deadline.
     delivery.finish();
@@ -146,6 +152,8 @@ struct Shared<'a> {
     /// crashwatch's own memory cgroup.
     own_cgroup: Option<MemoryCgroup>,
     metrics: &'a Arc<Metrics>,
+    /// Release Health sessions and cron check-ins.
+    health: &'a Health,
 }
 
 /// `--restart never`: there is no wait, since there is no restart.
@@ -213,10 +221,12 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     // Reports of descendants' crashes being filed; joined before the run
     // ends, so none is lost.
     let mut filings = Vec::new();
+    let mut health = shared.health.run();
     let finished = loop {
         match supervisor.next_event() {
             Event::Started { pid } => {
                 metrics.child_started(number > 0);
+                health.started(delivery);
                 let trigger = oom_snapshot.as_ref().map(|s| s.trigger(pid));
                 match Sampler::start(pid, child_cgroup.clone(), MEMORY_INTERVAL, trigger) {
                     Ok(started) => sampler = Some(started),
@@ -272,6 +282,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         stop_requested: finished.stop_requested.is_some_and(|s| signals::END_RESTARTS.contains(&s)),
         ran_for: finished.ran_for,
     };
+    let mut ending = None;
     if ended.failed {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mut report = CrashReport::new(Ending {
@@ -300,8 +311,17 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         metrics.crashed(report.kind, SystemTime::now());
         // A memory snapshot belongs in the report of an OOM kill only.
         let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
-        filing::file_with_snapshot(spool.as_ref(), delivery, report, own_crash.as_deref(), snapshot);
+        let outcome = Outcome::of(finished.status, Some(report.kind), own_crash.is_some());
+        let link = health.ending(delivery, outcome, finished.ran_for);
+        let carried =
+            filing::file_with_snapshot(spool.as_ref(), delivery, report, own_crash.as_deref(), snapshot, Some(&link));
+        ending = Some((outcome, link, carried));
     }
+    let (outcome, link, carried) = ending.unwrap_or_else(|| {
+        let outcome = Outcome::of(finished.status, None, false);
+        (outcome, health.ending(delivery, outcome, finished.ran_for), false)
+    });
+    health.finish(delivery, link, carried, outcome, !ended.failed, finished.ran_for);
     if let Some(snapshot) = snapshot {
         snapshot.discard("the child did not die of an OOM kill");
     }

@@ -12,6 +12,7 @@ use crate::cli::RunArgs;
 use crate::logs::RingLimits;
 use crate::restart::Restart;
 use crate::sentry::MinidumpProcessing;
+use crate::sentry::check_in::{self, Monitor, MonitorConfig, Schedule};
 use crate::spool::Spool;
 
 /// A single line longer than this is cut in a report.
@@ -47,6 +48,12 @@ pub struct RunConfig {
     pub spool_max_bytes: Option<u64>,
     pub release: Option<String>,
     pub environment: Option<String>,
+    /// Release Health sessions, unless `--no-sessions` (they need a release).
+    pub sessions: bool,
+    /// Runs an hour with sessions of their own.
+    pub max_sessions_per_hour: u32,
+    /// The cron monitor each run checks in with.
+    pub monitor: Option<Monitor>,
     /// The child's environment.
     pub env: Vec<(OsString, OsString)>,
     pub restart: Restart,
@@ -68,6 +75,12 @@ pub enum ConfigError {
     MetricsAddr(String),
     #[error("--oom-snapshot writes a minidump, which --minidump off forbids; use --minidump local to keep it unsent")]
     SnapshotWithoutMinidumps,
+    #[error("--monitor: {0}")]
+    MonitorSlug(String),
+    #[error("--monitor-schedule: {0}")]
+    MonitorSchedule(String),
+    #[error("--monitor-timezone '{0}' is not a time zone name (e.g. UTC, Europe/Vienna, America/New_York)")]
+    MonitorTimezone(String),
 }
 
 impl RunConfig {
@@ -86,6 +99,7 @@ impl RunConfig {
         if args.oom_snapshot.is_some() && args.minidump == "off" {
             return Err(ConfigError::SnapshotWithoutMinidumps);
         }
+        let monitor = monitor(&args)?;
         let max_bytes = usize::try_from(args.log_bytes).unwrap_or(usize::MAX);
         Ok(RunConfig {
             command: args.command,
@@ -113,6 +127,9 @@ impl RunConfig {
             spool_max_bytes: args.spool_max_bytes,
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),
+            sessions: !args.no_sessions,
+            max_sessions_per_hour: args.max_sessions_per_hour,
+            monitor,
             env: child_env(std::env::vars_os(), args.rust_backtrace),
             restart: Restart {
                 policy: args.restart,
@@ -126,6 +143,37 @@ impl RunConfig {
             metrics_addr: args.metrics_addr.filter(|a| !a.is_empty()),
         })
     }
+}
+
+/// `--monitor` and its `--monitor-*` settings.
+fn monitor(args: &RunArgs) -> Result<Option<Monitor>, ConfigError> {
+    let Some(slug) = args.monitor.as_deref().filter(|s| !s.is_empty()) else { return Ok(None) };
+    let slug = check_in::parse_slug(slug).map_err(ConfigError::MonitorSlug)?;
+    let config = match args.monitor_schedule.as_deref() {
+        Some(schedule) => Some(MonitorConfig {
+            schedule: Schedule::parse(schedule).map_err(ConfigError::MonitorSchedule)?,
+            checkin_margin: args.monitor_checkin_margin,
+            max_runtime: args.monitor_max_runtime,
+            timezone: match args.monitor_timezone.as_deref() {
+                // tz database names: Region/City, UTC, Etc/GMT+5.
+                Some(tz)
+                    if tz.is_empty()
+                        || !tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+                        || tz.starts_with('/') =>
+                {
+                    return Err(ConfigError::MonitorTimezone(tz.to_owned()));
+                }
+                tz => tz.map(str::to_owned),
+            },
+        }),
+        None => None,
+    };
+    Ok(Some(Monitor {
+        slug,
+        config,
+        release: args.release.clone().filter(|r| !r.is_empty()),
+        environment: args.environment.clone().filter(|e| !e.is_empty()),
+    }))
 }
 
 /// The child's environment: ours, plus `PYTHONUNBUFFERED=1` unless the user
@@ -175,6 +223,38 @@ mod tests {
         let server = config(&["--minidump-processing", "server"]).unwrap();
         assert_eq!(server.minidump_upload, Some(MinidumpProcessing::Server));
         assert_eq!(config(&["--minidump", "local"]).unwrap().minidump_upload, None);
+    }
+
+    #[test]
+    fn a_monitor_is_checked_and_carries_its_schedule() {
+        assert_eq!(config(&[]).unwrap().monitor, None);
+        let monitor = config(&[
+            "--monitor",
+            "nightly",
+            "--monitor-schedule",
+            "30 3 * * *",
+            "--monitor-max-runtime",
+            "1h",
+            "--monitor-timezone",
+            "Europe/Vienna",
+            "--environment",
+            "prod",
+        ])
+        .unwrap()
+        .monitor
+        .unwrap();
+        assert_eq!(monitor.slug, "nightly");
+        assert_eq!(monitor.environment.as_deref(), Some("prod"));
+        let config_of = monitor.config.unwrap();
+        assert_eq!(config_of.schedule, Schedule::Crontab { value: "30 3 * * *".into() });
+        assert_eq!((config_of.max_runtime, config_of.checkin_margin), (Some(60), None));
+        assert_eq!(config_of.timezone.as_deref(), Some("Europe/Vienna"));
+        let e = config(&["--monitor", "Nightly Backup"]).unwrap_err();
+        assert!(e.to_string().contains("not a monitor slug"), "{e}");
+        let e = config(&["--monitor", "x", "--monitor-schedule", "often"]).unwrap_err();
+        assert!(e.to_string().contains("not a schedule"), "{e}");
+        let e = config(&["--monitor", "x", "--monitor-schedule", "1h", "--monitor-timezone", "../etc"]).unwrap_err();
+        assert!(e.to_string().contains("not a time zone"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod items;
 mod validate;
 
 use validate::validate;
@@ -54,6 +55,8 @@ pub struct Limits {
     pub max_event: usize,
     pub max_items: usize,
     pub max_attachments: usize,
+    pub max_sessions: usize,
+    pub max_check_in: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +67,8 @@ impl Default for Limits {
             max_event: 1024 * 1024,
             max_items: 500,
             max_attachments: 30,
+            max_sessions: 100,
+            max_check_in: 100 * 1024,
         }
     }
 }
@@ -86,6 +91,10 @@ impl Item {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.payload).expect("item payload is json")
+    }
+
+    fn json_or_null(&self) -> Value {
+        serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
     }
 }
 
@@ -123,6 +132,19 @@ impl Envelope {
     pub fn client_report(&self) -> Option<Value> {
         self.items.iter().find(|i| i.ty() == "client_report").map(Item::json)
     }
+
+    /// The payloads of the items of type `ty`.
+    pub fn items_of(&self, ty: &str) -> Vec<Value> {
+        self.items.iter().filter(|i| i.ty() == ty).map(Item::json).collect()
+    }
+}
+
+/// An item Relay accepted with its envelope and dropped afterwards.
+#[derive(Debug, Clone)]
+pub struct Dropped {
+    pub ty: String,
+    pub reason: String,
+    pub payload: Value,
 }
 
 /// What became of one request.
@@ -151,11 +173,23 @@ pub struct Request {
 pub struct State {
     pub requests: Vec<Request>,
     pub accepted: Vec<Envelope>,
+    /// Items of accepted envelopes that Relay's processing would drop.
+    pub dropped: Vec<Dropped>,
+    /// Items removed by an active quota, by category.
+    pub rate_limited: Vec<(String, Value)>,
     script: VecDeque<Reply>,
     limits: Limits,
+    /// Active quotas: data category and the seconds announced.
+    quotas: Vec<(String, u64)>,
 }
 
 impl State {
+    /// The payloads of the items of type `ty` in accepted envelopes, in the
+    /// order they arrived.
+    pub fn items_of(&self, ty: &str) -> Vec<Value> {
+        self.accepted.iter().flat_map(|e| e.items_of(ty)).collect()
+    }
+
     /// Envelopes carrying an event (client-report-only ones excluded).
     pub fn accepted_events(&self) -> Vec<&Envelope> {
         self.accepted.iter().filter(|e| e.event_id().is_some()).collect()
@@ -246,6 +280,13 @@ impl FakeRelay {
 
     pub fn set_limits(&self, limits: Limits) {
         self.shared.update(|s| s.limits = limits);
+    }
+
+    /// A quota of `category` (`error`, `session`, `monitor`…) is exhausted
+    /// for `secs`: as Relay does, its items are removed from envelopes, and
+    /// an envelope left empty is answered 429 with `X-Sentry-Rate-Limits`.
+    pub fn exhaust_quota(&self, category: &str, secs: u64) {
+        self.shared.update(|s| s.quotas.push((category.to_owned(), secs)));
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&State) -> R) -> R {
@@ -376,12 +417,26 @@ async fn handle(request: &HttpRequest, stream: &mut TcpStream, shared: &Shared) 
             return error(status, detail, &causes);
         }
     };
+    let mut envelope = envelope;
+    let limited = apply_quotas(&mut envelope, shared);
+    if let Some(header) = limited {
+        shared.update(|s| {
+            s.requests.push(Request {
+                event_id: envelope.event_id().map(str::to_owned),
+                outcome: Outcome::Scripted(429),
+                at: Instant::now(),
+            })
+        });
+        let headers = vec![("Retry-After".to_owned(), "60".to_owned()), ("X-Sentry-Rate-Limits".to_owned(), header)];
+        return (429, headers, json!({"detail": "event submission rejected with_reason: RateLimited"}).to_string());
+    }
     let event_id = envelope.event_id().map(str::to_owned);
     let reply = shared.update(|s| s.script.pop_front()).unwrap_or(Reply::Ok);
     let record = |outcome: Outcome| {
         shared.update(|s| {
             if outcome == Outcome::Accepted {
                 s.accepted.push(envelope.clone());
+                s.dropped.extend(dropped_items(&envelope));
             }
             s.requests.push(Request { event_id: event_id.clone(), outcome, at: Instant::now() });
         })
@@ -430,10 +485,66 @@ async fn handle(request: &HttpRequest, stream: &mut TcpStream, shared: &Shared) 
                     Outcome::Abandoned
                 } else {
                     s.accepted.push(envelope.clone());
+                    s.dropped.extend(dropped_items(&envelope));
                     Outcome::Accepted
                 };
             });
             if hung_up { (0, Vec::new(), String::new()) } else { (200, Vec::new(), ok_body) }
         }
     }
+}
+
+/// The data category Relay counts an item under.
+fn category(item: &Item) -> Option<&'static str> {
+    match item.ty() {
+        "event" => Some("error"),
+        "attachment" => Some("attachment"),
+        "session" | "sessions" => Some("session"),
+        "check_in" => Some("monitor"),
+        _ => None, // client reports are never rate limited
+    }
+}
+
+/// Removes the items whose category's quota is exhausted (the attachments
+/// of a limited event go with it); returns the `X-Sentry-Rate-Limits` of a
+/// 429 when nothing is left.
+fn apply_quotas(envelope: &mut Envelope, shared: &Shared) -> Option<String> {
+    let quotas = shared.state.lock().unwrap().quotas.clone();
+    if quotas.is_empty() {
+        return None;
+    }
+    let limited = |category: &str| quotas.iter().find(|(c, _)| c == category);
+    let event_limited = limited("error").is_some() && envelope.items.iter().any(|i| i.ty() == "event");
+    let mut removed = Vec::new();
+    let mut headers = Vec::new();
+    envelope.items.retain(|item| {
+        let category = category(item);
+        let quota = category.and_then(limited);
+        let gone = quota.is_some() || (event_limited && item.ty() == "attachment");
+        if gone {
+            removed.push((category.unwrap_or("").to_owned(), item.json_or_null()));
+            if let Some((c, secs)) = quota {
+                let header = format!("{secs}:{c}:key");
+                if !headers.contains(&header) {
+                    headers.push(header);
+                }
+            }
+        }
+        !gone
+    });
+    let empty = envelope.items.is_empty();
+    shared.update(|s| s.rate_limited.extend(removed));
+    empty.then(|| headers.join(", "))
+}
+
+fn dropped_items(envelope: &Envelope) -> Vec<Dropped> {
+    let received = time::OffsetDateTime::now_utc();
+    envelope
+        .items
+        .iter()
+        .filter_map(|item| {
+            let reason = items::dropped_because(item.ty(), &item.payload, envelope.header.get("sent_at"), received)?;
+            Some(Dropped { ty: item.ty().to_owned(), reason, payload: item.json_or_null() })
+        })
+        .collect()
 }

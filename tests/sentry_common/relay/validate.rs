@@ -89,6 +89,8 @@ pub(crate) fn validate(request: &HttpRequest, limits: &Limits) -> Result<Envelop
         return Err(invalid(400, "envelope exceeded item count limit"));
     }
     let mut attachments = 0;
+    let mut sessions = 0;
+    let mut check_ins = 0;
     for item in &items {
         if !item.header.contains_key("length") {
             return Err(bad_envelope("stricter than relay: item without length"));
@@ -142,6 +144,15 @@ pub(crate) fn validate(request: &HttpRequest, limits: &Limits) -> Result<Envelop
                     }
                 }
             }
+            // Checked after the answer (see items.rs); here only their
+            // limits: 100 session items, one check-in of 100 KiB.
+            "session" | "sessions" => sessions += 1,
+            "check_in" => {
+                check_ins += 1;
+                if item.payload.len() > limits.max_check_in {
+                    return Err(invalid(413, "envelope exceeded size limits"));
+                }
+            }
             other => {
                 return Err(bad_envelope(&format!("stricter than relay: unexpected item type {other}")));
             }
@@ -149,6 +160,12 @@ pub(crate) fn validate(request: &HttpRequest, limits: &Limits) -> Result<Envelop
     }
     if attachments > limits.max_attachments {
         return Err(invalid(400, "too many attachments"));
+    }
+    if sessions > limits.max_sessions {
+        return Err(invalid(413, "envelope exceeded size limits"));
+    }
+    if check_ins > 1 {
+        return Err(bad_envelope("stricter than relay: more than one check-in in an envelope"));
     }
     Ok(Envelope {
         header,

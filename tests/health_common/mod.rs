@@ -115,7 +115,7 @@ pub fn one_run(updates: &[Value], status: &str, errors: u64, span: (SystemTime, 
 }
 
 /// The updates of session `sid`, in arrival order.
-pub fn of_sid<'a>(updates: &'a [Value], sid: &Value) -> Vec<Value> {
+pub fn of_sid(updates: &[Value], sid: &Value) -> Vec<Value> {
     updates.iter().filter(|u| &u["sid"] == sid).cloned().collect()
 }
 

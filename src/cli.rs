@@ -348,6 +348,15 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
     pub dsn: Option<String>,
 
+    /// The release `crashwatch run` would report: with a DSN, doctor says
+    /// whether runs are sent as Release Health sessions
+    #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
+    pub release: Option<String>,
+
+    /// As `crashwatch run --no-sessions`
+    #[arg(long, env = "CRASHWATCH_NO_SESSIONS")]
+    pub no_sessions: bool,
+
     /// Also check that this program (a path, or a name in PATH) has debug
     /// information, so that its crashes get function names and lines
     #[arg(value_name = "PROGRAM")]

@@ -359,7 +359,11 @@ fn doctor_passes_here() {
         }
     });
     let dsn = format!("http://0123456789abcdef0123456789abcdef@127.0.0.1:{port}/42");
-    let out = crashwatch(spool.path()).args(["doctor", "--dsn", &dsn]).arg(fixture("segv_nested")).output().unwrap();
+    let out = crashwatch(spool.path())
+        .args(["doctor", "--dsn", &dsn, "--release", "server@1.0"])
+        .arg(fixture("segv_nested"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -379,6 +383,10 @@ fn doctor_passes_here() {
     assert!(
         lines[5].starts_with("OK    symbols ")
             && lines[5].ends_with("has DWARF: its frames get functions, files and lines"),
+        "{stdout}"
+    );
+    assert!(
+        lines[6].starts_with("OK    release each run is a Release Health session of server@1.0 (host id "),
         "{stdout}"
     );
     // The DSN key is never printed.
@@ -401,6 +409,10 @@ fn doctor_says_what_is_wrong() {
     assert!(
         stdout
             .contains(&format!("WARN  symbols {} is stripped: its frames will be addresses only", stripped.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("WARN  release no release (--release or SENTRY_RELEASE): Sentry keeps sessions per release"),
         "{stdout}"
     );
     let out = crashwatch(spool.path()).args(["doctor", "--dsn", "not-a-dsn"]).output().unwrap();

@@ -80,7 +80,11 @@ fn final_rides_with_the_event(relay: &FakeRelay, last: &Value) -> Value {
         all_valid(s);
         let events = s.accepted_events();
         assert_eq!(events.len(), 1, "one crash report");
-        assert_eq!(events[0].items_of("session"), std::slice::from_ref(last), "the crashed update is in the crash's envelope");
+        assert_eq!(
+            events[0].items_of("session"),
+            std::slice::from_ref(last),
+            "the crashed update is in the crash's envelope"
+        );
         assert_eq!(events[0].item_types()[..2], ["event".to_owned(), "session".to_owned()]);
         events[0].event().unwrap()
     })

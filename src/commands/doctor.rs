@@ -46,6 +46,9 @@ pub fn doctor(spool: &Spool, args: &DoctorArgs) -> Result<i32, Failure> {
     if let Some(program) = &args.program {
         checks.push(check_debug_info(program));
     }
+    if args.dsn.as_deref().is_some_and(|d| !d.trim().is_empty()) {
+        checks.push(check_sessions(args));
+    }
     let mut out = String::new();
     for c in &checks {
         let tag = match c.verdict {
@@ -58,6 +61,33 @@ pub fn doctor(spool: &Spool, args: &DoctorArgs) -> Result<i32, Failure> {
     print!("{out}");
     let worst = checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
     Ok(if worst == Verdict::Fail { 1 } else { 0 })
+}
+
+/// Whether runs are sent as Release Health sessions, and why not.
+fn check_sessions(args: &DoctorArgs) -> Check {
+    let name = "release";
+    match args.release.as_deref().filter(|r| !r.is_empty()) {
+        _ if args.no_sessions => Check {
+            verdict: Verdict::Ok,
+            name,
+            text: "--no-sessions: runs are not sent as Release Health sessions".into(),
+        },
+        Some(release) => Check {
+            verdict: Verdict::Ok,
+            name,
+            text: format!(
+                "each run is a Release Health session of {release} (host id {})",
+                crate::sentry::session::host_id()
+            ),
+        },
+        None => Check {
+            verdict: Verdict::Warn,
+            name,
+            text: "no release (--release or SENTRY_RELEASE): Sentry keeps sessions per release, so runs are not \
+                   sent as Release Health sessions; crash reports are sent all the same"
+                .into(),
+        },
+    }
 }
 
 /// Seizes a real child and interrupts it, exactly as `crashwatch run` does.

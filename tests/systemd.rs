@@ -49,6 +49,14 @@ fn unit_files_verify() {
     std::fs::create_dir(&dropins).unwrap();
     localized(&units.join("examples/wrap-existing.conf"), &dropins.join("crashwatch.conf"));
     verify(&existing);
+
+    // A monitored job and the timer that starts it, verified together.
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    localized(&units.join("examples/backup.service"), &jobs.join("backup.service"));
+    localized(&units.join("examples/backup.timer"), &jobs.join("backup.timer"));
+    verify(&jobs.join("backup.timer"));
+    verify(&jobs.join("backup.service"));
 }
 
 /// Runs crashwatch with stderr on a pipe; `journal` sets JOURNAL_STREAM to

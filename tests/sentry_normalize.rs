@@ -256,7 +256,9 @@ async fn every_event_crashwatch_sends_passes_relays_normalizer_intact() {
     // The JVM handles a SIGSEGV and aborts: the real signal, hs_err attached.
     let hard = dir.join("hard");
     build("javac", Command::new("javac").arg("-d").arg(&hard).arg(testdata("programs/HardCrash.java")));
-    let cmd = run(&spool("jvm"), &dsn, &[], &["java", "-cp", hard.to_str().unwrap(), "HardCrash"]);
+    // Its hs_err file goes to the work dir, not the test's current one.
+    let error_file = format!("-XX:ErrorFile={}", dir.join("hs_err_pid%p.log").display());
+    let cmd = run(&spool("jvm"), &dsn, &[], &["java", &error_file, "-cp", hard.to_str().unwrap(), "HardCrash"]);
     add("jvm hard crash", Some("panic"), true, events_of(&relay, cmd, 1).await);
 
     let cpp = dir.join("terminate");

@@ -43,6 +43,9 @@ fn a_real_oom_kill_is_reported_with_the_limit_and_the_peak() {
     assert_eq!(report["oom"]["cgroup_oom_kills"], 1);
     let kernel = report["oom"]["kernel_line"].as_str().unwrap();
     assert!(kernel.contains(&format!("Killed process {pid} (hog")), "{kernel}");
+    // The child was the only victim, and the kernel said so.
+    assert_eq!(report.get("oom_victims"), None);
+    assert_eq!(report.get("notes"), None);
     let cgroup = &report["memory"]["cgroup"];
     assert_eq!(cgroup["version"], "v1");
     assert_eq!(cgroup["limit"], LIMIT_MIB << 20);
@@ -66,6 +69,71 @@ fn a_real_oom_kill_is_reported_with_the_limit_and_the_peak() {
     let path = cgroup["path"].as_str().unwrap();
     assert!(path.contains("/crashwatch-"), "{path}");
     assert!(!Path::new(path).exists(), "{path} was left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descendants_oom_kill_then_a_kill_of_the_child_is_no_oom_kill_of_the_child() {
+    // The child (a shell) starts a hog that the OOM killer kills in the
+    // child's cgroup; then the test kills the child with SIGKILL.
+    let relay = sentry_common::relay::FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let (spool_path, dsn) = (spool.path().to_path_buf(), relay.dsn());
+    let (out, shell, hog) = tokio::task::spawn_blocking(move || {
+        let mut cmd = crashwatch(&spool_path);
+        cmd.args(["run", "--dsn", &dsn, "--memory-limit", &format!("{LIMIT_MIB}M"), "--", "sh", "-c"]);
+        cmd.arg(r#"echo "shell $$"; "$0" 256 & echo "hog $!"; wait $!; echo "hog ended $?"; exec cat"#);
+        cmd.arg(fixture("hog"));
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = Lines::new(child.stdout.take().unwrap());
+        let pid_after = |line: String, word: &str| line.strip_prefix(word).unwrap().trim().parse::<i32>().unwrap();
+        let shell = pid_after(lines.wait_for("shell ", LIMIT), "shell ");
+        let hog = pid_after(lines.wait_for("hog ", LIMIT), "hog ");
+        assert_eq!(lines.wait_for("hog ended", LIMIT), "hog ended 137");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(shell), nix::sys::signal::Signal::SIGKILL).unwrap();
+        (wait_output(child, LIMIT), shell, hog)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 9), "{stderr}");
+    let report = only_report(spool.path());
+    assert_eq!(report["program"]["pid"], shell);
+    assert_eq!(report["kind"], "signal", "{report:#}");
+    assert_eq!(report["oom"], Value::Null);
+    // The hog's kill is a fact of the report: pid, name, cgroup, the line.
+    let victims = report["oom_victims"].as_array().unwrap();
+    assert_eq!(victims.len(), 1, "{victims:?}");
+    assert_eq!(victims[0]["pid"], hog);
+    let comm = victims[0]["comm"].as_str().unwrap();
+    assert!(comm.starts_with("hog-") && comm.len() == 15, "{comm}");
+    let cgroup = report["memory"]["cgroup"]["path"].as_str().unwrap();
+    let memcg = victims[0]["memcg"].as_str().unwrap();
+    assert!(cgroup.ends_with(memcg), "{cgroup} {memcg}");
+    assert!(victims[0]["line"].as_str().unwrap().contains(&format!("Killed process {hog} ({comm})")));
+    let named = format!("the OOM killer killed pid {hog} ({comm}) in the child's memory cgroup, not the child");
+    assert!(stderr.contains(&format!("crashwatch: {named}\n")), "{stderr}");
+    assert!(!stderr.contains("the kernel's OOM killer killed it"), "{stderr}");
+    assert_eq!(
+        report["notes"][0],
+        format!(
+            "the child's memory cgroup counted 1 OOM kill while it ran, but the kernel named other victims (pid {hog} \
+         ({comm})), not the child: its SIGKILL came from elsewhere"
+        )
+    );
+    // The event says the same: a SIGKILL, the hog's kill beside it.
+    relay.with(|s| {
+        let events = s.accepted_events();
+        assert_eq!(events.len(), 1);
+        let event = events[0].event().unwrap();
+        let exception = &event["exception"]["values"][0];
+        assert_eq!(exception["mechanism"]["type"], "signalhandler", "{exception}");
+        assert_eq!(exception["mechanism"]["meta"]["signal"]["number"], 9);
+        let context = &event["contexts"]["crashwatch"];
+        assert_eq!(context["kind"], "signal");
+        assert_eq!(context["oom_victims"][0]["pid"], hog);
+        assert_eq!(context["oom_victims"][0]["comm"], comm);
+        assert_eq!(context["notes"], report["notes"]);
+    });
 }
 
 #[test]

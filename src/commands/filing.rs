@@ -252,6 +252,10 @@ fn summarize(
             }
         }
     }
+    for kill in &report.oom_victims {
+        text.push_str(&report::oom_victim_line(kill));
+        text.push('\n');
+    }
     if !report.log_tail.is_empty() && !stopped {
         let shown = report.log_tail.len().min(SUMMARY_LINES);
         text.push_str(&format!("last {shown} lines of output:\n"));

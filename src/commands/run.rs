@@ -260,8 +260,10 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         memory.peak_rss = memory.peak_rss.max(Some(*peak));
     }
     let oom = match &finished {
-        Ok(Finished { pid, status: ChildStatus::Signaled { signal: libc::SIGKILL, .. }, .. }) => oom_watch.assess(*pid),
-        _ => None,
+        Ok(Finished { pid, status, .. }) => {
+            oom_watch.assess(*pid, matches!(status, ChildStatus::Signaled { signal: libc::SIGKILL, .. }))
+        }
+        Err(_) => Default::default(),
     };
     // Removed, and crashwatch's own cgroup given back as it was.
     drop(limited);
@@ -299,14 +301,16 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
             release: config.release.clone(),
             environment: config.environment.clone(),
         });
-        if oom.is_some() {
+        if oom.child.is_some() {
             report.kind = Kind::Oom;
         }
         report.panic = filing::runtime_crash(&report);
         if report.panic.is_some() && report.kind == Kind::Exit {
             report.kind = Kind::Panic;
         }
-        report.oom = oom;
+        report.oom = oom.child;
+        report.oom_victims = oom.others;
+        report.notes.extend(oom.notes);
         report.memory = memory;
         metrics.crashed(report.kind, SystemTime::now());
         // A memory snapshot belongs in the report of an OOM kill only.

@@ -215,6 +215,14 @@ impl MemoryCgroup {
         keyed_value(&text, "oom_kill")
     }
 
+    /// The cgroup's path from the root of its hierarchy as crashwatch's
+    /// cgroup namespace sees it (the form of `/proc/PID/cgroup`), found
+    /// from its directory and the mount it is under.
+    pub fn hierarchy_path(&self) -> Option<String> {
+        let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        path_in_hierarchy(&self.dir, self.version, &mounts)
+    }
+
     /// Memory charged to the cgroup now, in bytes.
     pub fn usage(&self) -> Option<u64> {
         read_u64(&self.file("memory.usage_in_bytes", "memory.current"))
@@ -476,6 +484,28 @@ fn locate(membership: &str, mountinfo: &str) -> Option<MemoryCgroup> {
     v2.map(|dir| MemoryCgroup { version: Version::V2, dir })
 }
 
+/// The path in the hierarchy of cgroup directory `dir`: the root of the
+/// deepest mount of the version's hierarchy that holds it, joined with the
+/// rest of `dir`.
+fn path_in_hierarchy(dir: &Path, version: Version, mountinfo: &str) -> Option<String> {
+    let (root, rest) = mountinfo
+        .lines()
+        .filter_map(Mount::parse)
+        .filter(|m| match version {
+            Version::V1 => m.fstype == "cgroup" && m.options.split(',').any(|o| o == "memory"),
+            Version::V2 => m.fstype == "cgroup2",
+        })
+        .filter_map(|m| {
+            let mount_point = unescape_octal(m.mount_point);
+            let rest = dir.strip_prefix(&mount_point).ok()?.to_str()?.to_string();
+            Some((mount_point.len(), unescape_octal(m.root), rest))
+        })
+        .max_by_key(|(depth, ..)| *depth)
+        .map(|(_, root, rest)| (root, rest))?;
+    let root = root.trim_end_matches('/');
+    Some(if rest.is_empty() { format!("{root}/") } else { format!("{root}/{rest}") })
+}
+
 /// The fields of a mountinfo line that matter here.
 struct Mount<'a> {
     root: &'a str,
@@ -556,6 +586,22 @@ mod tests {
         // With a cgroup namespace the path is already relative to the mount.
         let cg = locate("0::/\n", CONTAINER_MOUNTS).unwrap();
         assert_eq!(cg.dir, Path::new("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn the_path_in_the_hierarchy_comes_from_the_mount() {
+        let dir = Path::new("/sys/fs/cgroup/memory/process_api/941ccc/crashwatch-7-0");
+        assert_eq!(
+            path_in_hierarchy(dir, Version::V1, V1_MOUNTS).as_deref(),
+            Some("/process_api/941ccc/crashwatch-7-0")
+        );
+        let dir = Path::new("/sys/fs/cgroup/crashwatch-7-0");
+        assert_eq!(
+            path_in_hierarchy(dir, Version::V2, CONTAINER_MOUNTS).as_deref(),
+            Some("/system.slice/docker-abc.scope/crashwatch-7-0")
+        );
+        assert_eq!(path_in_hierarchy(Path::new("/sys/fs/cgroup"), Version::V2, V2_MOUNTS).as_deref(), Some("/"));
+        assert_eq!(path_in_hierarchy(dir, Version::V1, V2_MOUNTS), None);
     }
 
     #[test]

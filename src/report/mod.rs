@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::capture::{CaptureError, CrashCapture, RequeuedSignal, SnapshotCapture};
 use crate::logs::{Line, Stream};
+use crate::memory::kmsg::OomKill;
 use crate::memory::oom::Oom;
 use crate::memory::sampler::{Crossing, Memory};
 use crate::process::{ChildStatus, signals};
@@ -86,6 +87,10 @@ pub struct CrashReport {
     /// Why a SIGKILL is taken for the OOM killer's (kind `oom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom: Option<Oom>,
+    /// Other processes the OOM killer killed in the child's memory cgroup
+    /// while it ran (its descendants, typically); never the child itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oom_victims: Vec<OomKill>,
     /// The crash as the child's runtime told it on stderr (a Rust panic, a Go
     /// panic, a Python traceback…), parsed from the log tail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -482,6 +487,7 @@ impl CrashReport {
             environment: ending.environment,
             crash: None,
             oom: None,
+            oom_victims: Vec::new(),
             panic: None,
             memory: None,
             snapshot: None,

@@ -83,6 +83,9 @@ impl CrashReport {
                 let _ = writeln!(out, "Kernel      {line}");
             }
         }
+        for kill in &self.oom_victims {
+            let _ = writeln!(out, "OOM         {}", oom_victim_line(kill));
+        }
         if let Some(panic) = &self.panic {
             let _ = writeln!(out, "Panic       {}", panic_headline(panic));
             for frame in panic.frames.iter().rev().take(PANIC_FRAMES) {
@@ -266,6 +269,11 @@ pub fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `the OOM killer killed pid 42 (hog) in the child's cgroup, not the child`
+pub fn oom_victim_line(kill: &crate::memory::kmsg::OomKill) -> String {
+    format!("the OOM killer killed {} in the child's memory cgroup, not the child", crate::memory::oom::victim(kill))
 }
 
 #[cfg(test)]

@@ -439,6 +439,12 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
     if let Some(oom) = &report.oom {
         crashwatch["oom"] = json!(oom);
     }
+    if !report.oom_victims.is_empty() {
+        crashwatch["oom_victims"] = json!(report.oom_victims);
+    }
+    if !report.notes.is_empty() {
+        crashwatch["notes"] = json!(report.notes);
+    }
     if let Some(snapshot) = &report.snapshot {
         let mut value = json!({
             "crossed_at": snapshot.crossed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),

@@ -158,6 +158,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", env = "CRASHWATCH_FLUSH_TIMEOUT", default_value_t = 8)]
     pub flush_timeout: u64,
 
+    /// Kill the symbolication of a crash's minidump after this long (`0`:
+    /// never); the report is then filed and sent with its dump but without
+    /// symbolicated stacks, and says why
+    #[arg(long, value_name = "DURATION", env = "CRASHWATCH_SYMBOLICATE_TIMEOUT", default_value = "30s",
+          value_parser = parse_duration)]
+    pub symbolicate_timeout: Duration,
+
+    /// Limit the private memory of a crash's symbolication (heap and
+    /// stacks, not the binaries it maps; K, M, G suffixes; `0`: no limit);
+    /// past it, the report is filed without symbolicated stacks
+    #[arg(long, value_name = "BYTES", env = "CRASHWATCH_SYMBOLICATE_MEMORY", default_value = "2G",
+          value_parser = parse_bytes)]
+    pub symbolicate_memory: u64,
+
     /// Bound on the reports waiting to be sent; the oldest are dropped first
     /// (K, M, G suffixes)
     #[arg(long, value_name = "BYTES", env = "CRASHWATCH_SPOOL_MAX_BYTES", value_parser = parse_bytes)]
@@ -337,9 +351,15 @@ pub struct SymbolicateArgs {
     pub debug_dir: Vec<PathBuf>,
 
     /// Use COPY for the module recorded as RECORDED (a binary replaced on
-    /// disk since the crash); its build-id is checked; repeatable
-    #[arg(long, value_name = "RECORDED=COPY")]
-    pub replace: Vec<String>,
+    /// disk since the crash); its build-id is checked. Two arguments, so
+    /// that either path may hold any byte, `=` included; repeatable
+    #[arg(long, value_names = ["RECORDED", "COPY"], num_args = 2, requires = "dump")]
+    pub replace: Vec<PathBuf>,
+
+    /// Limit symbolication's private memory (heap and stacks, not the files
+    /// it maps) to BYTES (K, M, G suffixes); past it, it fails
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Debug, Args)]

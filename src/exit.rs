@@ -2,6 +2,8 @@
 //! child's status: the child's code, or 128+N when signal N killed it, as a
 //! shell reports it (see [`crate::process::ChildStatus::exit_code`]).
 
+/// A subcommand other than `run` did what it was asked.
+pub const SUCCESS: i32 = 0;
 /// A subcommand other than `run` failed (no report with that id, a spool
 /// that cannot be read, a Relay that refused the test event…).
 pub const FAILURE: i32 = 1;

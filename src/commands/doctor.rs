@@ -58,7 +58,7 @@ pub fn doctor(spool: &Spool, args: &DoctorArgs) -> Result<i32, Failure> {
         };
         let _ = writeln!(out, "{tag}  {:<7} {}", c.name, c.text);
     }
-    print!("{out}");
+    super::write_stdout(out.as_bytes())?;
     let worst = checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
     Ok(if worst == Verdict::Fail { 1 } else { 0 })
 }

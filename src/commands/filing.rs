@@ -15,6 +15,7 @@ use crate::commands::delivery::Delivery;
 use crate::commands::health::Link;
 use crate::commands::oom_snapshot::TakenSnapshot;
 use crate::commands::symbolicate;
+use crate::config::HelperLimits;
 use crate::errors::Chain;
 use crate::logs::Console;
 use crate::logs::console::Priority;
@@ -32,8 +33,14 @@ const SUMMARY_FRAMES: usize = 6;
 /// Files `report` (with the files of `capture`, if the crash was caught):
 /// keeps, symbolicates, saves, queues and summarises it. Never fails: what
 /// goes wrong is noted in the report or logged.
-pub fn file(spool: Option<&Spool>, delivery: &Delivery, report: CrashReport, capture: Option<&CrashCapture>) {
-    file_with_snapshot(spool, delivery, report, capture, None, None);
+pub fn file(
+    spool: Option<&Spool>,
+    delivery: &Delivery,
+    report: CrashReport,
+    capture: Option<&CrashCapture>,
+    limits: HelperLimits,
+) {
+    file_with_snapshot(spool, delivery, report, capture, None, None, limits);
 }
 
 /// [`file`], with the minidump an `--oom-snapshot` took while the child ran
@@ -47,6 +54,7 @@ pub fn file_with_snapshot(
     capture: Option<&CrashCapture>,
     snapshot: Option<TakenSnapshot>,
     link: Option<&Link>,
+    limits: HelperLimits,
 ) -> bool {
     let Some(spool) = spool else {
         if let Some(snapshot) = snapshot {
@@ -58,7 +66,7 @@ pub fn file_with_snapshot(
     let mut stacks = None;
     if let Some(capture) = capture {
         let mut crash = keep_crash(spool, &report.id, capture);
-        stacks = symbolicate_kept(spool, &report.id, &mut crash);
+        stacks = symbolicate_kept(spool, &report.id, &mut crash, limits);
         report.crash = Some(crash);
         if let Some(snapshot) = snapshot {
             snapshot.discard("the child's crash has a minidump of its own");
@@ -66,9 +74,9 @@ pub fn file_with_snapshot(
     } else if let Some(taken) = snapshot {
         let mut kept = keep_snapshot(spool, &report.id, &taken);
         if let Some(dump) = &kept.dumped.minidump {
-            let (symbolicated, file, error) = symbolicate_dump(spool, &report.id, dump, &[]);
+            let (symbolicated, file, error) = symbolicate_dump(spool, &report.id, dump, &[], limits);
             kept.dumped.stacks = file;
-            kept.dumped.notes.extend(error);
+            kept.dumped.stacks_error = error;
             stacks = symbolicated;
         }
         report.snapshot = Some(kept);
@@ -88,14 +96,14 @@ pub fn file_with_snapshot(
 }
 
 /// Symbolicates the kept minidump of `crash` into `stacks.json` beside it.
-fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbolicated> {
+fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash, limits: HelperLimits) -> Option<Symbolicated> {
     let dir = spool.report_dir(id);
     // Deleted binaries are read from the copies kept at crash time.
     let replacements: Vec<(PathBuf, PathBuf)> =
         crash.preserved.iter().map(|p| (p.original.clone(), dir.join(&p.file))).collect();
-    let (stacks, file, error) = symbolicate_dump(spool, id, crash.dumped.minidump.as_ref()?, &replacements);
+    let (stacks, file, error) = symbolicate_dump(spool, id, crash.dumped.minidump.as_ref()?, &replacements, limits);
     crash.dumped.stacks = file;
-    crash.dumped.notes.extend(error);
+    crash.dumped.stacks_error = error;
     if let Some(stacks) = &stacks {
         crash.diagnose(stacks.diagnosis.clone());
     }
@@ -103,15 +111,17 @@ fn symbolicate_kept(spool: &Spool, id: &str, crash: &mut Crash) -> Option<Symbol
 }
 
 /// Symbolicates minidump `dump` of report `id` into `stacks.json` beside
-/// it: the stacks, the file kept, and what went wrong.
+/// it: the stacks, the file kept, and what went wrong. The dump stays
+/// whatever happens: `crashwatch symbolicate` can read it later.
 fn symbolicate_dump(
     spool: &Spool,
     id: &str,
     dump: &FileRef,
     replacements: &[(PathBuf, PathBuf)],
+    limits: HelperLimits,
 ) -> (Option<Symbolicated>, Option<FileRef>, Option<String>) {
     let dir = spool.report_dir(id);
-    match symbolicate::in_helper(&dir.join(&dump.file), replacements) {
+    match symbolicate::in_helper(&dir.join(&dump.file), replacements, limits) {
         Ok(stacks) => {
             let json = serde_json::to_vec(&stacks).expect("stacks always serialise");
             match spool::write_atomic(&dir.join("stacks.json"), &json) {
@@ -119,7 +129,8 @@ fn symbolicate_dump(
                 Err(e) => (Some(stacks), None, Some(format!("failed to keep the symbolicated stacks: {}", Chain(&e)))),
             }
         }
-        Err(e) => (None, None, Some(e)),
+        // The summary says it; the dump stays for `crashwatch symbolicate`.
+        Err(e) => (None, None, Some(Chain(&e).to_string())),
     }
 }
 
@@ -230,6 +241,9 @@ fn summarize(
         if let Some(diagnosis) = &crash.diagnosis {
             text.push_str(&format!("diagnosis: {diagnosis}\n"));
         }
+        if let Some(e) = &crash.dumped.stacks_error {
+            text.push_str(&format!("stacks: none: {e}\n"));
+        }
     }
     if report.crash.is_some()
         && let Some(frames) = stacks.and_then(top_frames)
@@ -246,6 +260,9 @@ fn summarize(
             text.push_str(&format!("stacks from a snapshot {}\n", snapshot.headline(report.ended_at)));
             if let Some(e) = &snapshot.dumped.minidump_error {
                 text.push_str(&format!("snapshot: no minidump: {e}\n"));
+            }
+            if let Some(e) = &snapshot.dumped.stacks_error {
+                text.push_str(&format!("snapshot: no stacks: {e}\n"));
             }
             if let Some(frames) = stacks.and_then(top_frames) {
                 text.push_str(&frames);

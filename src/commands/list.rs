@@ -1,8 +1,6 @@
 //! `crashwatch list`: the reports in the spool, newest first, one line each
 //! (like `coredumpctl list`).
 
-use std::io::Write;
-
 use crate::cli::ListArgs;
 use crate::commands::Failure;
 use crate::report;
@@ -35,7 +33,5 @@ pub fn list(spool: &Spool, args: &ListArgs) -> Result<i32, Failure> {
             ));
         }
     }
-    // A closed stdout (`crashwatch list | head -1`) is not an error.
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    Ok(0)
+    super::write_stdout(out.as_bytes())
 }

@@ -18,9 +18,11 @@ pub mod show;
 pub mod symbolicate;
 pub mod test_event;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
+use crate::exit;
 use crate::sentry::Dsn;
 use crate::spool::Spool;
 
@@ -62,6 +64,19 @@ pub fn parse_dsn(dsn: Option<&str>) -> Result<Option<Dsn>, Failure> {
             .parse::<Dsn>()
             .map(Some)
             .map_err(|e| Failure::new(2, anyhow::Error::new(e).context("the DSN (--dsn or SENTRY_DSN) is not valid"))),
+    }
+}
+
+/// Writes what a command prints to stdout. A reader that went away
+/// (`crashwatch list | head -1`: EPIPE) is not an error; any other failure
+/// (a full disk, a closed descriptor) is, so that a script does not take a
+/// truncated output for a whole one.
+pub fn write_stdout(bytes: &[u8]) -> Result<i32, Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(exit::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit::SUCCESS),
+        Err(e) => Err(Failure::new(exit::FAILURE, anyhow::Error::new(e).context("failed to write to stdout"))),
     }
 }
 

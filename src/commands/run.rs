@@ -317,8 +317,15 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
         let outcome = Outcome::of(finished.status, Some(report.kind), own_crash.is_some());
         let link = health.ending(delivery, outcome, finished.ran_for);
-        let carried =
-            filing::file_with_snapshot(spool.as_ref(), delivery, report, own_crash.as_deref(), snapshot, Some(&link));
+        let carried = filing::file_with_snapshot(
+            spool.as_ref(),
+            delivery,
+            report,
+            own_crash.as_deref(),
+            snapshot,
+            Some(&link),
+            config.symbolicate,
+        );
         ending = Some((outcome, link, carried));
     }
     let (outcome, link, carried) = ending.unwrap_or_else(|| {
@@ -366,9 +373,9 @@ fn file_descendant_crash(
          not its parent (the status shown is the signal it was dying of)"
             .into(),
     );
-    let (spool, delivery) = (shared.spool.cloned(), Arc::clone(shared.delivery));
+    let (spool, delivery, limits) = (shared.spool.cloned(), Arc::clone(shared.delivery), shared.config.symbolicate);
     let filed = std::thread::Builder::new().name("report".into()).spawn(move || {
-        filing::file(spool.as_ref(), &delivery, report, Some(&capture));
+        filing::file(spool.as_ref(), &delivery, report, Some(&capture), limits);
         // The child runs on: send now rather than at its end.
         delivery.flush_in_background(Mode::Due);
     });

@@ -1,7 +1,5 @@
 //! `crashwatch show [ID]`: one report, for people or (`--json`) machines.
 
-use std::io::Write;
-
 use crate::cli::ShowArgs;
 use crate::commands::Failure;
 use crate::spool::Spool;
@@ -28,6 +26,5 @@ pub fn show(spool: &Spool, args: &ShowArgs) -> Result<i32, Failure> {
         }
         text
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    Ok(0)
+    super::write_stdout(text.as_bytes())
 }

@@ -33,16 +33,17 @@ pub fn test(args: &TestArgs) -> Result<i32, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| fail(&e))?;
     match runtime.block_on(uploader.send(body, Duration::from_secs(args.timeout))) {
         Ok(accepted) => {
-            println!(
+            let text = format!(
                 "OK: {} accepted test event {id} (HTTP {}). Relay checks the project's settings after answering, \
-                 so look for the event in Sentry to be sure it was kept.",
+                 so look for the event in Sentry to be sure it was kept.\n",
                 dsn.envelope_url(),
                 accepted.status
             );
-            Ok(0)
+            super::write_stdout(text.as_bytes())
         }
         Err(e) => {
-            println!("FAIL: {} did not accept the test event: {}", dsn.envelope_url(), Chain(&e));
+            let text = format!("FAIL: {} did not accept the test event: {}\n", dsn.envelope_url(), Chain(&e));
+            super::write_stdout(text.as_bytes())?;
             Ok(1)
         }
     }

@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub flush_timeout: std::time::Duration,
     /// Bound on the outbox.
     pub spool_max_bytes: Option<u64>,
+    /// Bounds on the symbolication helper.
+    pub symbolicate: HelperLimits,
     pub release: Option<String>,
     pub environment: Option<String>,
     /// Release Health sessions, unless `--no-sessions` (they need a release).
@@ -63,6 +65,15 @@ pub struct RunConfig {
     pub max_reports_per_hour: Option<u32>,
     /// Where to serve Prometheus metrics.
     pub metrics_addr: Option<String>,
+}
+
+/// Bounds on the helper process that symbolicates a crash's minidump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelperLimits {
+    /// Killed after this long (`--symbolicate-timeout`); `None`: never.
+    pub timeout: Option<Duration>,
+    /// Its RLIMIT_DATA, bytes (`--symbolicate-memory`); `None`: none.
+    pub memory: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +136,10 @@ impl RunConfig {
             dsn: args.dsn.filter(|d| !d.is_empty()),
             flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
             spool_max_bytes: args.spool_max_bytes,
+            symbolicate: HelperLimits {
+                timeout: Some(args.symbolicate_timeout).filter(|t| !t.is_zero()),
+                memory: Some(args.symbolicate_memory).filter(|b| *b > 0),
+            },
             release: args.release.filter(|r| !r.is_empty()),
             environment: args.environment.filter(|e| !e.is_empty()),
             sessions: !args.no_sessions,

@@ -3,6 +3,7 @@
 //! fill it, the spool stores it as JSON, and `list`, `show` and delivery
 //! read it back. Fields are only ever added, so older records stay readable.
 
+mod path;
 mod render;
 
 use std::fmt::Write as _;
@@ -125,6 +126,7 @@ pub struct Attachment {
     pub name: String,
     pub size: u64,
     /// Where the runtime wrote it.
+    #[serde(with = "path")]
     pub original: PathBuf,
     /// Whether only its first part was kept.
     pub truncated: bool,
@@ -146,6 +148,7 @@ pub struct Crash {
     /// Who sent the signal, when it was sent rather than raised by a fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<crate::capture::Sender>,
+    #[serde(with = "path")]
     pub exe: PathBuf,
     /// What rust-minidump saw in the crash: a null dereference, a stack
     /// overflow, a non-canonical address, a bad jump…
@@ -178,6 +181,10 @@ pub struct Dumped {
     /// --json` of the minidump).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks: Option<FileRef>,
+    /// Why there are no symbolicated stacks though there is a minidump
+    /// (symbolication failed, timed out, ran out of memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks_error: Option<String>,
     /// How long the process was held for the dump, in milliseconds.
     pub capture_ms: f64,
     /// Problems that did not prevent the dump.
@@ -207,6 +214,7 @@ impl Dumped {
             minidump,
             minidump_error,
             stacks: None,
+            stacks_error: None,
             capture_ms: held.as_secs_f64() * 1000.0,
             notes,
         }
@@ -305,6 +313,7 @@ pub struct FileRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preserved {
     /// The path the file had when it was mapped.
+    #[serde(with = "path")]
     pub original: PathBuf,
     pub file: String,
     pub size: u64,
@@ -399,6 +408,7 @@ pub fn hex(addr: u64) -> String {
 pub struct Program {
     pub argv: Vec<String>,
     /// The file that was executed.
+    #[serde(with = "path")]
     pub exe: PathBuf,
     pub pid: i32,
 }
@@ -572,6 +582,7 @@ mod tests {
                 minidump: None,
                 minidump_error: None,
                 stacks: None,
+                stacks_error: None,
                 capture_ms: 1.5,
                 notes: Vec::new(),
             },

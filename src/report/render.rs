@@ -64,6 +64,9 @@ impl CrashReport {
                 }
                 (None, None) => {}
             }
+            if let Some(e) = &crash.dumped.stacks_error {
+                let _ = writeln!(out, "Stacks      none: {e}");
+            }
             for p in &crash.preserved {
                 let _ = writeln!(out, "Preserved   {} → {} ({})", p.original.display(), p.file, human_bytes(p.size));
             }
@@ -119,6 +122,9 @@ impl CrashReport {
                     let _ = writeln!(out, "Minidump    none: {e}");
                 }
                 (None, None) => {}
+            }
+            if let Some(e) = &snapshot.dumped.stacks_error {
+                let _ = writeln!(out, "Stacks      none: {e}");
             }
             for note in &snapshot.dumped.notes {
                 let _ = writeln!(out, "Note        {note}");

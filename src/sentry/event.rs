@@ -416,7 +416,8 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         "report_id": report.id,
         "kind": report.kind.name(),
         "pid": report.program.pid,
-        "executable": report.program.exe,
+        // Text, lossy where the path is not UTF-8 (Sentry takes strings).
+        "executable": report.program.exe.to_string_lossy(),
         "status": report.status.to_string(),
         "exit_code": report.exit_code,
     });
@@ -428,6 +429,9 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         crashwatch["threads"] = json!(crash.dumped.threads);
         if let Some(e) = &crash.dumped.minidump_error {
             crashwatch["minidump_error"] = json!(e);
+        }
+        if let Some(e) = &crash.dumped.stacks_error {
+            crashwatch["stacks_error"] = json!(e);
         }
     }
     if let Some(diagnosis) = stacks.and_then(|s| s.diagnosis.as_ref()) {
@@ -459,6 +463,9 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         });
         if let Some(e) = &snapshot.dumped.minidump_error {
             value["minidump_error"] = json!(e);
+        }
+        if let Some(e) = &snapshot.dumped.stacks_error {
+            value["stacks_error"] = json!(e);
         }
         crashwatch["snapshot"] = value;
     }

@@ -53,7 +53,7 @@ pub struct Cli {
 pub enum Command {
     /// Run PROGRAM under supervision: pass its output through, forward
     /// signals to it, and keep a report when it ends abnormally
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the reports in the spool, newest first
     List(ListArgs),
     /// Print one report (the newest without ID)
@@ -152,9 +152,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "DSN", env = "SENTRY_DSN", hide_env_values = true)]
     pub dsn: Option<String>,
 
+    /// How reports leave: `direct` sends them from this crashwatch (at the
+    /// child's end, within --flush-timeout; a restart waits for it), `spool`
+    /// only queues them durably in the spool's outbox and exits at once, for
+    /// a `crashwatch send --watch` service to deliver
+    #[arg(long, value_name = "MODE", env = "CRASHWATCH_DELIVERY", default_value = "direct",
+          value_parser = ["direct", "spool"])]
+    pub delivery: String,
+
     /// Seconds to spend sending reports when the child has ended; what is
     /// not sent by then stays in the spool (the default fits the 10 s a
-    /// container gets between SIGTERM and SIGKILL)
+    /// container gets between SIGTERM and SIGKILL; `0` sends nothing, as
+    /// --delivery spool)
     #[arg(long, value_name = "SECS", env = "CRASHWATCH_FLUSH_TIMEOUT", default_value_t = 8)]
     pub flush_timeout: u64,
 
@@ -320,6 +329,13 @@ pub struct SendArgs {
     /// Also print what became of the reports as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Keep running as a delivery service: send each report as soon as it
+    /// is queued (inotify on the outbox), retry with backoff, honour Relay's
+    /// rate limits; exit 0 on SIGTERM or SIGINT, leaving what is not sent
+    /// in the outbox. Beside servers run with `--delivery spool`
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]

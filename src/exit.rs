@@ -9,6 +9,14 @@ pub const SUCCESS: i32 = 0;
 pub const FAILURE: i32 = 1;
 /// The command line or the `--config` file is wrong (clap's code).
 pub const USAGE: i32 = 2;
+/// `crashwatch send`: some reports are still waiting in the outbox (Relay
+/// unreachable or slow, a rate limit, a retry backoff); a later send or
+/// the watcher delivers them. The same code as [`FAILURE`].
+pub const REPORTS_WAITING: i32 = 1;
+/// `crashwatch send`: this send set reports aside for good in the outbox's
+/// `rejected/` (Relay refused them, or their file was corrupt); a person
+/// should look. Wins over [`REPORTS_WAITING`].
+pub const REPORTS_REJECTED: i32 = 3;
 /// crashwatch itself failed before the child ran (as `env` and `nohup`).
 pub const CANNOT_SUPERVISE: i32 = 125;
 /// The program exists but cannot be executed.

@@ -117,6 +117,7 @@ fn the_debian_package_installs_works_and_removes_cleanly() {
         let expected = [
             "/usr/bin/crashwatch",
             "/usr/lib/systemd/system/crashwatch@.service",
+            "/usr/lib/systemd/system/crashwatch-send.service",
             "/usr/share/doc/crashwatch/examples/notify.conf",
             "/usr/share/doc/crashwatch/examples/wrap-existing.conf",
             "/usr/share/doc/crashwatch/copyright",
@@ -191,6 +192,11 @@ fn the_debian_package_installs_works_and_removes_cleanly() {
         let unit = std::fs::read_to_string("/usr/lib/systemd/system/crashwatch@.service").unwrap();
         assert!(unit.contains("\nExecStart=/usr/bin/crashwatch run -- $COMMAND\n"), "{unit}");
         let verify = Command::new("systemd-analyze").args(["verify", "crashwatch@demo.service"]).output().unwrap();
+        let complaints = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success() && complaints.is_empty(), "{complaints}");
+        let sender = std::fs::read_to_string("/usr/lib/systemd/system/crashwatch-send.service").unwrap();
+        assert!(sender.contains("\nExecStart=/usr/bin/crashwatch send --watch\n"), "{sender}");
+        let verify = Command::new("systemd-analyze").args(["verify", "crashwatch-send.service"]).output().unwrap();
         let complaints = String::from_utf8_lossy(&verify.stderr);
         assert!(verify.status.success() && complaints.is_empty(), "{complaints}");
         let example = std::fs::read_to_string("/usr/share/doc/crashwatch/examples/wrap-existing.conf").unwrap();

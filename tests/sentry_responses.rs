@@ -229,9 +229,24 @@ async fn slow_relay_times_out_and_the_report_stays_pending() {
     let h = Harness::new(&relay.dsn());
     let id = h.enqueue_crash(2048);
 
-    assert_eq!(h.flush().await, summary(|s| s.retry_later = 1));
+    // Relay had the envelope: it is unanswered, not failed, and waits out
+    // a backoff all the same.
+    let first = h.flush().await;
+    assert_eq!(
+        first,
+        summary(|s| {
+            s.unanswered = 1;
+            s.unanswered_within_ms = 2000;
+        })
+    );
+    assert_eq!(first.describe(), "0 sent, 1 waiting (sent, no answer within 2.0s; will retry)");
     let state = h.outbox.state(&h.outbox.pending().unwrap()[0]).unwrap();
-    assert!(state.last_error.as_deref().unwrap().starts_with("request to relay timed out"), "{state:?}");
+    let error = state.last_error.as_deref().unwrap();
+    assert!(
+        error.starts_with("request to relay timed out after the envelope was sent, without an answer: "),
+        "{error}"
+    );
+    assert_eq!(state.attempts, 1);
     relay
         .wait_until("the abandoned request", WAIT, |s| s.requests.iter().any(|r| r.outcome == Outcome::Abandoned))
         .await;
@@ -267,11 +282,19 @@ async fn deadline_cutting_an_upload_counts_no_attempt() {
     h.enqueue_crash(2048);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
     let summary = crashwatch::sentry::flush(&h.outbox, &h.uploader, deadline).await.unwrap();
-    assert_eq!(summary, FlushSummary { not_attempted: 1, deadline_reached: true, ..FlushSummary::default() });
+    // Relay holds the whole body: sent, without an answer before the
+    // deadline (what was left of the 300 ms).
+    let waited = summary.unanswered_within_ms;
+    assert!(waited > 0 && waited <= 300, "{summary:?}");
+    assert_eq!(
+        summary,
+        FlushSummary { unanswered: 1, unanswered_within_ms: waited, deadline_reached: true, ..FlushSummary::default() }
+    );
     let state = h.outbox.state(&h.outbox.pending().unwrap()[0]).unwrap();
     assert_eq!(state.attempts, 0);
     assert!(state.next_attempt_at() <= h.clock.now());
-    assert_eq!(state.last_error.as_deref(), Some("interrupted by the flush deadline"));
+    let seconds = crashwatch::sentry::flush::seconds(waited);
+    assert_eq!(state.last_error, Some(format!("sent, no answer within {seconds} (the flush deadline)")));
 
     relay.release();
     assert_eq!(h.flush().await.sent, 1);

@@ -43,6 +43,10 @@ fn unit_files_verify() {
     localized(&units.join("examples/notify.conf"), &dropins.join("notify.conf"));
     verify(&instance);
 
+    let sender = dir.path().join("crashwatch-send.service");
+    localized(&units.join("crashwatch-send.service"), &sender);
+    verify(&sender);
+
     let existing = dir.path().join("myserver.service");
     std::fs::write(&existing, "[Unit]\nDescription=a server\n[Service]\nExecStart=/bin/true\n").unwrap();
     let dropins = dir.path().join("myserver.service.d");

@@ -31,9 +31,13 @@ pub struct Delivery {
     target: Option<(Dsn, Outbox)>,
     /// The spool's root, when there is a target.
     spool_root: Option<PathBuf>,
+    /// With a DSN but no usable outbox: why reports cannot be queued.
+    unusable: Option<String>,
     scrubber: Scrubber,
     minidump: Option<MinidumpProcessing>,
     flush_timeout: Duration,
+    /// `--delivery direct`: this process sends; else it only queues.
+    send_directly: bool,
     report_exit_codes: bool,
     /// Crash-loop groups and the hourly budget (with a target only).
     throttle: Option<Throttle>,
@@ -51,6 +55,8 @@ pub struct Options {
     /// Bound on the outbox.
     pub max_bytes: Option<u64>,
     pub flush_timeout: Duration,
+    /// Send from this process; otherwise only queue (`--delivery spool`).
+    pub send_directly: bool,
     pub report_exit_codes: bool,
     pub scrubber: Scrubber,
     /// How the minidump is sent, if it is.
@@ -63,18 +69,18 @@ pub struct Options {
 impl Delivery {
     /// Local mode (reports stay in the spool) without a DSN or a spool.
     pub fn new(dsn: Option<Dsn>, spool: Option<&Spool>, options: Options, metrics: Arc<Metrics>) -> Delivery {
-        let target = match (dsn, spool) {
+        let (target, unusable) = match (dsn, spool) {
             // Local mode: each report's summary says it was not sent.
-            (None, _) => None,
+            (None, _) => (None, None),
             (Some(dsn), None) => {
                 tracing::warn!("reports cannot be sent to {dsn}: there is no usable spool to queue them in");
-                None
+                (None, Some("there is no usable spool to queue it in".to_string()))
             }
             (Some(dsn), Some(spool)) => match deliver::open_outbox(spool.root(), options.max_bytes) {
-                Ok(outbox) => Some((dsn, outbox)),
+                Ok(outbox) => (Some((dsn, outbox)), None),
                 Err(e) => {
                     tracing::warn!("reports cannot be sent to {dsn}: {}", Chain(&e));
-                    None
+                    (None, Some(format!("the outbox is unusable: {}", Chain(&e))))
                 }
             },
         };
@@ -84,9 +90,11 @@ impl Delivery {
         Delivery {
             spool_root: spool.filter(|_| target.is_some()).map(|s| s.root().to_path_buf()),
             target,
+            unusable,
             scrubber: options.scrubber,
             minidump: options.minidump,
             flush_timeout: options.flush_timeout,
+            send_directly: options.send_directly,
             report_exit_codes: options.report_exit_codes,
             throttle,
             sent_signatures: Mutex::new(Vec::new()),
@@ -98,7 +106,9 @@ impl Delivery {
     /// Why `report` is not sent, for its summary, judging by its kind and
     /// whether there is a DSN; `None` when it would be queued.
     pub fn kept_local_because(&self, report: &CrashReport) -> Option<String> {
-        if self.target.is_none() {
+        if let Some(why) = &self.unusable {
+            Some(format!("not sent: {why}; the report is kept in the spool"))
+        } else if self.target.is_none() {
             Some("not sent: no DSN (--dsn or SENTRY_DSN)".into())
         } else if !event::should_send(report, self.report_exit_codes) {
             Some(match report.kind {
@@ -198,6 +208,13 @@ impl Delivery {
                 if let Some((_, signature)) = admitted {
                     self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).push(signature.key);
                 }
+                if !self.send_directly {
+                    tracing::info!(
+                        report = %report.short_id(),
+                        "queued in {} for `crashwatch send --watch` (--delivery spool)",
+                        outbox.dir().display()
+                    );
+                }
                 None
             }
             Err(e) => {
@@ -284,7 +301,7 @@ impl Delivery {
     /// natural moment to retry what an earlier one could not send (a crash
     /// loop makes one attempt per restart); Relay's rate limits still hold.
     pub fn flush_in_background(self: &Arc<Self>, mode: deliver::Mode) {
-        if self.target.is_none() {
+        if self.target.is_none() || !self.send_directly {
             return;
         }
         let delivery = Arc::clone(self);
@@ -312,6 +329,9 @@ impl Delivery {
     /// this may be the last chance, in a container whose spool goes with it
     /// after `docker stop`, and it is one attempt per crashwatch.
     pub fn finish(&self) {
+        if !self.send_directly {
+            return;
+        }
         let deadline = Instant::now() + self.flush_timeout;
         // Each background flush has its own deadline, at most one flush
         // timeout after it started, so these joins are bounded.
@@ -329,7 +349,7 @@ impl Delivery {
     fn flush(&self, limit: Duration, mode: deliver::Mode) {
         let Some((dsn, outbox)) = &self.target else { return };
         match deliver::flush_for(outbox, dsn, limit, mode) {
-            Ok(summary) if summary.left_behind() + summary.rejected == 0 => {
+            Ok(summary) if summary.left_behind() + summary.set_aside() == 0 => {
                 self.metrics.sent(summary.sent);
                 if summary.sent > 0 {
                     tracing::info!("{} to {dsn}", summary.describe());
@@ -337,7 +357,7 @@ impl Delivery {
             }
             Ok(summary) => {
                 self.metrics.sent(summary.sent);
-                self.metrics.failed(summary.rejected);
+                self.metrics.failed(summary.set_aside());
                 tracing::warn!(
                     "{} to {dsn}; what is waiting stays in the spool for `crashwatch send` or the next run",
                     summary.describe()

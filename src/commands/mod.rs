@@ -17,6 +17,7 @@ pub mod send;
 pub mod show;
 pub mod symbolicate;
 pub mod test_event;
+pub mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,7 +43,7 @@ impl Failure {
 /// Runs the command line's subcommand.
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Command::Run(args) => run::run(args, cli.spool_dir),
+        Command::Run(args) => run::run(*args, cli.spool_dir),
         Command::List(args) => list::list(&spool(cli.spool_dir), &args),
         Command::Show(args) => show::show(&spool(cli.spool_dir), &args),
         Command::Doctor(args) => doctor::doctor(&spool(cli.spool_dir), &args),

@@ -81,6 +81,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let options = delivery::Options {
         max_bytes: config.spool_max_bytes,
         flush_timeout: config.flush_timeout,
+        send_directly: config.send_directly,
         report_exit_codes: config.report_exit_codes,
         scrubber,
         minidump: config.minidump_upload,

@@ -196,7 +196,7 @@ mod tests {
 
     fn run_args(cli: Cli) -> crate::cli::RunArgs {
         match cli.command {
-            crate::cli::Command::Run(args) => args,
+            crate::cli::Command::Run(args) => *args,
             other => panic!("not run: {other:?}"),
         }
     }

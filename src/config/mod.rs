@@ -44,6 +44,9 @@ pub struct RunConfig {
     pub dsn: Option<String>,
     /// How long to spend sending reports at the child's end.
     pub flush_timeout: std::time::Duration,
+    /// Send reports from this process (`--delivery direct`); otherwise only
+    /// queue them for `crashwatch send --watch`.
+    pub send_directly: bool,
     /// Bound on the outbox.
     pub spool_max_bytes: Option<u64>,
     /// Bounds on the symbolication helper.
@@ -135,6 +138,7 @@ impl RunConfig {
             }),
             dsn: args.dsn.filter(|d| !d.is_empty()),
             flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
+            send_directly: args.delivery == "direct" && args.flush_timeout > 0,
             spool_max_bytes: args.spool_max_bytes,
             symbolicate: HelperLimits {
                 timeout: Some(args.symbolicate_timeout).filter(|t| !t.is_zero()),
@@ -218,7 +222,7 @@ mod tests {
         let crate::cli::Command::Run(run) = crate::cli::Cli::try_parse_from(argv).unwrap().command else {
             panic!("not run")
         };
-        RunConfig::new(run, Some("/tmp".into()))
+        RunConfig::new(*run, Some("/tmp".into()))
     }
 
     #[test]

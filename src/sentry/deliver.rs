@@ -58,13 +58,21 @@ pub fn flush_for(outbox: &Outbox, dsn: &Dsn, limit: Duration, mode: Mode) -> Res
 impl FlushSummary {
     /// Whether anything is still waiting after this flush.
     pub fn left_behind(&self) -> usize {
-        self.retry_later + self.rate_limited + self.busy + self.not_attempted
+        self.retry_later + self.rate_limited + self.busy + self.not_attempted + self.unanswered
     }
 
-    /// `1 sent, 2 waiting (rate limited), 1 rejected`
+    /// Set aside for good by this flush: refused by Relay, or corrupt.
+    pub fn set_aside(&self) -> usize {
+        self.rejected + self.corrupt
+    }
+
+    /// `1 sent, 2 waiting (rate limited), 1 rejected by Relay (…)`
     pub fn describe(&self) -> String {
         let mut parts = vec![format!("{} sent", self.sent)];
+        let unanswered =
+            format!("sent, no answer within {}; will retry", crate::sentry::flush::seconds(self.unanswered_within_ms));
         let waiting = [
+            (self.unanswered, unanswered.as_str()),
             (self.retry_later, "to retry"),
             (self.rate_limited, "rate limited"),
             (self.busy, "being sent by another crashwatch"),
@@ -80,6 +88,9 @@ impl FlushSummary {
         }
         if self.rejected > 0 {
             parts.push(format!("{} rejected by Relay (kept in the outbox's rejected/)", self.rejected));
+        }
+        if self.corrupt > 0 {
+            parts.push(format!("{} corrupt, not sent (moved aside to the outbox's rejected/)", self.corrupt));
         }
         parts.join(", ")
     }

@@ -37,7 +37,7 @@
 //! (rejections, outbox evictions) are counted in the outbox and sent at the end
 //! as one standalone `client_report`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -69,6 +69,13 @@ pub struct FlushSummary {
     pub dropped: usize,
     /// Not looked at: the deadline passed or Relay was unreachable.
     pub not_attempted: usize,
+    /// Sent, but Relay did not answer in time (it most likely has the
+    /// envelope); still pending, to be sent again.
+    pub unanswered: usize,
+    /// The longest an unanswered request waited, milliseconds.
+    pub unanswered_within_ms: u64,
+    /// Our own file no longer parses: moved aside to `rejected/`, not sent.
+    pub corrupt: usize,
     /// Whether the deadline ended the flush.
     pub deadline_reached: bool,
 }
@@ -204,16 +211,16 @@ async fn flush_entry(
             Ok(body) => body,
             Err(error) => {
                 // Our own file no longer parses: sending it would only earn a
-                // 400, so it is set aside like one, with our reason.
-                tracing::error!(entry = claim.id(), %error, "outbox entry is corrupt");
-                reject(outbox, claim, 0, Some(Chain(&error).to_string()), Vec::new(), summary)?;
+                // 400, so it is set aside where a person can look at it.
+                set_aside_corrupt(outbox, claim, &Chain(&error).to_string(), summary)?;
                 return Ok(Next::Continue);
             }
         };
         let full_timeout = uploader.config().timeout_for(body.len());
         let remaining = deadline.saturating_duration_since(Instant::now());
         let cut_by_deadline = remaining < full_timeout;
-        let result = uploader.send(body, full_timeout.min(remaining)).await;
+        let timeout = full_timeout.min(remaining);
+        let result = uploader.send(body, timeout).await;
         match result {
             Ok(accepted) => {
                 if !accepted.rate_limits.is_empty() {
@@ -253,13 +260,24 @@ async fn flush_entry(
                 reject(outbox, claim, status, detail, causes, summary)?;
                 return Ok(Next::Continue);
             }
-            Err(UploadError::Timeout(_)) if cut_by_deadline => {
+            Err(UploadError::Timeout { body_sent, .. }) if cut_by_deadline => {
                 // Our deadline, not Relay, ended the request: no attempt is
                 // counted and the entry keeps its schedule.
-                claim.note("interrupted by the flush deadline")?;
-                tracing::warn!(entry = claim.id(), event_id, "flush deadline cut an upload short");
-                summary.not_attempted += 1;
                 summary.deadline_reached = true;
+                if body_sent {
+                    let waited = seconds(timeout.as_millis() as u64);
+                    claim.note(&format!("sent, no answer within {waited} (the flush deadline)"))?;
+                    tracing::warn!(
+                        entry = claim.id(),
+                        event_id,
+                        "sent, but relay did not answer before the flush deadline"
+                    );
+                    unanswered(summary, timeout);
+                } else {
+                    claim.note("interrupted by the flush deadline")?;
+                    tracing::warn!(entry = claim.id(), event_id, "flush deadline cut an upload short");
+                    summary.not_attempted += 1;
+                }
                 return Ok(Next::Continue);
             }
             Err(error) => {
@@ -272,7 +290,10 @@ async fn flush_entry(
                     next_attempt_at = unix_millis(next),
                     "crash report not delivered, will retry"
                 );
-                summary.retry_later += 1;
+                match error {
+                    UploadError::Timeout { body_sent: true, .. } => unanswered(summary, timeout),
+                    _ => summary.retry_later += 1,
+                }
                 return Ok(if error.is_network_error() { Next::StopNetwork } else { Next::Continue });
             }
         }
@@ -340,6 +361,49 @@ fn shrink(claim: &mut Claim<'_>, stored: &[u8], now: SystemTime) -> Result<bool,
     Ok(true)
 }
 
+/// `0.3s`, `8.0s`, `30s`: a wait as a person reads it, to a tenth of a
+/// second under ten seconds.
+pub fn seconds(ms: u64) -> String {
+    if ms < 10_000 { format!("{:.1}s", ms as f64 / 1000.0) } else { format!("{}s", ms.div_ceil(1000)) }
+}
+
+/// Counts an envelope sent without an answer within `waited`.
+fn unanswered(summary: &mut FlushSummary, waited: Duration) {
+    summary.unanswered += 1;
+    summary.unanswered_within_ms = summary.unanswered_within_ms.max(waited.as_millis() as u64);
+}
+
+/// Moves an entry whose file no longer parses to `rejected/`, marked as
+/// corrupt (it was never sent), and says which file it was.
+fn set_aside_corrupt(
+    outbox: &Outbox,
+    claim: Claim<'_>,
+    reason: &str,
+    summary: &mut FlushSummary,
+) -> Result<(), FlushError> {
+    let (from, state) = (claim.envelope_path(), claim.state().clone());
+    let rejection = Rejection {
+        event_id: state.event_id.clone(),
+        status: 0,
+        detail: Some(reason.to_owned()),
+        causes: Vec::new(),
+        rejected_at_ms: unix_millis(outbox.clock().now()),
+        corrupt: true,
+    };
+    let to = claim.reject(&rejection)?;
+    tracing::error!(
+        event_id = state.event_id,
+        "outbox entry {} is corrupt ({reason}): not sent, moved aside to {}",
+        from.display(),
+        to.display()
+    );
+    let mut lost = DiscardedCounts::default();
+    state.summary.discard_all(DiscardReason::InternalSdkError, &mut lost);
+    outbox.record_discarded(&lost)?;
+    summary.corrupt += 1;
+    Ok(())
+}
+
 fn reject(
     outbox: &Outbox,
     claim: Claim<'_>,
@@ -363,6 +427,7 @@ fn reject(
         detail,
         causes,
         rejected_at_ms: unix_millis(outbox.clock().now()),
+        corrupt: false,
     };
     claim.reject(&rejection)?;
     let mut lost = DiscardedCounts::default();

@@ -18,11 +18,13 @@
 //! kept in memory here; the flush also persists it in the outbox.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use hyper::body::{Bytes, Frame, SizeHint};
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
@@ -80,9 +82,15 @@ pub enum UploadError {
     /// No connection: refused, unreachable, DNS, TLS handshake.
     #[error("failed to connect to relay")]
     Connect(#[source] reqwest::Error),
-    /// The request or the answer took longer than allowed.
-    #[error("request to relay timed out")]
-    Timeout(#[source] reqwest::Error),
+    /// The request or the answer took longer than allowed. `body_sent`:
+    /// the whole envelope had been handed to the connection, so Relay has
+    /// most likely received it and only its answer is missing.
+    #[error("request to relay timed out{}", if *.body_sent { " after the envelope was sent, without an answer" } else { "" })]
+    Timeout {
+        #[source]
+        source: reqwest::Error,
+        body_sent: bool,
+    },
     /// The connection broke while sending or receiving.
     #[error("failed to send the envelope to relay")]
     SendFailed(#[source] reqwest::Error),
@@ -127,7 +135,7 @@ impl UploadError {
     /// so every other envelope would fail the same way right now.
     pub fn is_network_error(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::SendFailed(_) => true,
+            Self::Connect(_) | Self::Timeout { .. } | Self::SendFailed(_) => true,
             Self::ServerError { status, .. } => matches!(status, 502..=504),
             _ => false,
         }
@@ -228,6 +236,7 @@ impl Uploader {
             .map_err(|e| UploadError::Compress(std::io::Error::other(e)))?
             .map_err(UploadError::Compress)?;
 
+        let body_sent = Arc::new(AtomicBool::new(false));
         let response = self
             .client
             .post(self.url.clone())
@@ -235,10 +244,10 @@ impl Uploader {
             .header(CONTENT_ENCODING, "gzip")
             .header("X-Sentry-Auth", &self.auth)
             .timeout(timeout)
-            .body(body)
+            .body(reqwest::Body::wrap(Tracked::new(body, Arc::clone(&body_sent))))
             .send()
             .await
-            .map_err(classify_reqwest)?;
+            .map_err(|e| classify_reqwest(e, body_sent.load(Ordering::SeqCst)))?;
 
         let status = response.status().as_u16();
         let limits = self.limits_from(status, response.headers());
@@ -275,9 +284,9 @@ impl Uploader {
     }
 }
 
-fn classify_reqwest(error: reqwest::Error) -> UploadError {
+fn classify_reqwest(error: reqwest::Error, body_sent: bool) -> UploadError {
     if error.is_timeout() {
-        UploadError::Timeout(error)
+        UploadError::Timeout { source: error, body_sent }
     } else if error.is_connect() {
         UploadError::Connect(error)
     } else {
@@ -297,6 +306,54 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Vec<u8> 
         }
     }
     body
+}
+
+/// A request body handed to the connection in chunks, which notes when the
+/// last one has been taken: the connection asks for the next chunk only once
+/// it has room for it, so by then everything before it is on its way.
+struct Tracked {
+    body: Bytes,
+    taken: usize,
+    sent: Arc<AtomicBool>,
+}
+
+impl Tracked {
+    const CHUNK: usize = 64 << 10;
+
+    fn new(body: Vec<u8>, sent: Arc<AtomicBool>) -> Tracked {
+        Tracked { body: Bytes::from(body), taken: 0, sent }
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let start = self.taken;
+        if start >= self.body.len() {
+            self.sent.store(true, Ordering::SeqCst);
+            return std::task::Poll::Ready(None);
+        }
+        let end = (start + Self::CHUNK).min(self.body.len());
+        self.taken = end;
+        if end == self.body.len() {
+            self.sent.store(true, Ordering::SeqCst);
+        }
+        std::task::Poll::Ready(Some(Ok(Frame::data(self.body.slice(start..end)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.taken >= self.body.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Exact: the request carries a Content-Length, as Relay expects.
+        SizeHint::with_exact((self.body.len() - self.taken) as u64)
+    }
 }
 
 /// gzip-compresses `data`.

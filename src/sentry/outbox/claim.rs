@@ -135,16 +135,18 @@ impl Claim<'_> {
         self.delete()
     }
 
-    /// Relay refused the envelope for good: it moves to `rejected/` with the
-    /// reason, and is never sent again.
-    pub fn reject(self, rejection: &Rejection) -> Result<(), OutboxError> {
+    /// Relay refused the envelope for good (or it is corrupt): it moves to
+    /// `rejected/` with the reason, and is never sent again. Returns where
+    /// it went.
+    pub fn reject(self, rejection: &Rejection) -> Result<PathBuf, OutboxError> {
         let rejected = &self.outbox.rejected;
         self.outbox.write_json(&rejected.join(format!("{}.json", self.id)), rejection)?;
         let target = rejected.join(format!("{}.envelope", self.id));
         let source = self.envelope_path();
         fs::rename(&source, &target).map_err(io_err("move to rejected/", &source))?;
         sync_dir(rejected)?;
-        self.delete()
+        self.delete()?;
+        Ok(target)
     }
 
     pub(super) fn delete(self) -> Result<(), OutboxError> {

@@ -200,6 +200,10 @@ pub struct Rejection {
     pub causes: Vec<String>,
     /// When (ms since the epoch).
     pub rejected_at_ms: u64,
+    /// Set aside by crashwatch, not refused by Relay: the stored file no
+    /// longer parses (`detail` says why) and was never sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub corrupt: bool,
 }
 
 /// The durable spool; see the module docs.

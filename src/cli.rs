@@ -18,7 +18,9 @@ Exit codes of `crashwatch run`:
   127                     PROGRAM was not found
   2                       the command line (or the --config file) is wrong
 With --restart, the code of the last run.
-Other commands exit 0 on success, 1 on failure, 2 for a wrong command line.
+Other commands exit 0 on success, 1 on failure, 2 for a wrong command line;
+`send` exits 1 when reports still wait and 3 when it set reports aside in
+the outbox's rejected/ (Relay refused them, or their file was corrupt).
 
 Environment: CRASHWATCH_LOG sets crashwatch's own log level (error, warn,
 info, debug, trace; default info). Every option names its variable.";
@@ -61,8 +63,9 @@ pub enum Command {
     /// Check that crashwatch can do its job here: trace a child, keep and
     /// send reports, limit memory; exit 1 if anything failed
     Doctor(DoctorArgs),
-    /// Deliver the reports waiting in the spool to Sentry; exit 1 if any
-    /// could not be sent
+    /// Deliver the reports waiting in the spool to Sentry (`--watch`: keep
+    /// doing so as a service); exit 1 if some still wait, 3 if some were
+    /// set aside for good
     Send(SendArgs),
     /// Send a test event to the DSN and report Relay's answer
     Test(TestArgs),

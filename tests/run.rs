@@ -229,6 +229,25 @@ fn bad_options_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "), "{args:?}");
     }
+    // A mistyped option is not run as the program (it used to exit 127).
+    let out = crashwatch(spool.path()).args(["run", "--signal-grup", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: unexpected argument '--signal-grup' found"), "{stderr}");
+    assert!(stderr.contains("tip: a similar argument exists: '--signal-group'"), "{stderr}");
+}
+
+#[test]
+fn the_programs_own_options_pass_through_with_or_without_dashes() {
+    let spool = tempfile::tempdir().unwrap();
+    for args in [
+        &["run", "sh", "-c", "echo $0 \"$@\"", "-x", "--pty", "-e"][..],
+        &["run", "--", "sh", "-c", "echo $0 \"$@\"", "-x", "--pty", "-e"],
+    ] {
+        let out = crashwatch(spool.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, b"-x --pty -e\n", "{args:?}");
+    }
 }
 
 #[test]

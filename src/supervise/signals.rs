@@ -67,6 +67,12 @@ pub fn take_over(reap_orphans: bool) -> io::Result<&'static Hub> {
     if let Some(hub) = HUB.get() {
         return Ok(hub);
     }
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task")
+        && tasks.count() > 1
+    {
+        // A bug of crashwatch's, not the user's: said so that tests see it.
+        tracing::warn!("signals taken over after another thread started: that thread may take one as its default");
+    }
     let mut set = SignalSet::of(signals::forwarded());
     if reap_orphans {
         set = set.with(libc::SIGCHLD);

@@ -165,14 +165,14 @@ fn a_traced_child_dies_with_a_sigkilled_crashwatch_an_untraced_one_loses_its_out
 
     let dir = tempfile::tempdir().unwrap();
     let (crashwatch, _lines, writer) = late_writer(&["--no-ptrace"], false, dir.path());
-    let pid = crashwatch.id() as i32;
-    kill(pid, libc::SIGKILL);
-    supervisors::wait_until("crashwatch's death", || supervisors::state(pid) == Some('Z'));
+    kill(crashwatch.id() as i32, libc::SIGKILL);
+    // Reaped, so that its last thread has closed the pipes (its leader
+    // shows as a zombie before that).
+    let out = common::wait_output(crashwatch, LIMIT);
+    assert_eq!(status_code(&out), 128 + libc::SIGKILL);
     // Untraced, it runs on, but nobody reads its output any more.
     assert_eq!(supervisors::state(writer), Some('S'));
     assert_eq!(write_late(writer, dir.path()), "EPIPE");
-    let out = common::wait_output(crashwatch, LIMIT);
-    assert_eq!(status_code(&out), 128 + libc::SIGKILL);
 }
 
 #[test]

@@ -306,8 +306,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", env = "SENTRY_ENVIRONMENT")]
     pub environment: Option<String>,
 
-    /// The program to supervise and its arguments (after `--`)
-    #[arg(value_name = "PROGRAM", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The program to supervise and its arguments: everything from PROGRAM
+    /// on is the program's own (`run ls -la`). crashwatch's options come
+    /// before it; `--` ends them (needed for a PROGRAM starting with `-`)
+    // Not `allow_hyphen_values`: with it, a mistyped option before the
+    // program (`--signal-grup prog`) was taken as the program to run.
+    #[arg(value_name = "PROGRAM", required = true, num_args = 1.., trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 
@@ -602,5 +606,24 @@ mod tests {
         let Command::Run(run) = cli.command else { panic!("not run") };
         assert!(run.pty);
         assert_eq!(run.command, ["prog", "--pty", "-x"]);
+        // Without `--`, from the program on everything is the program's.
+        let cli = Cli::try_parse_from(["crashwatch", "run", "--pty", "ls", "-la", "--pty"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.command, ["ls", "-la", "--pty"]);
+        // A program whose name starts with a dash needs `--`.
+        let cli = Cli::try_parse_from(["crashwatch", "run", "--", "-weird", "--x"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.command, ["-weird", "--x"]);
+    }
+
+    #[test]
+    fn a_mistyped_option_before_the_program_is_a_usage_error() {
+        let err = Cli::try_parse_from(["crashwatch", "run", "--signal-grup", "prog"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("a similar argument exists: '--signal-group'"), "{text}");
+        let err = Cli::try_parse_from(["crashwatch", "run", "-x", "prog"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 }

@@ -19,6 +19,7 @@
 //! The policy is pure ([`Backoff`]); the waiting is behind [`Wait`], so the
 //! whole loop runs in tests on a fake clock without sleeping.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// When to run the child again.
@@ -186,33 +187,26 @@ pub fn run_loop<T, E>(
 }
 
 /// The real pause: sleeps, but wakes at once for a stop signal (TERM, INT,
-/// QUIT; not HUP, a reload for many servers), which signal-hook writes into
-/// a socket pair polled here. It is registered for the whole run, so a stop
-/// between two runs (while a report is filed, or during the delay) is never
-/// missed, nor one forwarded to a child that then crashed on its way out.
+/// QUIT; not HUP, a reload for many servers) among the signals crashwatch
+/// receives, which arrive on `signals`. It listens for the whole run, so a
+/// stop between two runs (while a report is filed, or during the delay) is
+/// never missed, nor one forwarded to a child that then crashed on its way
+/// out.
 pub struct StopSignals {
-    read: std::os::unix::net::UnixStream,
-    ids: Vec<signal_hook::SigId>,
+    signals: mpsc::Receiver<i32>,
 }
 
 impl StopSignals {
-    pub fn register() -> std::io::Result<StopSignals> {
-        let (read, write) = std::os::unix::net::UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        let mut ids = Vec::new();
-        for signal in crate::process::signals::END_RESTARTS {
-            ids.push(signal_hook::low_level::pipe::register(signal, write.try_clone()?)?);
-        }
-        Ok(StopSignals { read, ids })
+    /// `signals`: every signal crashwatch receives from now on.
+    pub fn new(signals: mpsc::Receiver<i32>) -> StopSignals {
+        StopSignals { signals }
     }
 
     /// Whether a stop signal arrived since the last call (consuming it).
     fn arrived(&mut self) -> bool {
-        use std::io::Read;
-        let mut buf = [0u8; 64];
         let mut any = false;
-        while let Ok(1..) = self.read.read(&mut buf) {
-            any = true;
+        while let Ok(signal) = self.signals.try_recv() {
+            any |= crate::process::signals::END_RESTARTS.contains(&signal);
         }
         any
     }
@@ -220,29 +214,22 @@ impl StopSignals {
 
 impl Wait for StopSignals {
     fn wait(&mut self, delay: Duration) -> bool {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        use std::os::fd::AsFd;
+        if self.arrived() {
+            return false;
+        }
         let deadline = std::time::Instant::now() + delay;
         loop {
-            if self.arrived() {
-                return false;
-            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return true;
+            match self.signals.recv_timeout(left) {
+                Ok(signal) if crate::process::signals::END_RESTARTS.contains(&signal) => return false,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => return true,
+                // Nobody collects signals any more: only the delay is left.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    return true;
+                }
             }
-            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
-            // EINTR and wake-ups go round the loop, which re-checks both.
-            let _ = poll(&mut fds, PollTimeout::from(ms));
-        }
-    }
-}
-
-impl Drop for StopSignals {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
         }
     }
 }

@@ -77,6 +77,11 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             && supervise::become_subreaper()
                 .inspect_err(|e| tracing::warn!("failed to become a subreaper, orphans of the child go to init: {e}"))
                 .is_ok());
+    // Before any thread is started: from here on every signal crashwatch
+    // forwards is collected, none takes its default action.
+    let signals = supervise::signals::take_over(reap_orphans)
+        .context("failed to take over the signals to forward")
+        .map_err(|e| Failure::new(exit::CANNOT_SUPERVISE, e))?;
     let metrics = Arc::new(Metrics::default());
     let options = delivery::Options {
         max_bytes: config.spool_max_bytes,
@@ -103,19 +108,20 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     }
     // A stop signal between two runs must end the restart loop: listen for
     // it for the whole run.
-    let mut stops: Box<dyn Wait> = match config.restart.policy {
-        Policy::Never => Box::new(NoRestart),
-        _ => Box::new(
-            StopSignals::register()
-                .context("failed to listen for stop signals")
-                .map_err(|e| Failure::new(exit::CANNOT_SUPERVISE, e))?,
-        ),
+    let (mut stops, _listening): (Box<dyn Wait>, _) = match config.restart.policy {
+        Policy::Never => (Box::new(NoRestart), None),
+        _ => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let listening = signals.listen(Box::new(move |signal| tx.send(signal).is_ok()));
+            (Box::new(StopSignals::new(rx)), Some(listening))
+        }
     };
     let shared = Shared {
         config: &config,
         spool: spool.as_ref(),
         delivery: &delivery,
         reap_orphans,
+        signals,
         own_cgroup: MemoryCgroup::of_process(0).inspect_err(|e| tracing::debug!("no memory cgroup: {}", Chain(e))).ok(),
         metrics: &metrics,
         health: &health,
@@ -150,6 +156,7 @@ struct Shared<'a> {
     spool: Option<&'a Spool>,
     delivery: &'a Arc<Delivery>,
     reap_orphans: bool,
+    signals: &'static supervise::Hub,
     /// crashwatch's own memory cgroup.
     own_cgroup: Option<MemoryCgroup>,
     metrics: &'a Arc<Metrics>,
@@ -213,6 +220,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         reap_orphans,
         trace,
         cgroup: limited.as_ref().map(|cg| cg.cgroup.clone()),
+        signals: shared.signals,
     })
     .map_err(|e| Failure::new(e.exit_code(), e))?;
 

@@ -182,6 +182,36 @@ pub fn parse_stat_state(text: &str) -> Option<TaskState> {
     after.split_ascii_whitespace().next()?.chars().next().map(TaskState)
 }
 
+/// A process as `/proc/PID/stat` shows its place: its parent and group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kin {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+/// Parses the parent and process group (fields 4 and 5) out of the text
+/// of `/proc/PID/stat`, counted from the last `)` as for the state.
+pub fn parse_stat_kin(pid: i32, text: &str) -> Option<Kin> {
+    let mut fields = text[text.rfind(')')? + 1..].split_ascii_whitespace().skip(1);
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(Kin { pid, ppid, pgrp })
+}
+
+/// Every process of process group `pgrp` now (zombies included), by a scan
+/// of `/proc`: processes that end during the scan are left out.
+pub fn process_group(pgrp: i32) -> Vec<Kin> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut members: Vec<Kin> = dir
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| parse_stat_kin(pid, &fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))
+        .filter(|kin| kin.pgrp == pgrp)
+        .collect();
+    members.sort_unstable_by_key(|kin| kin.pid);
+    members
+}
+
 /// Reads the state of thread `tid` of process `tgid`.
 pub fn task_state(tgid: i32, tid: i32) -> Result<TaskState, ProcError> {
     let (text, path) = read_string(PathBuf::from(format!("/proc/{tgid}/task/{tid}/stat")))?;
@@ -375,6 +405,17 @@ mod tests {
         assert!(state.is_dead());
         assert_eq!(parse_stat_state("garbage"), None);
         assert_eq!(parse_stat_state("1 (x)"), None);
+    }
+
+    #[test]
+    fn parent_and_group_with_hostile_comm() {
+        let hostile = "4103 (a) 1 2 (b) S 4000 4100 4100 0 -1";
+        assert_eq!(parse_stat_kin(4103, hostile), Some(Kin { pid: 4103, ppid: 4000, pgrp: 4100 }));
+        assert_eq!(parse_stat_kin(1, "1 (x) S 0"), None);
+        // This test process is in its own group, with cargo's test harness.
+        let me = std::process::id() as i32;
+        let group = process_group(nix::unistd::getpgrp().as_raw());
+        assert!(group.iter().any(|kin| kin.pid == me), "{group:?}");
     }
 
     const MAPS: &str = "\

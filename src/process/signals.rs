@@ -14,6 +14,25 @@ pub const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIG
 /// still be restarted.
 pub const END_RESTARTS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
 
+/// Whether crashwatch passes `signal` on to its child when it receives it.
+/// As tini: every signal a process can catch, real-time ones included,
+/// except SIGCHLD (crashwatch's own: a child of its changed state), SIGTTIN
+/// and SIGTTOU (the terminal stopping crashwatch's own reads and writes:
+/// ignored) and the C library's reserved real-time signals (32 and 33 with
+/// glibc). Unlike tini, the fault signals are forwarded too: one sent by
+/// another process says nothing about crashwatch (README, "Signals").
+pub fn is_forwarded(signal: i32) -> bool {
+    let reserved = signal > 31 && signal < libc::SIGRTMIN();
+    (1..=libc::SIGRTMAX()).contains(&signal)
+        && !reserved
+        && !matches!(signal, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD | libc::SIGTTIN | libc::SIGTTOU)
+}
+
+/// Every signal [`is_forwarded`] says yes to, lowest first.
+pub fn forwarded() -> impl Iterator<Item = i32> {
+    (1..=libc::SIGRTMAX()).filter(|&s| is_forwarded(s))
+}
+
 /// The conventional name of signal `n`, e.g. `SIGSEGV` or `SIGRTMIN+2`.
 pub fn name(n: i32) -> String {
     if let Some((name, _)) = known(n) {
@@ -141,6 +160,22 @@ mod tests {
         assert_eq!(name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
         assert_eq!(name(99), "signal 99");
         assert_eq!(describe(6), "aborted");
+    }
+
+    #[test]
+    fn forwards_every_catchable_signal_but_chld_ttin_ttou() {
+        let all: Vec<i32> = forwarded().collect();
+        // 31 standard signals less KILL, STOP, CHLD, TTIN, TTOU; then
+        // SIGRTMIN..=SIGRTMAX (34..=64 with glibc).
+        let realtime = (libc::SIGRTMAX() - libc::SIGRTMIN() + 1) as usize;
+        assert_eq!(all.len(), 26 + realtime);
+        for signal in [libc::SIGALRM, libc::SIGPWR, libc::SIGTSTP, libc::SIGCONT, libc::SIGURG, libc::SIGSEGV] {
+            assert!(all.contains(&signal), "{}", name(signal));
+        }
+        assert!(all.contains(&(libc::SIGRTMIN() + 3)) && all.contains(&libc::SIGRTMAX()));
+        for signal in [libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD, libc::SIGTTIN, libc::SIGTTOU, 32, 0, 65] {
+            assert!(!is_forwarded(signal), "{signal}");
+        }
     }
 
     #[test]

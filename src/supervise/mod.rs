@@ -10,9 +10,8 @@
 //!   sending what comes of it (started, crash, snapshot, ended). It is the
 //!   only thread that ptraces: the kernel takes the thread that attached as
 //!   the tracer;
-//! - the *signals* thread collects the forwarded signals synchronously
-//!   (signal-hook's self-pipe: the handlers only write a byte) and sends
-//!   each as [`Event::Signal`];
+//! - the *signals* thread ([`signals`]) takes every signal crashwatch
+//!   receives with `sigwaitinfo` and sends each as [`Event::Signal`];
 //! - the calling thread runs the loop: it forwards signals, and as PID 1 or
 //!   a subreaper reaps orphans ([`Supervisor::forward`] on SIGCHLD).
 //!
@@ -24,13 +23,19 @@
 //! Children that any other thread starts (a symbolication helper) are left
 //! to that thread's own `wait`, never stolen.
 //!
-//! The signal handlers are installed before the fork, so a SIGTERM that
+//! The signals are blocked from crashwatch's start, so a SIGTERM that
 //! arrives while the child starts is queued and forwarded once its pid is
 //! known, never lost. A stop signal (TERM, INT, HUP, QUIT) also sets an
-//! atomic from within its handler, so whether a stop was requested before
-//! the child ended is known exactly even if the event is still queued: an
-//! orderly `docker stop` must not be mistaken for a crash.
+//! atomic on the signals thread as it is taken, so whether a stop was
+//! requested before the child ended is known exactly even if the event is
+//! still queued: an orderly `docker stop` must not be mistaken for a crash.
+//!
+//! Not PID 1 and not a subreaper, crashwatch cannot reap what the child
+//! leaves behind; it says so once, when the child has ended and processes
+//! of its process group are still there ([`orphans`]).
 
+mod orphans;
+pub mod signals;
 pub mod spawn;
 #[cfg(test)]
 mod tests;
@@ -42,20 +47,15 @@ use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use signal_hook::iterator::{Handle, Signals};
-
+pub use signals::Hub;
 pub use spawn::{Prepared, SpawnError};
 
 use crate::capture::{CrashCapture, SnapshotCapture};
 use crate::exit;
 use crate::memory::cgroup::{CgroupError, MemoryCgroup};
-use crate::process::{ChildStatus, signals};
+use crate::process::{ChildStatus, signals as names};
 use crate::ptrace::{Handled, TraceOptions, Tracer};
 use crate::sys;
-
-/// The signals passed on to the child.
-pub const FORWARDED: [i32; 7] =
-    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
 
 /// What to start and how to treat it.
 pub struct Spec {
@@ -77,6 +77,8 @@ pub struct Spec {
     /// `--memory-limit`). Failing to join kills the held child and fails the
     /// start: the program never runs other than as asked.
     pub cgroup: Option<MemoryCgroup>,
+    /// Where crashwatch's signals are collected ([`signals::take_over`]).
+    pub signals: &'static Hub,
 }
 
 /// One input of the child's life, in the order it happened.
@@ -84,8 +86,9 @@ pub struct Spec {
 pub enum Event {
     /// The child was released from its hold and runs the program.
     Started { pid: libc::pid_t },
-    /// crashwatch received `signal` (one of [`FORWARDED`], or SIGCHLD when
-    /// reaping orphans): hand it to [`Supervisor::forward`].
+    /// crashwatch received `signal` (one to forward, see
+    /// [`crate::process::signals::is_forwarded`], or SIGCHLD when reaping
+    /// orphans): hand it to [`Supervisor::forward`].
     Signal(i32),
     /// The tracer caught a process (the child, or a descendant with
     /// `follow_forks`) about to die of a crash signal and dumped it; the
@@ -123,8 +126,6 @@ pub struct Finished {
 pub enum SuperviseError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    #[error("failed to install the signal handlers that forward signals to the child")]
-    Signals(#[source] io::Error),
     #[error("failed to start the {0} thread")]
     Thread(&'static str, #[source] io::Error),
     #[error("failed to wait for child {pid}")]
@@ -167,27 +168,25 @@ pub struct Supervisor {
     signal_group: bool,
     reap: bool,
     ended: bool,
-    signals: Handle,
-    signal_thread: Option<JoinHandle<()>>,
+    /// Ended when the run ends: signals after it are not this child's.
+    signals: Option<signals::Subscription>,
     tracer: Option<JoinHandle<()>>,
-    /// Unregistered when the run ends, so a --restart loop does not pile up
-    /// one more action per signal for every run.
-    stop_flags: Vec<signal_hook::SigId>,
 }
 
 /// Starts the child described by `spec`; its life arrives as events.
 pub fn start(spec: Spec) -> Result<Supervisor, SuperviseError> {
-    let mut forwarded = Signals::new(FORWARDED).map_err(SuperviseError::Signals)?;
-    if spec.reap_orphans {
-        forwarded.add_signal(libc::SIGCHLD).map_err(SuperviseError::Signals)?;
-    }
     let stop = Arc::new(AtomicUsize::new(0));
-    let mut stop_flags = Vec::new();
-    for signal in signals::STOP {
-        let id = signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize);
-        stop_flags.push(id.map_err(SuperviseError::Signals)?);
-    }
     let (tx, events) = mpsc::channel();
+    let (to_loop, stop_flag, reap) = (tx.clone(), Arc::clone(&stop), spec.reap_orphans);
+    let subscription = spec.signals.forward_to(Box::new(move |signal| {
+        if signal == libc::SIGCHLD && !reap {
+            return true;
+        }
+        if names::STOP.contains(&signal) {
+            stop_flag.store(signal as usize, Ordering::SeqCst);
+        }
+        to_loop.send(Event::Signal(signal)).is_ok()
+    }));
     let mut supervisor = Supervisor {
         events,
         pid: None,
@@ -195,20 +194,9 @@ pub fn start(spec: Spec) -> Result<Supervisor, SuperviseError> {
         signal_group: spec.signal_group,
         reap: spec.reap_orphans,
         ended: false,
-        signals: forwarded.handle(),
-        signal_thread: None,
+        signals: Some(subscription),
         tracer: None,
-        stop_flags,
     };
-    let to_loop = tx.clone();
-    let signal_thread = thread::Builder::new().name("signals".into()).spawn(move || {
-        for signal in forwarded.forever() {
-            if to_loop.send(Event::Signal(signal)).is_err() {
-                break;
-            }
-        }
-    });
-    supervisor.signal_thread = Some(signal_thread.map_err(|e| SuperviseError::Thread("signals", e))?);
     let tracer = thread::Builder::new().name("tracer".into()).spawn(move || {
         let end = trace_to_end(spec, &tx, &stop);
         let _ = tx.send(Event::Ended(end));
@@ -250,7 +238,7 @@ impl Supervisor {
     /// that arrives before the child started waits for its pid.
     pub fn forward(&mut self, signal: i32) {
         if signal == libc::SIGCHLD {
-            reap_orphans();
+            orphans::reap();
             return;
         }
         match self.pid {
@@ -266,33 +254,26 @@ impl Supervisor {
             return;
         }
         self.ended = true;
-        self.signals.close();
-        for id in self.stop_flags.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-        if let Some(thread) = self.signal_thread.take() {
-            let _ = thread.join();
-        }
+        self.signals = None;
         if let Some(thread) = self.tracer.take() {
             let _ = thread.join();
         }
         if self.reap {
             // Orphans that died alongside the child: reap them now rather
             // than leave zombies for as long as crashwatch still runs.
-            reap_orphans();
+            orphans::reap();
+        } else if let Some(pid) = self.pid {
+            orphans::warn_left_behind(pid);
         }
     }
 }
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        // An early return from the caller's loop must not leave the signal
-        // thread running or the stop flags registered. The tracer thread
-        // ends with the child (EXITKILL ties the child to crashwatch).
-        self.signals.close();
-        for id in self.stop_flags.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
+        // An early return from the caller's loop must not leave signals
+        // going to a channel nobody reads. The tracer thread ends with the
+        // child (EXITKILL ties the child to crashwatch).
+        self.signals = None;
     }
 }
 
@@ -372,21 +353,13 @@ fn trace_to_end(spec: Spec, events: &mpsc::Sender<Event>, stop: &AtomicUsize) ->
     })
 }
 
-/// Reaps every finished child of the calling thread (orphans reparented to
-/// it) without blocking.
-fn reap_orphans() {
-    while let Ok(Some((pid, status))) = sys::ptrace::waitpid(-1, libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG) {
-        tracing::debug!(pid, status, "reaped an orphaned descendant");
-    }
-}
-
 fn forward(pid: libc::pid_t, signal: i32, group: bool) {
     let target = if group { -pid } else { pid };
-    tracing::debug!(pid, signal = %signals::name(signal), group, "forwarding signal");
+    tracing::debug!(pid, signal = %names::name(signal), group, "forwarding signal");
     // ESRCH only means the child is already gone.
     if let Err(e) = sys::ptrace::kill(target, signal)
         && !sys::ptrace::is_esrch(&e)
     {
-        tracing::warn!(pid, "failed to forward {} to the child: {e}", signals::name(signal));
+        tracing::warn!(pid, "failed to forward {} to the child: {e}", names::name(signal));
     }
 }

@@ -2,8 +2,9 @@
 //! child is held before `execve` and the child-subreaper flag here; ptrace,
 //! raw `waitpid` statuses and thread-directed signals in [`ptrace`]; what
 //! differs between CPU architectures (registers, signal frame) in [`arch`];
-//! the read-only file mappings symbolication reads debug information from in
-//! [`mapped`].
+//! crashwatch's own signal mask and dispositions, and the ones it inherited,
+//! in [`signals`]; the read-only file mappings symbolication reads debug
+//! information from in [`mapped`].
 //!
 //! This module and its children are the only code allowed `unsafe`. Everything
 //! between `fork` and `execve` runs in a child forked from a multithreaded
@@ -15,6 +16,7 @@
 pub mod arch;
 pub mod mapped;
 pub mod ptrace;
+pub mod signals;
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -84,18 +86,20 @@ pub struct ChildFds<'a> {
 }
 
 /// Forks a child that puts itself in a new process group, wires its fds,
-/// resets the signal state crashwatch changed, waits for one byte on
-/// `sync_read`, then execs `plan`. Returns the child's pid in the parent.
+/// waits for one byte on `sync_read`, gives back the signal dispositions and
+/// mask crashwatch inherited ([`signals::inherited`]), then execs `plan`.
+/// Returns the child's pid in the parent.
 ///
 /// The hold before exec is what lets the parent seize the child with ptrace
 /// before the program's first instruction.
 pub fn fork_held(plan: &ExecPlan, fds: &ChildFds<'_>) -> io::Result<libc::pid_t> {
+    let inherited = signals::inherited();
     // SAFETY: fork has no memory-safety preconditions; the child branch below
     // only makes async-signal-safe calls on memory prepared before the fork.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
-        0 => child_after_fork(plan, fds),
+        0 => child_after_fork(plan, fds, &inherited),
         pid => {
             // Also set the group from the parent: whichever of the two runs
             // first, the group exists before anyone signals it.
@@ -106,7 +110,7 @@ pub fn fork_held(plan: &ExecPlan, fds: &ChildFds<'_>) -> io::Result<libc::pid_t>
     }
 }
 
-fn child_after_fork(plan: &ExecPlan, fds: &ChildFds<'_>) -> ! {
+fn child_after_fork(plan: &ExecPlan, fds: &ChildFds<'_>, inherited: &signals::Inherited) -> ! {
     // SAFETY: only async-signal-safe libc calls, on fds the parent keeps open
     // across the fork and on pointers into `plan`, which outlives this call
     // (the child's copy of the address space is never freed before exec).
@@ -114,19 +118,10 @@ fn child_after_fork(plan: &ExecPlan, fds: &ChildFds<'_>) -> ! {
         libc::setpgid(0, 0);
         if fds.take_terminal && libc::isatty(0) == 1 {
             // tcsetpgrp from a background group raises SIGTTOU; ignore it for
-            // the call (the disposition is reset below).
+            // the call (the inherited disposition is restored below).
             libc::signal(libc::SIGTTOU, libc::SIG_IGN);
             libc::tcsetpgrp(0, libc::getpid());
         }
-        // The Rust runtime ignores SIGPIPE and ignored dispositions survive
-        // exec: give the program the default it expects. Handlers installed
-        // by signal-hook are reset by exec itself.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-
         if libc::dup2(fds.stdout.as_raw_fd(), 1) < 0 || libc::dup2(fds.stderr.as_raw_fd(), 2) < 0 {
             child_fail(fds.error_write.as_raw_fd());
         }
@@ -141,6 +136,11 @@ fn child_after_fork(plan: &ExecPlan, fds: &ChildFds<'_>) -> ! {
                 libc::_exit(crate::exit::CANNOT_SUPERVISE);
             }
         }
+        // Last, so that a signal sent to the held child stays pending
+        // (crashwatch blocks what it forwards) until the program can take
+        // it. What crashwatch ignores for itself (SIGPIPE, the Rust
+        // runtime's; SIGTTIN, SIGTTOU) or blocks is given back as it was.
+        signals::restore_in_child(inherited);
         libc::execve(plan.path.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
         child_fail(fds.error_write.as_raw_fd())
     }

@@ -9,14 +9,19 @@ use crate::report;
 use crate::spool::Spool;
 
 pub fn list(spool: &Spool, args: &ListArgs) -> Result<i32, Failure> {
-    let reports = spool.reports().map_err(|e| Failure::new(1, e))?;
+    super::finish_left_over(spool, "list");
     let mut out = String::new();
     if args.json {
-        for r in &reports {
+        for r in &spool.reports().map_err(|e| Failure::new(1, e))? {
             out.push_str(&serde_json::to_string(r).expect("a report always serialises"));
             out.push('\n');
         }
-    } else if reports.is_empty() {
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        return Ok(0);
+    }
+    // Only what the table shows is read of each report.
+    let reports = spool.heads().map_err(|e| Failure::new(1, e))?;
+    if reports.is_empty() {
         eprintln!("crashwatch: no reports in {}", spool.root().display());
     } else {
         out.push_str(&format!(

@@ -17,7 +17,7 @@ use crate::symbolicate::{SymbolOptions, Symbolicated, render_text, symbolicate};
 
 /// `spool` is opened only when the argument names a report: the helper
 /// process, given a file, must not create a default spool as a side effect.
-pub fn run(spool: impl FnOnce() -> Spool, args: &SymbolicateArgs) -> Result<i32, Failure> {
+pub fn run(spool: impl FnOnce() -> Result<Spool, Failure>, args: &SymbolicateArgs) -> Result<i32, Failure> {
     let mut opts = SymbolOptions::default();
     opts.symbol_dirs.extend(args.symbols.iter().cloned());
     opts.symbol_urls.extend(args.symbol_url.iter().cloned());
@@ -32,7 +32,7 @@ pub fn run(spool: impl FnOnce() -> Spool, args: &SymbolicateArgs) -> Result<i32,
     let dump = match args.dump.as_deref() {
         Some(arg) if Path::new(arg).exists() || report_id(arg).is_none() => PathBuf::from(arg),
         arg => {
-            let kept = kept_dump(&spool(), arg.and_then(report_id)).map_err(|failure| match arg {
+            let kept = kept_dump(&spool()?, arg.and_then(report_id)).map_err(|failure| match arg {
                 Some(arg) => Failure {
                     error: failure.error.context(format!("'{}' is neither a file nor a report", arg.display())),
                     ..failure

@@ -109,6 +109,11 @@ pub struct CrashReport {
     /// Non-fatal problems met while building the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What makes two crashes "the same" (the program, how it ended, the
+    /// top frames): set when the report is filed; retention keeps the
+    /// newest report of each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// A file kept with a report and sent with it, scrubbed like the log tail.
@@ -173,8 +178,10 @@ pub struct Dumped {
     /// --json` of the minidump).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks: Option<FileRef>,
-    /// How long the process was held for the dump, in milliseconds.
-    pub capture_ms: f64,
+    /// How long the process was held for the dump, in milliseconds
+    /// (unknown for a dump taken in after its crashwatch was killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_ms: Option<f64>,
     /// Problems that did not prevent the dump.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -202,7 +209,7 @@ impl Dumped {
             minidump,
             minidump_error,
             stacks: None,
-            capture_ms: held.as_secs_f64() * 1000.0,
+            capture_ms: Some(held.as_secs_f64() * 1000.0),
             notes,
         }
     }
@@ -489,6 +496,7 @@ impl CrashReport {
             log_tail_complete: ending.log_tail_complete,
             attachments: Vec::new(),
             notes: Vec::new(),
+            signature: None,
         }
     }
 
@@ -566,7 +574,7 @@ mod tests {
                 minidump: None,
                 minidump_error: None,
                 stacks: None,
-                capture_ms: 1.5,
+                capture_ms: Some(1.5),
                 notes: Vec::new(),
             },
         };

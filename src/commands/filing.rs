@@ -33,7 +33,7 @@ use crate::process::ChildStatus;
 use crate::report::{self, Crash, CrashReport, FileRef, Kind, MemorySnapshot, Preserved};
 use crate::sentry::throttle;
 use crate::spool::retention::{self, Limits};
-use crate::spool::{Held, Missing, Scratch, Spool, SpoolError, State, scratch_id};
+use crate::spool::{DELIVER, Held, Missing, Scratch, Spool, SpoolError, State, scratch_id};
 use crate::symbolicate::Symbolicated;
 
 /// How many of the last lines the summary on stderr repeats.
@@ -62,9 +62,19 @@ impl Filer {
     /// A filer for `spool` (none: reports are only summarised).
     pub fn new(spool: Option<Spool>, delivery: Arc<Delivery>, retention: Limits) -> Filer {
         let scratch = spool.as_ref().and_then(Spool::dir).and_then(|dir| {
-            Scratch::new(dir)
-                .inspect_err(|e| tracing::warn!("{}; crashes will not be captured as minidumps", Chain(e)))
-                .ok()
+            let scratch = Scratch::new(dir).and_then(|scratch| {
+                // For the reports a recovery makes of dumps this one leaves.
+                if delivery.has_target() {
+                    let intent = delivery.intent().to_json();
+                    scratch.dir().write_atomic(DELIVER, &intent).map_err(|source| SpoolError::Io {
+                        action: "write",
+                        path: scratch.dir().join(DELIVER),
+                        source,
+                    })?;
+                }
+                Ok(scratch)
+            });
+            scratch.inspect_err(|e| tracing::warn!("{}; crashes will not be captured as minidumps", Chain(e))).ok()
         });
         Filer { spool, scratch, delivery, retention }
     }
@@ -291,6 +301,11 @@ pub fn finish(
     recovered_by: Option<&str>,
     link: Option<&Link>,
 ) -> Option<Finished> {
+    if held.state().is_ok_and(|s| s == State::Committing)
+        && let Err(e) = held.forget_unfinished()
+    {
+        tracing::warn!("{}", Chain(&e));
+    }
     let record = held.state().and_then(|state| Ok((state, held.record()?)));
     let (state, mut report) = match record {
         Ok((state, Some(report))) => (state, report),

@@ -27,7 +27,7 @@ use crate::errors::Chain;
 use crate::process::{ChildStatus, signals};
 use crate::report::{self, Crash, CrashReport, Dumped, Ending, FileRef, Preserved};
 use crate::sentry::deliver::Mode;
-use crate::spool::{Abandoned, Held, Missing, Spool, SpoolError, State, Store, scratch_id};
+use crate::spool::{Abandoned, DELIVER, Held, Missing, Spool, SpoolError, State, Store, scratch_id};
 
 /// What was found, or done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,14 +94,13 @@ pub fn survey(spool: &Spool) -> Result<Recovered, SpoolError> {
     }
     let Some(store) = spool.store()? else { return Ok(found) };
     for id in store.ids()? {
-        let state = store.state(&id)?;
-        if !matches!(state, State::Unfinished | State::ToQueue) {
-            continue;
-        }
-        match store.hold(&id, Missing::Absent)? {
-            None => found.busy += 1,
-            Some(_) if state == State::Unfinished => found.unfinished += 1,
-            Some(_) => found.to_queue += 1,
+        let looked = store.state(&id).and_then(|state| Ok((state, store.hold(&id, Missing::Absent)?.is_some())));
+        match looked {
+            Ok((State::Unfinished | State::Committing | State::ToQueue, false)) => found.busy += 1,
+            Ok((State::Unfinished | State::Committing, true)) => found.unfinished += 1,
+            Ok((State::ToQueue, true)) => found.to_queue += 1,
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}", Chain(&e)),
         }
     }
     Ok(found)
@@ -125,25 +124,40 @@ pub fn recover(spool: &Spool, delivery: Option<&Delivery>, by: &str) -> Result<R
     }
     store.sweep_deleted()?;
     for id in store.ids()? {
-        if !matches!(store.state(&id)?, State::Unfinished | State::ToQueue | State::Empty) {
-            continue;
-        }
-        let Some(held) = store.hold(&id, Missing::Absent)? else {
-            done.busy += 1;
-            continue;
-        };
-        match held.state()? {
-            State::Empty => store.delete(held)?,
-            State::Unfinished | State::ToQueue => finish(held, delivery, by, &mut done),
-            State::Done | State::Gone => {}
+        // One report that cannot be read (a link planted in the store) must
+        // not keep the others from being finished.
+        if let Err(e) = recover_one(&store, &id, delivery, by, &mut done) {
+            tracing::warn!("{}", Chain(&e));
         }
     }
     Ok(done)
 }
 
+fn recover_one(
+    store: &Store,
+    id: &str,
+    delivery: Option<&Delivery>,
+    by: &str,
+    done: &mut Recovered,
+) -> Result<(), SpoolError> {
+    if !matches!(store.state(id)?, State::Unfinished | State::Committing | State::ToQueue | State::Empty) {
+        return Ok(());
+    }
+    let Some(held) = store.hold(id, Missing::Absent)? else {
+        done.busy += 1;
+        return Ok(());
+    };
+    match held.state()? {
+        State::Empty => store.delete(held)?,
+        State::Unfinished | State::Committing | State::ToQueue => finish(held, delivery, by, done),
+        State::Done | State::Gone => {}
+    }
+    Ok(())
+}
+
 fn finish(held: Held, delivery: Option<&Delivery>, by: &str, done: &mut Recovered) {
     let id = held.id().to_owned();
-    let unfinished = held.state().is_ok_and(|s| s == State::Unfinished);
+    let unfinished = held.state().is_ok_and(|s| matches!(s, State::Unfinished | State::Committing));
     let Some(finished) = filing::finish(held, delivery, Some(by), None) else { return };
     if unfinished {
         done.unfinished += 1;
@@ -248,6 +262,11 @@ fn adopt_dump(
         }
     }
     if made && let Some(record) = &record {
+        // Sent as its crashwatch would have sent it, if it had a DSN.
+        let intent = scratch.dir().read(DELIVER).map_err(SpoolError::io("read", scratch.dir().join(DELIVER)))?;
+        if let Some(intent) = intent.filter(|_| !held.has(DELIVER)) {
+            held.set_delivery(&intent)?;
+        }
         held.save_unfinished(record)?;
     }
     if !held.has("minidump.dmp") {

@@ -114,7 +114,8 @@ impl SpoolDir {
                     }
                 }
             };
-            let fd = fd.map_err(|e| explain(parent.as_ref(), component.as_os_str(), &here, e, root))?;
+            let links = if root { Links::RefusedRoot } else { Links::Followed };
+            let fd = fd.map_err(|e| explain(parent.as_ref(), component.as_os_str(), &here, e, links))?;
             parent = Some(fd);
         }
         here.push(last);
@@ -137,7 +138,7 @@ impl SpoolDir {
             Err(Errno::ENOENT) => return Ok(None),
             other => other,
         };
-        let fd = fd.map_err(|e| explain(parent.as_ref(), name, &here, e, true))?;
+        let fd = fd.map_err(|e| explain(parent.as_ref(), name, &here, e, Links::RefusedRoot))?;
         let dir = SpoolDir { fd: Arc::new(fd), path: here };
         dir.check_owner()?;
         Ok(Some(dir))
@@ -158,7 +159,7 @@ impl SpoolDir {
             Err(Errno::ENOENT) => return Ok(None),
             other => other,
         };
-        let fd = fd.map_err(|e| explain(Some(self.fd.as_ref()), OsStr::new(name), &path, e, true))?;
+        let fd = fd.map_err(|e| explain(Some(self.fd.as_ref()), OsStr::new(name), &path, e, Links::RefusedInside))?;
         let dir = SpoolDir { fd: Arc::new(fd), path };
         dir.check_owner()?;
         Ok(Some(dir))
@@ -178,12 +179,15 @@ impl SpoolDir {
         let st = fstat(self.fd()).map_err(io_error("stat", &self.path))?;
         let euid = nix::unistd::geteuid().as_raw();
         if st.st_uid != euid {
-            let who = if euid == 0 { "root".to_string() } else { format!("uid {euid}, who runs crashwatch") };
+            let (who, user) = match euid {
+                0 => ("root".to_string(), "root".to_string()),
+                n => (format!("uid {n}, who runs crashwatch"), n.to_string()),
+            };
             return Err(SpoolError::Unsafe {
                 path: self.path.clone(),
                 why: format!(
-                    "it belongs to uid {}, not to {who}: whoever owns it could make crashwatch write where they \
-                     choose (`chown {euid} {}` if it is yours, or choose another with --spool-dir)",
+                    "it belongs to uid {}, not to {who}: its owner could make crashwatch write where they choose; \
+                     `chown {user} {}` if it is meant for crashwatch, or choose another with --spool-dir",
                     st.st_uid,
                     self.path.display()
                 ),
@@ -215,6 +219,11 @@ impl SpoolDir {
 
     fn fd(&self) -> &OwnedFd {
         &self.fd
+    }
+
+    /// The same directory, known by `path` since it was renamed.
+    pub fn renamed(self, path: PathBuf) -> SpoolDir {
+        SpoolDir { fd: self.fd, path }
     }
 
     /// Where it is, for messages and for readers that take a path.
@@ -446,21 +455,33 @@ fn lock_file(file: File, wait: bool) -> io::Result<Option<File>> {
     }
 }
 
+/// How a link met on the way is treated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Links {
+    /// On the path to the spool, for an unprivileged user.
+    Followed,
+    /// The spool itself, or on the path to it for root.
+    RefusedRoot,
+    /// Inside the spool.
+    RefusedInside,
+}
+
 /// The error for a component that could not be opened: a link is named as
 /// such, whatever errno the kernel chose (`ELOOP`, or `ENOTDIR` with
 /// `O_PATH`).
-fn explain(parent: Option<&OwnedFd>, name: &OsStr, path: &Path, e: Errno, links_refused: bool) -> SpoolError {
+fn explain(parent: Option<&OwnedFd>, name: &OsStr, path: &Path, e: Errno, links: Links) -> SpoolError {
     let st = match parent {
         Some(fd) => fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW),
         None => fstatat(AT_FDCWD, name, AtFlags::AT_SYMLINK_NOFOLLOW),
     };
-    if links_refused && st.as_ref().is_ok_and(is_symlink) {
-        let target = std::fs::canonicalize(path).ok();
-        let fix = match target {
-            Some(real) if real.is_dir() => {
+    if links != Links::Followed && st.as_ref().is_ok_and(is_symlink) {
+        let target = std::fs::canonicalize(path).ok().filter(|real| real.is_dir());
+        let fix = match (links, target) {
+            (Links::RefusedRoot, Some(real)) => {
                 format!("remove it, or if reports belong in {0}, say so: --spool-dir {0}", real.display())
             }
-            _ => "remove it, or choose another directory with --spool-dir".to_string(),
+            (Links::RefusedRoot, None) => "remove it, or choose another directory with --spool-dir".to_string(),
+            _ => "remove it (crashwatch makes its own)".to_string(),
         };
         return SpoolError::Unsafe {
             path: path.to_path_buf(),

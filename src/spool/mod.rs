@@ -10,7 +10,9 @@
 //!     report.json               the finished report: the commit point
 //!   reports/.deleting-<id>/     a report being pruned (skipped by readers)
 //!   tmp/<pid>.<nonce>/          scratch of one running crashwatch, flock'd
-//!                               on the directory for as long as it runs
+//!                               on the directory for as long as it runs;
+//!                               its deliver.json (with a DSN) goes to the
+//!                               reports a recovery makes of its dumps
 //!   outbox/                     envelopes waiting for Relay (sentry::outbox)
 //!   throttle.json throttle.lock crash-loop state (sentry::throttle)
 //! ```
@@ -49,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 pub use dir::{Missing, SpoolDir};
 pub use scratch::{Abandoned, Scratch, scratch_id};
-pub use store::{Held, ReportHead, State, Store};
+pub use store::{DELIVER, Held, ReportHead, State, Store};
 
 use crate::report::CrashReport;
 

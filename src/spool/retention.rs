@@ -134,7 +134,10 @@ pub fn survey(store: &Store, waiting: &dyn Fn(&str) -> bool) -> Result<(u64, Vec
     let mut entries = Vec::new();
     for id in store.ids()? {
         let Some(dir) = store.dir().open_dir(&id, Missing::Absent)? else { continue };
-        let bytes = dir.disk_usage().map_err(SpoolError::io("measure", dir.path().to_path_buf()))?;
+        let measure = SpoolError::io("measure", dir.path().to_path_buf());
+        // The directory's own blocks too, as `du` counts them.
+        let own = store.dir().stat(&id).ok().flatten().map_or(0, |st| st.st_blocks as u64 * 512);
+        let bytes = own + dir.disk_usage().map_err(measure)?;
         used = used.saturating_add(bytes);
         let Some(head) = heads.remove(&id) else { continue };
         let protected = waiting(&id) || store.state(&id)? != State::Done;

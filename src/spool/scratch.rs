@@ -13,17 +13,31 @@ use std::time::{Duration, SystemTime};
 
 use super::SpoolError;
 use super::dir::{Missing, SpoolDir};
+use super::store::DELIVER;
 
 /// Loose files directly in `tmp/` (left by versions before the per-process
 /// directories) older than this are removed.
 const LOOSE_MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// This process's scratch directory, locked while it lives.
+/// This process's scratch directory, locked while it lives; removed when
+/// dropped if nothing is left in it.
 #[derive(Debug)]
 pub struct Scratch {
+    tmp: SpoolDir,
     dir: SpoolDir,
     name: String,
     _lock: File,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Left (for a recovery) while a dump is still in it.
+        let others = self.dir.entries().map(|e| e.iter().any(|(name, _)| name != DELIVER));
+        if others.is_ok_and(|others| !others) {
+            let _ = self.dir.remove(DELIVER);
+            let _ = self.tmp.remove_dir(&self.name);
+        }
+    }
 }
 
 impl Scratch {
@@ -38,7 +52,7 @@ impl Scratch {
             path: dir.path().to_path_buf(),
             source: std::io::ErrorKind::WouldBlock.into(),
         })?;
-        Ok(Scratch { dir, name, _lock: lock })
+        Ok(Scratch { tmp, dir, name, _lock: lock })
     }
 
     pub fn dir(&self) -> &SpoolDir {

@@ -17,10 +17,12 @@ use crate::report::{CrashReport, Kind, Program};
 pub const RECORD: &str = "report.json";
 /// The report as known so far, while it is being filed.
 pub const UNFINISHED: &str = "unfinished.json";
-/// Present while a report meant for Sentry is not yet in the outbox.
+/// Present while a report meant for Sentry is not yet in the outbox (and
+/// in the scratch directory of a crashwatch with a DSN).
 pub const DELIVER: &str = "deliver.json";
 const LOCK: &str = ".lock";
 const DELETING: &str = ".deleting-";
+const NEW: &str = ".new-";
 
 /// A report id: 32 lowercase hex digits.
 pub fn is_report_id(name: &str) -> bool {
@@ -118,30 +120,48 @@ impl Store {
     pub fn state(&self, id: &str) -> Result<State, SpoolError> {
         let Some(dir) = self.open(id)? else { return Ok(State::Gone) };
         let has = |name| dir.exists(name).map_err(SpoolError::io("stat", dir.join(name)));
-        Ok(if has(UNFINISHED)? && !has(RECORD)? {
-            State::Unfinished
-        } else if has(RECORD)? && has(DELIVER)? {
-            State::ToQueue
-        } else if has(RECORD)? {
-            State::Done
-        } else {
-            State::Empty
-        })
+        Ok(state_of(has(RECORD)?, has(UNFINISHED)?, has(DELIVER)?))
     }
 
     /// Takes report `id` for changing it: its directory (created with
     /// [`Missing::Create`]) with its lock held. `None` when another process
     /// holds it, or it does not exist and is not to be created.
+    ///
+    /// A new directory is made under a dot-name, locked, and only then
+    /// renamed to `id`: a report directory is never seen unlocked before its
+    /// maker holds it (a recovery would take it for one whose maker died).
     pub fn hold(&self, id: &str, missing: Missing) -> Result<Option<Held>, SpoolError> {
-        let Some(dir) = self.dir.open_dir(id, missing)? else { return Ok(None) };
+        if let Some(dir) = self.dir.open_dir(id, Missing::Absent)? {
+            let lock = dir.lock(LOCK, false).map_err(SpoolError::io("lock", dir.join(LOCK)))?;
+            return Ok(lock.map(|lock| Held { id: id.to_owned(), dir, _lock: lock }));
+        }
+        if missing == Missing::Absent {
+            return Ok(None);
+        }
+        let path = self.dir.join(id);
+        let temp = format!("{NEW}{:016x}", rand::random::<u64>());
+        let dir = self.dir.create_dir(&temp)?;
         let lock = dir.lock(LOCK, false).map_err(SpoolError::io("lock", dir.join(LOCK)))?;
-        Ok(lock.map(|lock| Held { id: id.to_owned(), dir, _lock: lock }))
+        match self.dir.rename(&temp, &self.dir, id) {
+            Ok(()) => {
+                self.dir.sync().map_err(SpoolError::io("fsync", self.dir.path().to_path_buf()))?;
+                Ok(lock.map(|lock| Held { id: id.to_owned(), dir: dir.renamed(path), _lock: lock }))
+            }
+            // Made meanwhile by another process (never empty: it holds its
+            // lock file).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
+                drop(lock);
+                self.dir.remove_all(&temp).map_err(SpoolError::io("remove", self.dir.join(&temp)))?;
+                self.hold(id, Missing::Absent)
+            }
+            Err(e) => Err(SpoolError::io("create", path)(e)),
+        }
     }
 
     /// Deletes a held report: renamed aside first, so that no reader sees
     /// it half-removed.
     pub fn delete(&self, held: Held) -> Result<(), SpoolError> {
-        let aside = format!("{DELETING}{}", held.id);
+        let aside = format!("{DELETING}{}-{:08x}", held.id, rand::random::<u32>());
         let path = self.dir.join(&held.id);
         self.dir.rename(&held.id, &self.dir, &aside).map_err(SpoolError::io("move aside", path.clone()))?;
         self.dir.sync().map_err(SpoolError::io("fsync", self.dir.path().to_path_buf()))?;
@@ -149,13 +169,35 @@ impl Store {
         self.dir.remove_all(&aside).map_err(SpoolError::io("remove", path))
     }
 
-    /// Removes what an interrupted [`Store::delete`] left.
+    /// Removes what an interrupted [`Store::delete`] or [`Store::hold`]
+    /// left (a directory being made is left to its maker while it lives).
     pub fn sweep_deleted(&self) -> Result<(), SpoolError> {
         let entries = self.dir.entries().map_err(SpoolError::io("list", self.dir.path().to_path_buf()))?;
-        for (name, _) in entries.into_iter().filter(|(n, _)| n.starts_with(DELETING)) {
+        for (name, _) in entries {
+            let _held = if name.starts_with(NEW) {
+                let Some(dir) = self.dir.open_dir(&name, Missing::Absent)? else { continue };
+                match dir.lock(LOCK, false).map_err(SpoolError::io("lock", dir.join(LOCK)))? {
+                    Some(lock) => Some(lock),
+                    None => continue,
+                }
+            } else if name.starts_with(DELETING) {
+                None
+            } else {
+                continue;
+            };
             self.dir.remove_all(&name).map_err(SpoolError::io("remove", self.dir.join(&name)))?;
         }
         Ok(())
+    }
+}
+
+fn state_of(record: bool, unfinished: bool, deliver: bool) -> State {
+    match (record, unfinished, deliver) {
+        (true, true, _) => State::Committing,
+        (true, false, true) => State::ToQueue,
+        (true, false, false) => State::Done,
+        (false, true, _) => State::Unfinished,
+        (false, false, _) => State::Empty,
     }
 }
 
@@ -169,6 +211,8 @@ pub enum State {
     Empty,
     /// `unfinished.json` and no `report.json`: to be finished.
     Unfinished,
+    /// `report.json` written, `unfinished.json` not yet removed.
+    Committing,
     /// Finished, but meant for Sentry and not yet queued.
     ToQueue,
     /// Nothing left to do.
@@ -206,12 +250,14 @@ impl Held {
 
     pub fn state(&self) -> Result<State, SpoolError> {
         let has = |name| self.dir.exists(name).map_err(SpoolError::io("stat", self.dir.join(name)));
-        Ok(match (has(RECORD)?, has(UNFINISHED)?, has(DELIVER)?) {
-            (true, _, true) => State::ToQueue,
-            (true, _, false) => State::Done,
-            (false, true, _) => State::Unfinished,
-            (false, false, _) => State::Empty,
-        })
+        Ok(state_of(has(RECORD)?, has(UNFINISHED)?, has(DELIVER)?))
+    }
+
+    /// Removes an `unfinished.json` that a committed report still has (its
+    /// filer was stopped between the two steps of [`Held::commit`]).
+    pub fn forget_unfinished(&self) -> Result<(), SpoolError> {
+        self.dir.remove(UNFINISHED).map_err(SpoolError::io("remove", self.dir.join(UNFINISHED)))?;
+        self.dir.sync().map_err(SpoolError::io("fsync", self.dir.path().to_path_buf()))
     }
 
     /// The report as recorded so far: the finished one, else the

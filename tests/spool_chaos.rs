@@ -393,3 +393,56 @@ fn points_are_observed_in_the_order_they_happen() {
     // Its scratch directory went with it.
     assert!(files(&scratch).is_empty(), "{:?}", files(&scratch));
 }
+
+#[test]
+fn doctor_says_what_a_killed_crashwatch_left_and_finishes_it() {
+    // Stopped the moment the dump is in its report, then killed: the report
+    // is unfinished (symbolication, at the child's end, takes far longer
+    // than the stop); tried again in the rare case it was not.
+    for _ in 0..5 {
+        let spool = tempfile::tempdir().unwrap();
+        let mut cmd = crashwatch(spool.path());
+        cmd.args(["run", "--"]).arg(fixture("crash_on_line"));
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = Lines::new(child.stdout.take().unwrap());
+        let ready = lines.wait_for("ready pid=", LIMIT);
+        let child_pid: i32 = ready.trim_start_matches("ready pid=").trim().parse().unwrap();
+        let scratch = std::fs::read_dir(spool.path().join("tmp")).unwrap().flatten().next().unwrap().path();
+        child.stdin.as_mut().unwrap().write_all(b"crash\n").unwrap();
+        wait_for(Point::DumpAdopted, spool.path(), &scratch, child_pid);
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGSTOP).unwrap();
+        let unfinished = report_has(spool.path(), "unfinished.json") && !report_has(spool.path(), "report.json");
+        child.kill().unwrap();
+        wait_output(child, LIMIT);
+        kill_crasher(child_pid);
+        if !unfinished {
+            continue;
+        }
+        let mut doctor = crashwatch(spool.path());
+        doctor.args(["doctor"]);
+        let out = run_with_timeout(doctor, LIMIT);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(
+                "WARN  spool   a crashwatch was killed while filing: 0 dump(s) in the scratch directories of 1 \
+                 crashwatch(es) that are gone, 1 report(s) unfinished, 0 not yet queued for Sentry; finished 1 of \
+                 them now"
+            ),
+            "{text}"
+        );
+        let report = bin::only_report(spool.path());
+        assert_eq!(report["crash"]["signal"], libc::SIGSEGV);
+        assert_eq!(report["program"]["pid"], child_pid);
+        assert!(report["crash"]["stacks"]["file"] == "stacks.json", "symbolicated: {report:#}");
+        assert!(report["notes"].to_string().contains("stopped before it finished the report"), "{report:#}");
+        // Said once: now there is nothing left.
+        let mut doctor = crashwatch(spool.path());
+        doctor.args(["doctor"]);
+        let text = String::from_utf8_lossy(&run_with_timeout(doctor, LIMIT).stdout).into_owned();
+        assert!(!text.contains("killed while filing"), "{text}");
+        assert!(files(&spool.path().join("tmp")).is_empty());
+        return;
+    }
+    panic!("crashwatch was never stopped before it finished the report");
+}

@@ -136,12 +136,15 @@ async fn reports_waiting_in_the_outbox_are_kept_until_they_are_sent() {
     assert_eq!(left[0]["id"], waiting[0]["id"], "the newest is kept");
 }
 
-/// Rewrites the time report `id` ended at.
-fn age(spool: &Path, id: &str, ended_at: &str) {
+/// Makes report `id` as old as if it had been filed in 2001: the time it
+/// ended, and the time its record was written.
+fn age(spool: &Path, id: &str) {
     let path = spool.join("reports").join(id).join("report.json");
     let mut report: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    report["ended_at"] = ended_at.into();
+    report["ended_at"] = "2001-01-01T00:00:00Z".into();
     std::fs::write(&path, serde_json::to_vec(&report).unwrap()).unwrap();
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(then).unwrap();
 }
 
 #[test]
@@ -155,7 +158,7 @@ fn reports_past_the_maximum_age_go_unless_they_wait_to_be_sent() {
     let all = reports(spool.path());
     assert_eq!(all.len(), 2);
     for report in &all {
-        age(spool.path(), report["id"].as_str().unwrap(), "2001-01-01T00:00:00Z");
+        age(spool.path(), report["id"].as_str().unwrap());
     }
     let out = run(spool.path(), &["send", "--dsn", &dsn, "--timeout", "1", "--spool-max-age", "30d"]);
     // Relay is still down: the waiting report is not sent.

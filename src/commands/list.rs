@@ -11,16 +11,30 @@ use crate::spool::Spool;
 pub fn list(spool: &Spool, args: &ListArgs) -> Result<i32, Failure> {
     super::finish_left_over(spool, "list");
     let mut out = String::new();
+    // Only what the table shows (and the order) is read of every report.
+    let reports = spool.heads().map_err(|e| Failure::new(1, e))?;
     if args.json {
-        for r in &spool.reports().map_err(|e| Failure::new(1, e))? {
-            out.push_str(&serde_json::to_string(r).expect("a report always serialises"));
-            out.push('\n');
+        // One report at a time: thousands never need to be in memory at once.
+        let mut stdout = std::io::stdout().lock();
+        let Some(store) = spool.store().map_err(|e| Failure::new(1, e))? else { return Ok(0) };
+        for head in &reports {
+            let report = match store.load(&head.id) {
+                Ok(Some(report)) => report,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("skipping a damaged report: {}", crate::errors::Chain(&e));
+                    continue;
+                }
+            };
+            let mut line = serde_json::to_vec(&report).expect("a report always serialises");
+            line.push(b'\n');
+            // A closed stdout (`crashwatch list --json | head -1`) ends the listing.
+            if stdout.write_all(&line).is_err() {
+                break;
+            }
         }
-        let _ = std::io::stdout().lock().write_all(out.as_bytes());
         return Ok(0);
     }
-    // Only what the table shows is read of each report.
-    let reports = spool.heads().map_err(|e| Failure::new(1, e))?;
     if reports.is_empty() {
         eprintln!("crashwatch: no reports in {}", spool.root().display());
     } else {

@@ -17,6 +17,7 @@ pub mod run;
 pub mod runtime_file;
 pub mod send;
 pub mod show;
+mod summary;
 pub mod symbolicate;
 pub mod test_event;
 

@@ -8,13 +8,16 @@
 //!     deliver.json              meant for Sentry, not yet queued: how to send it
 //!     minidump.dmp stacks.json preserved/ attachments/
 //!     report.json               the finished report: the commit point
-//!   reports/.deleting-<id>/     a report being pruned (skipped by readers)
+//!   reports/.new-<nonce>/       a report directory being made: locked, then
+//!                               renamed to <id>, so none is seen unlocked
+//!   reports/.deleting-<id>-<n>/ a report being pruned (skipped by readers)
 //!   tmp/<pid>.<nonce>/          scratch of one running crashwatch, flock'd
 //!                               on the directory for as long as it runs;
 //!                               its deliver.json (with a DSN) goes to the
 //!                               reports a recovery makes of its dumps
 //!   outbox/                     envelopes waiting for Relay (sentry::outbox)
 //!   throttle.json throttle.lock crash-loop state (sentry::throttle)
+//!   sessions.json sessions.lock Release Health counts (sentry::session_budget)
 //! ```
 //!
 //! A report's life, and what survives a SIGKILL of crashwatch at any point:

@@ -1,7 +1,9 @@
 //! Retention: what keeps the report store from filling the disk, in the
 //! spirit of systemd-coredump's `MaxUse=`/`KeepFree=`.
 //!
-//! Reports older than the maximum age go first; then, oldest first, reports
+//! Reports filed longer ago than the maximum age go first (the age counts
+//! from when a report's record was written, so that the common case reads
+//! only `stat`s); then, oldest first, reports
 //! until the store uses at most `max_use` and the file system has `keep_free`
 //! left. Never deleted: a report not yet finished or not yet queued, one
 //! waiting in the outbox (the caller says which), and — for the size limits —
@@ -9,13 +11,13 @@
 //! push out the one report of a rarer crash.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
 use super::SpoolError;
 use super::dir::Missing;
-use super::store::{State, Store};
+use super::store::{RECORD, State, Store};
 
 /// The caps of the defaults: a share of the file system, at most this much.
 pub const DEFAULT_CAP: u64 = 4 << 30;
@@ -74,6 +76,8 @@ impl Limits {
 pub struct Entry {
     pub id: String,
     pub ended_at: OffsetDateTime,
+    /// When its record was written: its age counts from then.
+    pub written: OffsetDateTime,
     pub bytes: u64,
     pub signature: String,
     /// Not to be deleted (unfinished, unqueued, or waiting in the outbox).
@@ -100,7 +104,7 @@ pub fn plan(entries: &[Entry], limits: &Resolved, used: u64, free: u64, now: Off
     let (mut used, mut free) = (used, free);
     let mut out = Vec::new();
     for entry in order.iter().filter(|e| !e.protected) {
-        let age = now - entry.ended_at;
+        let age = now - entry.written;
         let why = if age > limits.max_age {
             Why::Age
         } else if (used > limits.max_use || free < limits.keep_free) && !newest.contains(entry.id.as_str()) {
@@ -126,12 +130,18 @@ pub struct Pruned {
     pub limits: Option<Resolved>,
 }
 
-/// The store's size and the entries retention weighs; `waiting(id)` says
-/// whether a report waits in the outbox.
-pub fn survey(store: &Store, waiting: &dyn Fn(&str) -> bool) -> Result<(u64, Vec<Entry>), SpoolError> {
-    let mut heads: HashMap<String, super::ReportHead> = store.heads()?.into_iter().map(|h| (h.id.clone(), h)).collect();
+/// One report as measured without reading it.
+struct Measured {
+    id: String,
+    bytes: u64,
+    /// When `report.json` was written (`None`: not finished).
+    written: Option<SystemTime>,
+}
+
+/// The store's size, and each report's, from `stat` alone.
+fn measure(store: &Store) -> Result<(u64, Vec<Measured>), SpoolError> {
     let mut used = 0u64;
-    let mut entries = Vec::new();
+    let mut measured = Vec::new();
     for id in store.ids()? {
         let Some(dir) = store.dir().open_dir(&id, Missing::Absent)? else { continue };
         let measure = SpoolError::io("measure", dir.path().to_path_buf());
@@ -139,11 +149,46 @@ pub fn survey(store: &Store, waiting: &dyn Fn(&str) -> bool) -> Result<(u64, Vec
         let own = store.dir().stat(&id).ok().flatten().map_or(0, |st| st.st_blocks as u64 * 512);
         let bytes = own + dir.disk_usage().map_err(measure)?;
         used = used.saturating_add(bytes);
-        let Some(head) = heads.remove(&id) else { continue };
-        let protected = waiting(&id) || store.state(&id)? != State::Done;
-        entries.push(Entry { id, ended_at: head.ended_at, bytes, signature: head.signature_key(), protected });
+        let written = dir
+            .stat(RECORD)
+            .ok()
+            .flatten()
+            .map(|st| SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64));
+        measured.push(Measured { id, bytes, written });
     }
-    Ok((used, entries))
+    Ok((used, measured))
+}
+
+/// The entries retention weighs: of every report when the size limits are
+/// exceeded (signatures matter then), else only of those written before the
+/// maximum age (the rest cannot go), so that the common case reads no
+/// report. `waiting(id)` says whether a report waits in the outbox.
+fn survey(
+    store: &Store,
+    measured: &[Measured],
+    pressed: bool,
+    max_age: Duration,
+    waiting: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Entry>, SpoolError> {
+    let now = SystemTime::now();
+    let old = |m: &Measured| m.written.is_some_and(|w| now.duration_since(w).is_ok_and(|age| age > max_age));
+    let mut entries = Vec::new();
+    for m in measured.iter().filter(|m| m.written.is_some() && (pressed || old(m))) {
+        let written = m.written.map_or(OffsetDateTime::UNIX_EPOCH, OffsetDateTime::from);
+        let head = match store.head(&m.id) {
+            Ok(Some(head)) => head,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!("{}", crate::errors::Chain(&e));
+                continue;
+            }
+        };
+        let protected = waiting(&m.id) || store.state(&m.id)? != State::Done;
+        let signature = head.signature_key();
+        let (id, bytes) = (m.id.clone(), m.bytes);
+        entries.push(Entry { id, ended_at: head.ended_at, written, bytes, signature, protected });
+    }
+    Ok(entries)
 }
 
 /// How many reports `spool` holds and the bytes they use.
@@ -160,7 +205,9 @@ pub fn prune(store: &Store, limits: &Limits, waiting: &dyn Fn(&str) -> bool) -> 
     let fs = |e| SpoolError::io("measure the file system of", store.dir().path().to_path_buf())(e);
     let (size, free) = store.dir().filesystem().map_err(fs)?;
     let limits = limits.resolve(size);
-    let (used, entries) = survey(store, waiting)?;
+    let (used, measured) = measure(store)?;
+    let pressed = used > limits.max_use || free < limits.keep_free;
+    let entries = survey(store, &measured, pressed, limits.max_age, waiting)?;
     let mut pruned = Pruned { used, free, limits: Some(limits), ..Pruned::default() };
     let sizes: HashMap<&str, u64> = entries.iter().map(|e| (e.id.as_str(), e.bytes)).collect();
     for (id, why) in plan(&entries, &limits, used, free, OffsetDateTime::now_utc()) {
@@ -189,13 +236,8 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, minutes_ago: i64, bytes: u64, signature: &str, protected: bool) -> Entry {
-        Entry {
-            id: id.into(),
-            ended_at: OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000) - time::Duration::minutes(minutes_ago),
-            bytes,
-            signature: signature.into(),
-            protected,
-        }
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000) - time::Duration::minutes(minutes_ago);
+        Entry { id: id.into(), ended_at: at, written: at, bytes, signature: signature.into(), protected }
     }
 
     fn now() -> OffsetDateTime {

@@ -102,6 +102,11 @@ impl Store {
         self.read_json(id, RECORD)
     }
 
+    /// The head of finished report `id`, if there is one.
+    pub fn head(&self, id: &str) -> Result<Option<ReportHead>, SpoolError> {
+        self.read_json(id, RECORD)
+    }
+
     /// The heads of every finished report; unreadable ones are skipped
     /// with a warning.
     pub fn heads(&self) -> Result<Vec<ReportHead>, SpoolError> {

@@ -111,11 +111,13 @@ fn delivery_for(spool: &Spool, args: &DoctorArgs) -> Option<Delivery> {
 }
 
 fn describe_found(found: &Recovered) -> String {
-    format!(
-        "a crashwatch was killed while filing: {} dump(s) in the scratch directories of {} crashwatch(es) that are \
-         gone, {} report(s) unfinished, {} not yet queued for Sentry",
-        found.dumps, found.abandoned, found.unfinished, found.to_queue
-    )
+    let parts = [
+        (found.dumps, "dump(s) left by a crashwatch that is gone"),
+        (found.unfinished, "report(s) unfinished"),
+        (found.to_queue, "report(s) not yet queued for Sentry"),
+    ];
+    let parts: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+    format!("a crashwatch was killed while filing: {}", parts.join(", "))
 }
 
 fn describe(found: &Recovered, done: &Recovered, queued: bool) -> String {

@@ -49,9 +49,10 @@ pub struct Recovered {
 }
 
 impl Recovered {
-    /// Whether anything was left by a crashwatch that was killed.
+    /// Whether a crashwatch that was killed left a crash unreported (an
+    /// empty scratch directory is no news: it is just removed).
     pub fn left_over(&self) -> bool {
-        self.abandoned + self.unfinished + self.to_queue > 0
+        self.dumps + self.unfinished + self.to_queue > 0
     }
 }
 

@@ -65,6 +65,11 @@ pub fn send(spool: &Spool, args: &SendArgs) -> Result<i32, Failure> {
 fn outbox(spool: &Spool, dir: &SpoolDir, dsn: &Dsn) -> Result<Option<Outbox>, Failure> {
     let found = recover::survey(spool).map_err(|e| Failure::new(1, e))?;
     if !found.left_over() {
+        if found.abandoned > 0 {
+            // Empty scratch directories of crashwatches that are gone.
+            let by = format!("`crashwatch send` (pid {})", std::process::id());
+            recover::recover(spool, None, &by).map_err(|e| Failure::new(1, e))?;
+        }
         return deliver::existing_outbox(dir, None).map_err(|e| Failure::new(1, e));
     }
     let options = delivery::Options {

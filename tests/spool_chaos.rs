@@ -7,8 +7,8 @@
 //! The points are observed from outside, never guessed with a sleep: the
 //! child's tracing stop in `/proc/PID/status`, files appearing in the spool
 //! (inotify), a request arriving at the Relay or its 200. After the point
-//! comes a random delay of up to 3 ms, so that the kills spread over what
-//! happens next. The order of the points, the delays and the recoveries
+//! comes a random delay of up to 3 ms (0.5 ms in the dump window), so that
+//! the kills spread over what happens next. The order of the points, the delays and the recoveries
 //! come from a seed the test prints; `CRASHWATCH_CHAOS_SEED=N` replays it.
 //!
 //! "Captured" means a whole dump was on disk when crashwatch died: killed
@@ -279,7 +279,9 @@ fn killed_anywhere_every_captured_crash_is_delivered_once() {
     let crasher = fixture("crash_on_line");
     let (mut resent, mut lost_in_window) = (0, 0);
     for (round, point) in order.into_iter().enumerate() {
-        let delay = Duration::from_micros(rng.next() % 3000);
+        // Inside the dump window (a few ms) the spread is finer.
+        let spread = if point == Point::DumpWindow { 500 } else { 3000 };
+        let delay = Duration::from_micros(rng.next() % spread);
         let next = NEXTS[rng.below(NEXTS.len())];
         let context = format!("kill {round} (seed {seed}): at {point:?} + {delay:?}, then {next:?}");
         let spool = tempfile::tempdir().unwrap();

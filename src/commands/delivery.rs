@@ -53,6 +53,23 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// The settings of `crashwatch run` with `config`.
+    pub fn of(config: &crate::config::RunConfig) -> Intent {
+        Intent {
+            scrub: config.scrub.clone(),
+            minidump: config.minidump_upload.map(|m| {
+                match m {
+                    MinidumpProcessing::Host => "host",
+                    MinidumpProcessing::Server => "server",
+                }
+                .to_owned()
+            }),
+            report_exit_codes: config.report_exit_codes,
+            group_window_ms: u64::try_from(config.group_window.as_millis()).unwrap_or(u64::MAX),
+            max_per_hour: config.max_reports_per_hour,
+        }
+    }
+
     fn minidump(&self) -> Option<MinidumpProcessing> {
         match self.minidump.as_deref() {
             Some("server") => Some(MinidumpProcessing::Server),

@@ -34,7 +34,6 @@ use crate::process::{ChildStatus, signals};
 use crate::ptrace::TraceOptions;
 use crate::report::{CrashReport, Ending, Kind};
 use crate::restart::{self, Ended, Policy, StopSignals, Wait, Why};
-use crate::sentry::MinidumpProcessing;
 use crate::sentry::deliver::Mode;
 use crate::sentry::scrub::Scrubber;
 use crate::sentry::session::Outcome;
@@ -77,19 +76,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         max_bytes: config.spool_max_bytes,
         flush_timeout: config.flush_timeout,
         scrubber,
-        intent: delivery::Intent {
-            scrub: config.scrub.clone(),
-            minidump: config.minidump_upload.map(|m| {
-                match m {
-                    MinidumpProcessing::Host => "host",
-                    MinidumpProcessing::Server => "server",
-                }
-                .to_owned()
-            }),
-            report_exit_codes: config.report_exit_codes,
-            group_window_ms: u64::try_from(config.group_window.as_millis()).unwrap_or(u64::MAX),
-            max_per_hour: config.max_reports_per_hour,
-        },
+        intent: delivery::Intent::of(&config),
     };
     let delivery = Arc::new(Delivery::new(dsn, spool.as_ref(), options, Arc::clone(&metrics)));
     let health = Health::new(&config, &delivery);

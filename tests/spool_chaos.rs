@@ -170,12 +170,7 @@ fn reached(point: Point, spool: &Path, scratch: &Path, child_pid: i32) -> bool {
 /// event in the directories where its files appear (the dump window, a
 /// state of the child, is polled).
 fn wait_for(point: Point, spool: &Path, scratch: &Path, child_pid: i32) {
-    let deadline = Instant::now() + LIMIT;
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).unwrap();
-    let mask = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE;
-    let mut watched = BTreeSet::new();
-    loop {
-        // Watches first, then the check: nothing can happen unseen between.
+    let dirs = || {
         let mut dirs = vec![scratch.to_path_buf(), spool.join("reports"), spool.join("outbox/pending")];
         dirs.extend(
             files(&spool.join("reports"))
@@ -183,20 +178,37 @@ fn wait_for(point: Point, spool: &Path, scratch: &Path, child_pid: i32) {
                 .filter(|f| is_report_id(f))
                 .map(|f| spool.join("reports").join(f)),
         );
-        for dir in dirs {
+        dirs
+    };
+    let poll = point == Point::DumpWindow;
+    watch_until(&format!("{point:?}"), &dirs, poll, || reached(point, spool, scratch, child_pid));
+}
+
+/// Waits until `done()` holds, re-checked at every inotify event in the
+/// directories `dirs()` names (added as they appear), or continuously with
+/// `poll`; fails the test after [`LIMIT`].
+fn watch_until(what: &str, dirs: &dyn Fn() -> Vec<PathBuf>, poll_only: bool, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).unwrap();
+    let mask = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE;
+    let mut watched = BTreeSet::new();
+    loop {
+        // Watches first, then the check: nothing can happen unseen between.
+        for dir in dirs() {
             if !watched.contains(&dir) && inotify.add_watch(&dir, mask).is_ok() {
                 watched.insert(dir);
             }
         }
-        if reached(point, spool, scratch, child_pid) {
+        if done() {
             return;
         }
-        assert!(Instant::now() < deadline, "{point:?} was never reached in {}", spool.display());
-        if point == Point::DumpWindow {
+        assert!(Instant::now() < deadline, "{what} did not happen within {LIMIT:?}");
+        if poll_only {
             std::thread::yield_now();
             continue;
         }
         let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&inotify), PollFlags::POLLIN)];
+        // At most a second, so that directories made meanwhile are watched.
         let left = deadline.saturating_duration_since(Instant::now()).as_millis().min(1000) as u16;
         let _ = poll(&mut fds, PollTimeout::from(left));
         let _ = inotify.read_events();
@@ -445,4 +457,51 @@ fn doctor_says_what_a_killed_crashwatch_left_and_finishes_it() {
         return;
     }
     panic!("crashwatch was never stopped before it finished the report");
+}
+
+#[test]
+fn a_dump_left_without_a_report_becomes_one_with_its_deleted_binary() {
+    // The report store is replaced by a file while the child runs, so that
+    // crashwatch cannot begin the crash's report: the dump and the copy of
+    // the deleted executable stay in its scratch directory when it exits,
+    // as when it is killed before the report is begun. The next `list`
+    // makes the report of the dump, with the copy, whose names the stacks
+    // then have.
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim-bin");
+    std::fs::copy(fixture("crash_on_line"), &victim).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.args(["run", "--"]).arg(&victim).arg("delete-self");
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    let ready = lines.wait_for("ready pid=", LIMIT);
+    let child_pid: i64 = ready.trim_start_matches("ready pid=").trim().parse().unwrap();
+    let reports = spool.path().join("reports");
+    std::fs::remove_dir(&reports).unwrap();
+    std::fs::write(&reports, b"not a directory").unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"crash\n").unwrap();
+    let out = wait_output(child, LIMIT);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSEGV));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+    let left = files(&spool.path().join("tmp"));
+    assert_eq!(left.iter().filter(|f| f.contains("/crash-") || f.ends_with("-victim-bin")).count(), 2, "{left:?}");
+
+    std::fs::remove_file(&reports).unwrap();
+    let report = bin::only_report(spool.path());
+    let crash = &report["crash"];
+    assert_eq!(crash["signal"], libc::SIGSEGV);
+    assert_eq!(report["program"]["pid"], child_pid);
+    assert_eq!(report["program"]["argv"], serde_json::json!([victim.display().to_string(), "delete-self"]));
+    let preserved = crash["preserved"].as_array().unwrap();
+    assert_eq!(preserved.len(), 1, "{report:#}");
+    assert_eq!(preserved[0]["original"], victim.display().to_string());
+    assert!(report["notes"].to_string().contains("made from the minidump alone"), "{report:#}");
+    assert!(files(&spool.path().join("tmp")).is_empty());
+    let mut show = crashwatch(spool.path());
+    show.arg("show");
+    let text = String::from_utf8_lossy(&run_with_timeout(show, LIMIT).stdout).into_owned();
+    let top = text.lines().find(|l| l.trim_start().starts_with("#0")).unwrap_or_default();
+    assert!(top.contains("victim-bin!main (") && top.contains("crash_on_line.c:"), "the copy was used: {text}");
 }

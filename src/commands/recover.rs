@@ -191,8 +191,12 @@ fn dump_name(name: &str) -> Option<i32> {
     rest.split('-').next()?.parse().ok()
 }
 
-/// `TGID-INODE-NAME`, a copy of a deleted binary: its pid, inode and name.
+/// `TGID-INODE-NAME`, a copy of a deleted binary: its pid, inode and name
+/// (not a `.partial` one, cut short).
 fn preserved_name(name: &str) -> Option<(i32, u64, &str)> {
+    if name.ends_with(".partial") {
+        return None;
+    }
     let mut parts = name.splitn(3, '-');
     let pid = parts.next()?.parse().ok()?;
     let inode = parts.next()?.parse().ok()?;
@@ -245,30 +249,44 @@ fn adopt_dump(
     pid: i32,
     preserved: &BTreeMap<String, (u64, String)>,
 ) -> Result<(), SpoolError> {
-    let mut record = match held.record()? {
-        Some(record) => Some(record),
-        None => Some(from_dump(held.id(), scratch, name, pid)?),
+    let (mut record, modules, made) = match held.record()? {
+        Some(record) => (record, Vec::new(), false),
+        None => {
+            let (record, modules) = from_dump(held.id(), scratch, name, pid)?;
+            (record, modules, true)
+        }
     };
-    let made = held.state()? == State::Empty;
     for (file, (inode, base)) in preserved {
         let rel = format!("preserved/{base}.{inode}");
+        let Some(crash) = record.crash.as_mut() else { break };
         if held.has(&rel) {
             continue;
         }
-        let size = held.adopt(scratch.dir(), file, &rel)?;
-        if made && let Some(crash) = record.as_mut().and_then(|r| r.crash.as_mut()) {
-            // The path it had is not known: its name is.
-            let original = std::path::PathBuf::from(base);
-            crash.preserved.push(Preserved { original, file: rel, size, base_address: report::hex(0) });
+        if !made {
+            // Its crashwatch recorded which copies belong to the report.
+            if crash.preserved.iter().any(|p| p.file == rel) {
+                held.adopt(scratch.dir(), file, &rel)?;
+            }
+            continue;
         }
+        // The module of that name in the dump says where it was mapped; a
+        // copy of no module in it is of no use to the report.
+        let deleted = |path: &std::path::Path| path.to_string_lossy().trim_end_matches(" (deleted)").to_owned();
+        let module = modules.iter().find(|(path, _)| {
+            std::path::Path::new(&deleted(path)).file_name().is_some_and(|n| n.to_string_lossy() == base.as_str())
+        });
+        let Some((path, address)) = module else { continue };
+        let size = held.adopt(scratch.dir(), file, &rel)?;
+        let original = std::path::PathBuf::from(deleted(path));
+        crash.preserved.push(Preserved { original, file: rel, size, base_address: report::hex(*address) });
     }
-    if made && let Some(record) = &record {
+    if made {
         // Sent as its crashwatch would have sent it, if it had a DSN.
         let intent = scratch.dir().read(DELIVER).map_err(SpoolError::io("read", scratch.dir().join(DELIVER)))?;
         if let Some(intent) = intent.filter(|_| !held.has(DELIVER)) {
             held.set_delivery(&intent)?;
         }
-        held.save_unfinished(record)?;
+        held.save_unfinished(&record)?;
     }
     if !held.has("minidump.dmp") {
         held.adopt(scratch.dir(), name, "minidump.dmp")?;
@@ -276,10 +294,13 @@ fn adopt_dump(
     Ok(())
 }
 
+/// The modules of a dump: the file each was mapped from, and where.
+type Modules = Vec<(std::path::PathBuf, u64)>;
+
 /// A report made from a dump alone: what the minidump says of the crash
 /// (signal, thread, command line, time); the exit status is the signal's,
-/// and the log tail is not known.
-fn from_dump(id: &str, scratch: &Abandoned, name: &str, pid: i32) -> Result<CrashReport, SpoolError> {
+/// and the log tail is not known. With the dump's modules.
+fn from_dump(id: &str, scratch: &Abandoned, name: &str, pid: i32) -> Result<(CrashReport, Modules), SpoolError> {
     use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, MinidumpThreadNames, Module};
     let path = scratch.dir().join(name);
     let bytes = scratch.dir().read(name).map_err(SpoolError::io("read", path.clone()))?.unwrap_or_default();
@@ -297,11 +318,16 @@ fn from_dump(id: &str, scratch: &Abandoned, name: &str, pid: i32) -> Result<Cras
     let threads = dump.get_stream::<MinidumpThreadList<'_>>().map(|t| t.threads.len()).unwrap_or(0);
     let thread_name =
         dump.get_stream::<MinidumpThreadNames>().ok().and_then(|n| n.get_name(tid).map(|s| s.into_owned()));
-    let exe = dump
-        .get_stream::<MinidumpModuleList>()
-        .ok()
+    let module_list = dump.get_stream::<MinidumpModuleList>().ok();
+    let exe = module_list
+        .as_ref()
         .and_then(|m| m.main_module().map(|m| std::path::PathBuf::from(m.code_file().into_owned())))
         .unwrap_or_default();
+    let modules: Modules = module_list
+        .iter()
+        .flat_map(|list| list.iter())
+        .map(|m| (std::path::PathBuf::from(m.code_file().into_owned()), m.base_address()))
+        .collect();
     let argv: Vec<String> = dump
         .get_raw_stream(minidump::format::MINIDUMP_STREAM_TYPE::LinuxCmdLine as u32)
         .map(|raw| {
@@ -352,7 +378,7 @@ fn from_dump(id: &str, scratch: &Abandoned, name: &str, pid: i32) -> Result<Cras
          log tail, the release and the exit status are not known"
             .into(),
     );
-    Ok(report)
+    Ok((report, modules))
 }
 
 #[cfg(test)]

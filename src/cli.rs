@@ -306,6 +306,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", env = "SENTRY_ENVIRONMENT")]
     pub environment: Option<String>,
 
+    // Boxed: `Command`'s variants stay of a size.
+    #[command(flatten)]
+    pub retention: Box<RetentionArgs>,
+
     /// The program to supervise and its arguments: everything from PROGRAM
     /// on is the program's own (`run ls -la`). crashwatch's options come
     /// before it; `--` ends them (needed for a PROGRAM starting with `-`)
@@ -343,6 +347,49 @@ pub struct SendArgs {
     /// in the outbox. Beside servers run with `--delivery spool`
     #[arg(long, conflicts_with = "json")]
     pub watch: bool,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// How much the spool keeps (`run` prunes after each report, `send` after
+/// sending, `doctor` shows the limits).
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Delete the oldest reports once the spool's reports use more than
+    /// SIZE (K, M, G suffixes, or a percentage of its file system); a report
+    /// waiting to be sent and the newest of each kind of crash are kept
+    /// [default: 10% of the file system, at most 4G]
+    #[arg(long, value_name = "SIZE", env = "CRASHWATCH_SPOOL_MAX_USE", value_parser = parse_share)]
+    pub spool_max_use: Option<Share>,
+
+    /// Delete the oldest reports (as --spool-max-use does) while the spool's
+    /// file system has less than SIZE free [default: 15% of the file
+    /// system, at most 4G]
+    #[arg(long, value_name = "SIZE", env = "CRASHWATCH_SPOOL_KEEP_FREE", value_parser = parse_share)]
+    pub spool_keep_free: Option<Share>,
+
+    /// Delete reports older than this, except one waiting to be sent (`0`:
+    /// no age limit) [default: 30d]
+    #[arg(long, value_name = "DURATION", env = "CRASHWATCH_SPOOL_MAX_AGE", value_parser = parse_duration)]
+    pub spool_max_age: Option<Duration>,
+}
+
+/// A size in bytes, or a percentage of a file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    Bytes(u64),
+    Percent(u8),
+}
+
+/// Parses a size (`2G`, as [`parse_bytes`]) or a share (`10%`, 0 to 100).
+pub fn parse_share(s: &str) -> Result<Share, String> {
+    match s.trim().strip_suffix('%') {
+        Some(digits) => match digits.trim().parse::<u8>() {
+            Ok(n @ 0..=100) => Ok(Share::Percent(n)),
+            _ => Err(format!("'{s}' is not a percentage from 0% to 100%")),
+        },
+        None => parse_bytes(s).map(Share::Bytes),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -404,6 +451,9 @@ pub struct DoctorArgs {
     /// information, so that its crashes get function names and lines
     #[arg(value_name = "PROGRAM")]
     pub program: Option<std::ffi::OsString>,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -588,6 +638,14 @@ mod tests {
         let parsed =
             Cli::try_parse_from(["crashwatch", "run", "--monitor", "job", "--monitor-max-runtime", "5", "--", "x"]);
         assert_eq!(parsed.unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn shares_parse() {
+        assert_eq!(parse_share("10%"), Ok(Share::Percent(10)));
+        assert_eq!(parse_share("2G"), Ok(Share::Bytes(2 << 30)));
+        assert!(parse_share("101%").unwrap_err().contains("not a percentage"));
+        assert!(parse_share("lots").is_err());
     }
 
     #[test]

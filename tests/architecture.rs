@@ -24,7 +24,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("memory", &["process", "sys", "errors"]),
     ("supervise", &["ptrace", "capture", "memory", "process", "sys", "errors", "exit"]),
     ("report", &["capture", "memory", "story", "logs", "process", "errors"]),
-    ("spool", &["report", "errors", "sys"]),
+    // A report's head (what `list` and retention read) names the child's
+    // status and signal.
+    ("spool", &["report", "process", "errors", "sys"]),
     ("sentry", &["report", "symbolicate", "spool", "story", "logs", "memory", "process", "errors", "sys"]),
     ("metrics", &["report"]),
     ("restart", &["process"]),

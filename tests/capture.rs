@@ -437,7 +437,8 @@ fn a_failed_dump_still_lets_the_child_die_of_its_signal() {
             ])
             .stdin(Stdio::piped()),
     );
-    std::fs::remove_dir(spool.path().join("tmp")).unwrap();
+    // (This crashwatch's own scratch directory is in it.)
+    std::fs::remove_dir_all(spool.path().join("tmp")).unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let out = wait_output(child, LIMIT);

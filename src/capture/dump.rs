@@ -46,11 +46,15 @@ pub(super) fn write_dump(target: &DumpTarget<'_>, ctx: Option<CrashContext>) -> 
     let DumpTarget { kind, tgid, tid, dump_pid, scratch_dir, stop_timeout } = *target;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let path = scratch_dir.join(format!("{kind}-{tgid}-{tid}-{nanos}.dmp"));
+    // Written under a name of its own and renamed when complete, so that a
+    // dump found in the scratch directory after crashwatch was killed is a
+    // whole one (see crate::spool).
+    let partial = scratch_dir.join(format!("{kind}-{tgid}-{tid}-{nanos}.dmp.partial"));
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(&path)
+        .open(&partial)
         .map_err(|source| CaptureError::CreateDump { path: path.clone(), source })?;
 
     let mut config = MinidumpWriterConfig::new(dump_pid, tid);
@@ -75,14 +79,14 @@ pub(super) fn write_dump(target: &DumpTarget<'_>, ctx: Option<CrashContext>) -> 
     let result = match written {
         Ok(Ok(())) => file
             .metadata()
-            .map(|m| DumpFile { path: path.clone(), size: m.len() })
+            .and_then(|m| std::fs::rename(&partial, &path).map(|()| DumpFile { path: path.clone(), size: m.len() }))
             .map_err(|source| CaptureError::CreateDump { path: path.clone(), source }),
         Ok(Err(source)) => Err(CaptureError::WriteDump { pid: tgid, path: path.clone(), source }),
         Err(_) => Err(CaptureError::WriterPanicked { pid: tgid, path: path.clone() }),
     };
     if result.is_err() {
         // A half-written dump must not be mistaken for a real one.
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&partial);
     }
     result
 }

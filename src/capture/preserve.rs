@@ -101,10 +101,14 @@ fn copy_one(tgid: i32, open: &OpenDeleted, dir: &Path) -> Result<PreservedMappin
     }
     let name = original.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "unnamed".to_owned());
     let dest: PathBuf = dir.join(format!("{tgid}-{}-{name}", open.mapping.inode));
-    let mut out = OpenOptions::new().write(true).create_new(true).open(&dest).map_err(preserve_err)?;
+    // Renamed when whole, like the dump: a copy found after crashwatch was
+    // killed is a complete one.
+    let partial: PathBuf = dir.join(format!("{tgid}-{}-{name}.partial", open.mapping.inode));
+    let mut out = OpenOptions::new().write(true).create_new(true).open(&partial).map_err(preserve_err)?;
     // `&File` implements Read; std uses copy_file_range/sendfile underneath.
     let mut src = &open.file;
-    let copied = io::copy(&mut src, &mut out).map_err(preserve_err)?;
+    let copied = io::copy(&mut src, &mut out).and_then(|n| std::fs::rename(&partial, &dest).map(|()| n));
+    let copied = copied.inspect_err(|_| drop(std::fs::remove_file(&partial))).map_err(preserve_err)?;
     Ok(PreservedMapping {
         original_path: original.clone(),
         preserved_path: dest,

@@ -5,11 +5,18 @@
 //! envelope is written to the outbox (fsync'd) before any network I/O, and
 //! whatever is not delivered within the flush deadline stays there for
 //! `crashwatch send` or the next `crashwatch run`.
+//!
+//! How a report is to be sent is recorded beside it ([`Intent`], the
+//! report's `deliver.json`) until it is queued, so that a report whose
+//! crashwatch was killed is sent by whichever crashwatch finishes it as the
+//! one that caught it would have sent it (its scrub patterns above all).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::commands::health::Link;
 use crate::errors::Chain;
@@ -21,24 +28,103 @@ use crate::sentry::outbox::Withdrawal;
 use crate::sentry::scrub::Scrubber;
 use crate::sentry::throttle::{self, Origin, Summary, Throttle, Verdict};
 use crate::sentry::{Dsn, MinidumpProcessing, Outbox, SystemClock, event};
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolDir};
 use crate::symbolicate::Symbolicated;
 
 /// How often a long run checks for crash-loop windows that have ended.
 const WINDOW_CHECK: Duration = Duration::from_secs(60);
 
+/// How a report is to be sent: the settings of the crashwatch that caught
+/// it, kept with the report until it is queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// `--scrub` patterns, beyond the built-in ones.
+    #[serde(default)]
+    pub scrub: Vec<String>,
+    /// `host` or `server`; absent: the minidump is not sent.
+    #[serde(default)]
+    pub minidump: Option<String>,
+    #[serde(default)]
+    pub report_exit_codes: bool,
+    #[serde(default)]
+    pub group_window_ms: u64,
+    #[serde(default)]
+    pub max_per_hour: Option<u32>,
+}
+
+impl Intent {
+    /// The settings of `crashwatch run` with `config`.
+    pub fn of(config: &crate::config::RunConfig) -> Intent {
+        Intent {
+            scrub: config.scrub.clone(),
+            minidump: config.minidump_upload.map(|m| {
+                match m {
+                    MinidumpProcessing::Host => "host",
+                    MinidumpProcessing::Server => "server",
+                }
+                .to_owned()
+            }),
+            report_exit_codes: config.report_exit_codes,
+            group_window_ms: u64::try_from(config.group_window.as_millis()).unwrap_or(u64::MAX),
+            max_per_hour: config.max_reports_per_hour,
+        }
+    }
+
+    fn minidump(&self) -> Option<MinidumpProcessing> {
+        match self.minidump.as_deref() {
+            Some("server") => Some(MinidumpProcessing::Server),
+            Some(_) => Some(MinidumpProcessing::Host),
+            None => None,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an intent always serialises")
+    }
+}
+
+/// The settings a report is queued with.
+#[derive(Clone, Copy)]
+struct How<'a> {
+    intent: &'a Intent,
+    scrubber: &'a Scrubber,
+    throttle: Option<&'a Throttle>,
+}
+
+/// What became of a report handed to [`Delivery::queue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// In the outbox.
+    Yes,
+    /// Kept locally for good, and why (no DSN, a repeat, over budget…).
+    KeptLocal(String),
+    /// Could not be queued now; worth trying again later.
+    Failed(String),
+}
+
+impl Queued {
+    /// The line of the summary: `None` when queued.
+    pub fn why_not(&self) -> Option<String> {
+        match self {
+            Queued::Yes => None,
+            Queued::KeptLocal(why) | Queued::Failed(why) => Some(why.clone()),
+        }
+    }
+}
+
 pub struct Delivery {
     target: Option<(Dsn, Outbox)>,
-    /// The spool's root, when there is a target.
-    spool_root: Option<PathBuf>,
     /// With a DSN but no usable outbox: why reports cannot be queued.
     unusable: Option<String>,
+    /// The spool's directory (with a target only), for throttles of
+    /// recorded intents.
+    spool: Option<SpoolDir>,
+    /// This crashwatch's own settings.
+    intent: Intent,
     scrubber: Scrubber,
-    minidump: Option<MinidumpProcessing>,
     flush_timeout: Duration,
     /// `--delivery direct`: this process sends; else it only queues.
     send_directly: bool,
-    report_exit_codes: bool,
     /// Crash-loop groups and the hourly budget (with a target only).
     throttle: Option<Throttle>,
     /// Signatures this crashwatch sent in full: a `--restart` loop that
@@ -57,18 +143,16 @@ pub struct Options {
     pub flush_timeout: Duration,
     /// Send from this process; otherwise only queue (`--delivery spool`).
     pub send_directly: bool,
-    pub report_exit_codes: bool,
     pub scrubber: Scrubber,
-    /// How the minidump is sent, if it is.
-    pub minidump: Option<MinidumpProcessing>,
-    /// Repeats of a signature within this long are counted, not sent.
-    pub group_window: Duration,
-    pub max_per_hour: Option<u32>,
+    /// The settings recorded with each report (`scrub` must be the patterns
+    /// `scrubber` was made of).
+    pub intent: Intent,
 }
 
 impl Delivery {
     /// Local mode (reports stay in the spool) without a DSN or a spool.
     pub fn new(dsn: Option<Dsn>, spool: Option<&Spool>, options: Options, metrics: Arc<Metrics>) -> Delivery {
+        let spool = spool.and_then(Spool::dir);
         let (target, unusable) = match (dsn, spool) {
             // Local mode: each report's summary says it was not sent.
             (None, _) => (None, None),
@@ -76,7 +160,7 @@ impl Delivery {
                 tracing::warn!("reports cannot be sent to {dsn}: there is no usable spool to queue them in");
                 (None, Some("there is no usable spool to queue it in".to_string()))
             }
-            (Some(dsn), Some(spool)) => match deliver::open_outbox(spool.root(), options.max_bytes) {
+            (Some(dsn), Some(spool)) => match deliver::open_outbox(spool, options.max_bytes) {
                 Ok(outbox) => (Some((dsn, outbox)), None),
                 Err(e) => {
                     tracing::warn!("reports cannot be sent to {dsn}: {}", Chain(&e));
@@ -84,18 +168,20 @@ impl Delivery {
                 }
             },
         };
-        let throttle = spool.filter(|_| target.is_some()).map(|spool| {
-            Throttle::new(spool.root(), options.group_window, options.max_per_hour, Arc::new(SystemClock))
+        let spool = spool.filter(|_| target.is_some()).cloned();
+        let intent = options.intent;
+        let throttle = spool.as_ref().map(|spool| {
+            let window = Duration::from_millis(intent.group_window_ms);
+            Throttle::new(spool, window, intent.max_per_hour, Arc::new(SystemClock))
         });
         Delivery {
-            spool_root: spool.filter(|_| target.is_some()).map(|s| s.root().to_path_buf()),
             target,
             unusable,
+            spool,
+            intent,
             scrubber: options.scrubber,
-            minidump: options.minidump,
             flush_timeout: options.flush_timeout,
             send_directly: options.send_directly,
-            report_exit_codes: options.report_exit_codes,
             throttle,
             sent_signatures: Mutex::new(Vec::new()),
             metrics,
@@ -103,26 +189,33 @@ impl Delivery {
         }
     }
 
+    /// Whether reports can be queued (there is a DSN and an outbox).
+    pub fn has_target(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// This crashwatch's own settings, to record with a report it files.
+    pub fn intent(&self) -> &Intent {
+        &self.intent
+    }
+
+    /// The outbox, when there is one.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.target.as_ref().map(|(_, outbox)| outbox)
+    }
+
     /// Why `report` is not sent, for its summary, judging by its kind and
     /// whether there is a DSN; `None` when it would be queued.
     pub fn kept_local_because(&self, report: &CrashReport) -> Option<String> {
-        if let Some(why) = &self.unusable {
-            Some(format!("not sent: {why}; the report is kept in the spool"))
-        } else if self.target.is_none() {
-            Some("not sent: no DSN (--dsn or SENTRY_DSN)".into())
-        } else if !event::should_send(report, self.report_exit_codes) {
-            Some(match report.kind {
-                crate::report::Kind::Stopped => "not sent: an orderly stop is not a crash".into(),
-                _ => "not sent: a plain non-zero exit is sent only with --report-exit-codes".into(),
-            })
-        } else {
-            None
+        match &self.unusable {
+            Some(why) => Some(format!("not sent: {why}; the report is kept in the spool")),
+            None => kept_local_because(self.target.is_some(), report, &self.intent),
         }
     }
 
-    /// The spool's root when there is somewhere to send to.
-    pub fn spool_root(&self) -> Option<&Path> {
-        self.spool_root.as_deref()
+    /// The spool's directory when there is somewhere to send to.
+    pub fn spool_dir(&self) -> Option<&SpoolDir> {
+        self.spool.as_ref()
     }
 
     /// Queues an envelope without a report (sessions, check-ins); its
@@ -145,25 +238,64 @@ impl Delivery {
         })
     }
 
-    /// Queues `report` (whose files are in `dir`) if it deserves sending: it
-    /// is a crash, not a repeat of one sent within the group window, and the
-    /// hour's budget allows. Returns why it is kept locally, or `None` when
-    /// it was queued, with what `link` says of the run's session and
-    /// check-in.
+    /// Queues `report` (whose files are in `dir`) with this crashwatch's
+    /// own settings; see [`Delivery::queue_as`].
     pub fn queue(
         &self,
         report: &CrashReport,
         dir: &Path,
         stacks: Option<&Symbolicated>,
         link: Option<&Link>,
-    ) -> Option<String> {
-        if let Some(why) = self.kept_local_because(report) {
-            tracing::debug!(report = %report.short_id(), kind = report.kind.name(), "kept locally, not sent");
-            return Some(why);
+    ) -> Queued {
+        let how = How { intent: &self.intent, scrubber: &self.scrubber, throttle: self.throttle.as_ref() };
+        self.queue_with(report, dir, stacks, how, link)
+    }
+
+    /// Queues `report` as `intent` (recorded by the crashwatch that caught
+    /// it) says, if it deserves sending: it is a crash, not a repeat of one
+    /// sent within the group window, and the hour's budget allows. Its
+    /// envelope carries what `link` says of the run's session and check-in.
+    pub fn queue_as(
+        &self,
+        report: &CrashReport,
+        dir: &Path,
+        stacks: Option<&Symbolicated>,
+        intent: &Intent,
+        link: Option<&Link>,
+    ) -> Queued {
+        if *intent == self.intent {
+            return self.queue(report, dir, stacks, link);
         }
-        let (dsn, outbox) = self.target.as_ref()?;
+        let scrubber = match Scrubber::new(&intent.scrub) {
+            Ok(scrubber) => scrubber,
+            // Better kept than sent with a secret in it.
+            Err(e) => return Queued::KeptLocal(format!("not sent: its --scrub patterns are not valid: {}", Chain(&e))),
+        };
+        let throttle = self.spool.as_ref().map(|spool| {
+            let window = Duration::from_millis(intent.group_window_ms);
+            Throttle::new(spool, window, intent.max_per_hour, Arc::new(SystemClock))
+        });
+        self.queue_with(report, dir, stacks, How { intent, scrubber: &scrubber, throttle: throttle.as_ref() }, link)
+    }
+
+    fn queue_with(
+        &self,
+        report: &CrashReport,
+        dir: &Path,
+        stacks: Option<&Symbolicated>,
+        how: How<'_>,
+        link: Option<&Link>,
+    ) -> Queued {
+        let How { intent, scrubber, throttle } = how;
+        if let Some(why) = kept_local_because(self.target.is_some(), report, intent) {
+            tracing::debug!(report = %report.short_id(), kind = report.kind.name(), "kept locally, not sent");
+            return Queued::KeptLocal(why);
+        }
+        let Some((dsn, outbox)) = self.target.as_ref() else {
+            return Queued::Failed("not sent: no outbox".into());
+        };
         let mut admitted = None;
-        if let Some(throttle) = &self.throttle {
+        if let Some(throttle) = throttle {
             let signature = throttle::signature(report, stacks);
             let origin = Origin {
                 program: report.program_name(),
@@ -174,7 +306,7 @@ impl Delivery {
                 Ok(Verdict::Send) => admitted = Some((throttle, signature)),
                 Ok(Verdict::Repeat { first_report, repeats }) => {
                     self.metrics.repeat();
-                    return Some(format!(
+                    return Queued::KeptLocal(format!(
                         "not sent: repeat {repeats} of report {} ({}) within --group-window; \
                          the count is sent as one summary",
                         crate::report::short_id(&first_report),
@@ -188,13 +320,13 @@ impl Delivery {
                         "kept locally, not sent: the budget of {per_hour} reports and summaries per hour \
                          (--max-reports-per-hour) is spent"
                     );
-                    return Some(format!("not sent: over the budget of {per_hour} reports per hour"));
+                    return Queued::KeptLocal(format!("not sent: over the budget of {per_hour} reports per hour"));
                 }
                 // Better one report too many than one lost.
                 Err(e) => tracing::warn!("{}; sending the report without crash-loop grouping", Chain(&e)),
             }
         }
-        let queued = event::envelope(report, dir, stacks, &self.scrubber, self.minidump)
+        let queued = event::envelope(report, dir, stacks, scrubber, intent.minidump())
             .and_then(|mut envelope| {
                 if let Some(link) = link {
                     linked(&mut envelope, link)?;
@@ -215,7 +347,7 @@ impl Delivery {
                         outbox.dir().display()
                     );
                 }
-                None
+                Queued::Yes
             }
             Err(e) => {
                 self.metrics.failed(1);
@@ -227,7 +359,7 @@ impl Delivery {
                 {
                     tracing::warn!("{}", Chain(&e));
                 }
-                Some(format!("not sent: failed to queue it for Sentry: {e}"))
+                Queued::Failed(format!("not sent: failed to queue it for Sentry: {e}"))
             }
         }
     }
@@ -403,4 +535,19 @@ pub fn enqueue_summary(outbox: &Outbox, dsn: &Dsn, summary: &Summary) -> bool {
         tracing::error!("failed to queue the summary of {} repeats: {e}", summary.repeats);
     }
     queued.is_ok()
+}
+
+/// Why `report` is not sent (with `target`: whether there is a DSN and an
+/// outbox); `None` when it would be queued.
+fn kept_local_because(target: bool, report: &CrashReport, intent: &Intent) -> Option<String> {
+    if !target {
+        Some("not sent: no DSN (--dsn or SENTRY_DSN)".into())
+    } else if !event::should_send(report, intent.report_exit_codes) {
+        Some(match report.kind {
+            crate::report::Kind::Stopped => "not sent: an orderly stop is not a crash".into(),
+            _ => "not sent: a plain non-zero exit is sent only with --report-exit-codes".into(),
+        })
+    } else {
+        None
+    }
 }

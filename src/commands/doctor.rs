@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::DoctorArgs;
@@ -19,27 +19,27 @@ use crate::errors::Chain;
 use crate::memory::cgroup::{MemoryCgroup, Version};
 use crate::memory::kmsg::KernelLog;
 use crate::sentry::Dsn;
-use crate::sentry::deliver;
-use crate::spool::Spool;
 use crate::supervise::spawn::resolve;
 use crate::symbolicate::{DebugInfo, SYSTEM_DEBUG_DIR, debug_info};
 use crate::sys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Verdict {
+pub(super) enum Verdict {
     Ok,
     Warn,
     Fail,
 }
 
-struct Check {
-    verdict: Verdict,
-    name: &'static str,
-    text: String,
+pub(super) struct Check {
+    pub verdict: Verdict,
+    pub name: &'static str,
+    pub text: String,
 }
 
-pub fn doctor(spool: &Spool, args: &DoctorArgs) -> Result<i32, Failure> {
-    let mut checks = vec![check_ptrace(), check_spool(spool), check_cgroup(), check_kernel_log()];
+pub fn doctor(spool: &Path, args: &DoctorArgs) -> Result<i32, Failure> {
+    let mut checks = vec![check_ptrace()];
+    checks.extend(super::doctor_spool::check(spool, args));
+    checks.extend([check_cgroup(), check_kernel_log()]);
     if let Some(dsn) = args.dsn.as_deref().filter(|d| !d.trim().is_empty()) {
         checks.push(check_dsn(dsn));
     }
@@ -162,34 +162,6 @@ fn ptrace_context() -> String {
         }
     }
     parts.join(", ")
-}
-
-/// Creates the spool and writes a file in it.
-fn check_spool(spool: &Spool) -> Check {
-    let name = "spool";
-    let root = spool.root();
-    let probe = root.join(".doctor-probe");
-    let result = spool
-        .create()
-        .map_err(|e| crate::errors::Chain(&e).to_string())
-        .and_then(|()| crate::spool::write_atomic(&probe, b"ok").map_err(|e| crate::errors::Chain(&e).to_string()));
-    let _ = std::fs::remove_file(&probe);
-    match result {
-        Ok(()) => {
-            let waiting = deliver::open_outbox(root, None)
-                .ok()
-                .and_then(|o| Some((o.pending().ok()?.len(), o.total_bytes().ok()?)))
-                .map_or_else(String::new, |(n, bytes)| {
-                    format!(", {n} waiting to be sent ({})", crate::report::human_bytes(bytes))
-                });
-            Check {
-                verdict: Verdict::Ok,
-                name,
-                text: format!("{} is writable ({} reports kept{waiting})", root.display(), count_reports(spool)),
-            }
-        }
-        Err(e) => Check { verdict: Verdict::Fail, name, text: format!("{e}; reports could not be kept") },
-    }
 }
 
 /// Whether `--memory-limit` can work: makes and removes a child cgroup.
@@ -360,8 +332,4 @@ fn check_debug_info(program: &std::ffi::OsStr) -> Check {
         Err(e) => (Verdict::Fail, e.describe(&path)),
     };
     Check { verdict, name, text: format!("{via}{text}") }
-}
-
-fn count_reports(spool: &Spool) -> usize {
-    spool.reports().map(|r| r.len()).unwrap_or(0)
 }

@@ -59,7 +59,7 @@ pub fn no_sessions_because(config: &RunConfig) -> Option<&'static str> {
 
 impl Health {
     pub fn new(config: &RunConfig, delivery: &Delivery) -> Health {
-        let sessions = match (no_sessions_because(config), &config.release, delivery.spool_root()) {
+        let sessions = match (no_sessions_because(config), &config.release, delivery.spool_dir()) {
             (None, Some(release), Some(root)) => Some(Sessions {
                 did: session::host_id(),
                 attrs: Attrs { release: release.clone(), environment: config.environment.clone() },
@@ -71,7 +71,7 @@ impl Health {
             }
             _ => None,
         };
-        let monitor = config.monitor.clone().filter(|_| delivery.spool_root().is_some());
+        let monitor = config.monitor.clone().filter(|_| delivery.spool_dir().is_some());
         if config.monitor.is_some() && monitor.is_none() {
             tracing::warn!("no check-ins for --monitor: they need a DSN and a usable spool");
         }

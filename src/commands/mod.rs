@@ -4,6 +4,7 @@
 pub mod debug;
 pub mod delivery;
 pub mod doctor;
+mod doctor_spool;
 pub mod dump;
 pub mod filing;
 pub mod generate;
@@ -11,10 +12,12 @@ pub mod health;
 pub mod list;
 pub mod oom_snapshot;
 pub mod ran;
+pub mod recover;
 pub mod run;
 pub mod runtime_file;
 pub mod send;
 pub mod show;
+mod summary;
 pub mod symbolicate;
 pub mod test_event;
 pub mod watch;
@@ -42,16 +45,17 @@ impl Failure {
 
 /// Runs the command line's subcommand.
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    let dir = cli.spool_dir;
     match cli.command {
-        Command::Run(args) => run::run(*args, cli.spool_dir),
-        Command::List(args) => list::list(&spool(cli.spool_dir), &args),
-        Command::Show(args) => show::show(&spool(cli.spool_dir), &args),
-        Command::Doctor(args) => doctor::doctor(&spool(cli.spool_dir), &args),
-        Command::Send(args) => send::send(&spool(cli.spool_dir), &args),
+        Command::Run(args) => run::run(*args, dir),
+        Command::List(args) => list::list(&spool(dir)?, &args),
+        Command::Show(args) => show::show(&spool(dir)?, &args),
+        Command::Doctor(args) => doctor::doctor(&dir.unwrap_or_else(Spool::default_root), &args),
+        Command::Send(args) => send::send(&spool(dir)?, &args),
         Command::Test(args) => test_event::test(&args),
-        Command::Symbolicate(args) => symbolicate::run(|| spool(cli.spool_dir), &args),
-        Command::Debug(args) => debug::debug(&spool(cli.spool_dir), &args),
-        Command::Dump(args) => dump::dump(&spool(cli.spool_dir), &args),
+        Command::Symbolicate(args) => symbolicate::run(|| spool(dir), &args),
+        Command::Debug(args) => debug::debug(&spool(dir)?, &args),
+        Command::Dump(args) => dump::dump(&spool(dir)?, &args),
         Command::Generate(args) => generate::generate(&args),
     }
 }
@@ -81,6 +85,18 @@ pub fn write_stdout(bytes: &[u8]) -> Result<i32, Failure> {
     }
 }
 
-fn spool(dir: Option<PathBuf>) -> Spool {
-    Spool::at(dir.unwrap_or_else(Spool::default_root))
+/// The spool for a command other than `run`: checked, and created only by
+/// what needs to write (nothing is created to read).
+fn spool(dir: Option<PathBuf>) -> Result<Spool, Failure> {
+    Spool::open(dir.unwrap_or_else(Spool::default_root)).map_err(|e| Failure::new(crate::exit::FAILURE, e))
+}
+
+/// Finishes the reports a killed crashwatch left, without a DSN (they are
+/// queued by the next `send` or `run`): what `list` and `show` do first.
+fn finish_left_over(spool: &Spool, command: &str) {
+    let by = format!("`crashwatch {command}` (pid {})", std::process::id());
+    match recover::recover(spool, None, &by) {
+        Ok(done) => recover::log(&done),
+        Err(e) => tracing::warn!("failed to finish the reports left unfinished: {}", crate::errors::Chain(&e)),
+    }
 }

@@ -19,7 +19,7 @@ use crate::capture::{self, CrashCapture};
 use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::{self, Delivery};
-use crate::commands::filing;
+use crate::commands::filing::{self, Filer};
 use crate::commands::health::Health;
 use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
@@ -48,9 +48,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long the crash path waits for each group of threads to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Scratch files older than this were left by an interrupted capture.
-const SCRATCH_MAX_AGE: Duration = Duration::from_secs(3600);
-
 /// How often the child's memory is sampled.
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -59,15 +56,12 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     // A bad DSN stops crashwatch before the child starts, with the reason.
     let dsn = super::parse_dsn(config.dsn.as_deref())?;
     let scrubber = Scrubber::new(&config.scrub).map_err(|e| Failure::new(exit::USAGE, e))?;
-    let spool = Spool::at(&config.spool_dir);
-    let spool = match spool.create() {
-        Ok(()) => {
-            spool.clean_scratch(SCRATCH_MAX_AGE);
-            Some(spool)
-        }
+    let spool = match Spool::create(&config.spool_dir) {
+        Ok(spool) => Some(spool),
         Err(e) => {
-            // The program must run even when its reports cannot be kept.
-            tracing::warn!("{}; reports of this run will not be kept", Chain(&e));
+            // The program must run even when its reports cannot be kept
+            // (or must not be, in a spool someone else controls).
+            tracing::error!("{}; the program runs, but its crashes are NOT recorded", Chain(&e));
             None
         }
     };
@@ -87,14 +81,12 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         max_bytes: config.spool_max_bytes,
         flush_timeout: config.flush_timeout,
         send_directly: config.send_directly,
-        report_exit_codes: config.report_exit_codes,
         scrubber,
-        minidump: config.minidump_upload,
-        group_window: config.group_window,
-        max_per_hour: config.max_reports_per_hour,
+        intent: delivery::Intent::of(&config),
     };
     let delivery = Arc::new(Delivery::new(dsn, spool.as_ref(), options, Arc::clone(&metrics)));
     let health = Health::new(&config, &delivery);
+    let filer = Arc::new(Filer::new(spool, Arc::clone(&delivery), config.retention, config.symbolicate));
     if let Some(addr) = &config.metrics_addr {
         let pending = {
             let delivery = Arc::clone(&delivery);
@@ -118,7 +110,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     };
     let shared = Shared {
         config: &config,
-        spool: spool.as_ref(),
+        filer: &filer,
         delivery: &delivery,
         reap_orphans,
         signals,
@@ -126,11 +118,12 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
         metrics: &metrics,
         health: &health,
     };
-    // Reports an earlier run could not deliver go out now, beside the child,
-    // with the summaries of crash loops whose window has ended meanwhile.
+    // Reports an earlier run could not deliver (or finish: it was killed)
+    // go out now, beside the child, with the summaries of crash loops whose
+    // window has ended meanwhile.
     delivery.queue_due_summaries(false);
     health.queue_aggregates(&delivery, false);
-    delivery.flush_in_background(Mode::Now);
+    let recovery = super::recover::in_background(Arc::clone(&filer));
     delivery.close_windows_periodically();
     let ran = restart::run_loop(&config.restart, &mut *stops, |n| run_child(&shared, n));
     if let Ok((_, Why::GaveUp { restarts })) = ran {
@@ -144,6 +137,9 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
     // runs before it must not be cut off by crashwatch's exit.
     delivery.queue_due_summaries(config.restart.policy != Policy::Never);
     health.queue_aggregates(&delivery, config.restart.policy != Policy::Never);
+    if let Some(recovery) = recovery {
+        let _ = recovery.join();
+    }
     // Whatever is waiting (this report, a descendant's, an earlier run's)
     // goes out now, within the flush deadline.
     delivery.finish();
@@ -153,7 +149,7 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
 /// What every run of the child shares.
 struct Shared<'a> {
     config: &'a RunConfig,
-    spool: Option<&'a Spool>,
+    filer: &'a Arc<Filer>,
     delivery: &'a Arc<Delivery>,
     reap_orphans: bool,
     signals: &'static supervise::Hub,
@@ -177,7 +173,7 @@ impl Wait for NoRestart {
 /// its report; returns its exit code for crashwatch and how it ended.
 fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> {
     let Shared { config, delivery, reap_orphans, metrics, .. } = *shared;
-    let spool = shared.spool.cloned();
+    let filer = shared.filer;
     let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
     // Memory: the child's cgroup (a new one under --memory-limit), the
     // witnesses of an OOM kill, and a sampler while it runs.
@@ -196,7 +192,8 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     };
     let child_cgroup = limited.as_ref().map(|cg| cg.cgroup.clone()).or_else(|| shared.own_cgroup.clone());
     let oom_watch = OomWatch::start(child_cgroup.clone());
-    let oom_snapshot = OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), spool.is_some() && config.ptrace);
+    let oom_snapshot =
+        OomSnapshot::arm(config.oom_snapshot, child_cgroup.as_ref(), filer.scratch_path().is_some() && config.ptrace);
     let cannot_supervise = |e| Failure::new(exit::CANNOT_SUPERVISE, e);
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(cannot_supervise)?;
     let (stderr_read, stderr_write) = pipe().map_err(cannot_supervise)?;
@@ -206,9 +203,9 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         .map_err(cannot_supervise)?;
     let exe = prepared.path.clone();
     // Without a spool there is nowhere to keep a minidump.
-    let trace = spool.as_ref().filter(|_| config.ptrace).map(|spool| TraceOptions {
+    let trace = filer.scratch_path().filter(|_| config.ptrace).map(|scratch_dir| TraceOptions {
         follow_forks: config.follow_forks,
-        scratch_dir: spool.scratch_dir(),
+        scratch_dir,
         stop_timeout: STOP_TIMEOUT,
     });
     let mut supervisor = supervise::start(Spec {
@@ -246,8 +243,11 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
             Event::Crash(capture) => {
                 filing::announce(&capture);
                 if Some(capture.pid) == supervisor.pid() {
-                    // Filed with the child's end, once its last lines are in.
-                    own_crash = Some(capture);
+                    // Kept at once, filed with the child's end, once its
+                    // last lines are in.
+                    let tail = ring.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+                    let begun = filer.begin(&capture, &crash_record(config, &capture, &tail));
+                    own_crash = Some((capture, begun));
                 } else {
                     metrics.crashed(Kind::Signal, SystemTime::now());
                     let tail = ring.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
@@ -326,15 +326,15 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
         let outcome = Outcome::of(finished.status, Some(report.kind), own_crash.is_some());
         let link = health.ending(delivery, outcome, finished.ran_for);
-        let carried = filing::file_with_snapshot(
-            spool.as_ref(),
-            delivery,
-            report,
-            own_crash.as_deref(),
-            snapshot,
-            Some(&link),
-            config.symbolicate,
-        );
+        let carried = match own_crash {
+            Some((capture, begun)) => {
+                if let Some(snapshot) = snapshot {
+                    snapshot.discard("the child's crash has a minidump of its own");
+                }
+                filer.file_caught(report, &capture, begun, Some(&link))
+            }
+            None => filer.file(report, None, snapshot, Some(&link)),
+        };
         ending = Some((outcome, link, carried));
     }
     let (outcome, link, carried) = ending.unwrap_or_else(|| {
@@ -353,6 +353,33 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         delivery.flush_in_background(Mode::Due);
     }
     Ok((code, ended))
+}
+
+/// What is known of the child's crash the moment it is caught: its record
+/// until the child's end completes it (or, if crashwatch is killed
+/// meanwhile, for good).
+fn crash_record(config: &RunConfig, capture: &CrashCapture, tail: &[logs::Line]) -> CrashReport {
+    let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut report = CrashReport::new(Ending {
+        argv: &argv,
+        exe: capture.exe.clone(),
+        pid: capture.pid,
+        // It is dying of the signal.
+        status: ChildStatus::Signaled { signal: capture.signal, core_dumped: None },
+        started_at: None,
+        ended_at: SystemTime::now(),
+        stop_requested: None,
+        log_tail: tail,
+        log_tail_complete: false,
+        release: config.release.clone(),
+        environment: config.environment.clone(),
+    });
+    report.notes.push(
+        "recorded when the crash was caught: the process's exit status and any lines it printed afterwards are \
+         not known"
+            .into(),
+    );
+    report
 }
 
 /// Files the report of a descendant's crash (`--follow-forks`) on a thread
@@ -382,11 +409,11 @@ fn file_descendant_crash(
          not its parent (the status shown is the signal it was dying of)"
             .into(),
     );
-    let (spool, delivery, limits) = (shared.spool.cloned(), Arc::clone(shared.delivery), shared.config.symbolicate);
+    let filer = Arc::clone(shared.filer);
     let filed = std::thread::Builder::new().name("report".into()).spawn(move || {
-        filing::file(spool.as_ref(), &delivery, report, Some(&capture), limits);
+        filer.file_crash(report, &capture);
         // The child runs on: send now rather than at its end.
-        delivery.flush_in_background(Mode::Due);
+        filer.delivery().flush_in_background(Mode::Due);
     });
     filed.inspect_err(|e| tracing::error!("failed to start filing the report of a descendant's crash: {e}")).ok()
 }

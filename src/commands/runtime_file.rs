@@ -14,14 +14,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::report::{Attachment, CrashReport};
-use crate::spool::{self, Spool};
+use crate::spool::Held;
 
 /// The most of one file kept (hs_err logs are 50–200 KiB).
 pub const MAX_BYTES: u64 = 2 << 20;
 
 /// Keeps the file the report's runtime story names, if it passes the
-/// checks above; a problem becomes a note of the report.
-pub fn keep(spool: &Spool, report: &mut CrashReport) {
+/// checks above, in the held report's directory; a problem becomes a note
+/// of the report.
+pub fn keep(held: &Held, report: &mut CrashReport) {
     let Some(printed) = report.panic.as_ref().and_then(|p| p.report_file.clone()) else { return };
     match read(Path::new(&printed), report) {
         Ok((bytes, truncated)) => {
@@ -29,11 +30,7 @@ pub fn keep(spool: &Spool, report: &mut CrashReport) {
                 .file_name()
                 .map_or_else(|| "runtime.log".into(), |n| n.to_string_lossy().into_owned());
             let file = format!("attachments/{name}");
-            let dir = spool.report_dir(&report.id).join("attachments");
-            let kept = std::fs::create_dir_all(&dir).map_err(|e| e.to_string()).and_then(|()| {
-                spool::write_atomic(&dir.join(&name), &bytes).map_err(|e| crate::errors::Chain(&e).to_string())
-            });
-            match kept {
+            match held.write(&file, &bytes) {
                 Ok(()) => report.attachments.push(Attachment {
                     file,
                     name,
@@ -41,7 +38,7 @@ pub fn keep(spool: &Spool, report: &mut CrashReport) {
                     original: printed.into(),
                     truncated,
                 }),
-                Err(e) => report.notes.push(format!("failed to keep {printed}: {e}")),
+                Err(e) => report.notes.push(format!("failed to keep {printed}: {}", crate::errors::Chain(&e))),
             }
         }
         Err(why) => report.notes.push(format!("{printed} is not attached: {why}")),

@@ -5,6 +5,7 @@ use crate::commands::Failure;
 use crate::spool::Spool;
 
 pub fn show(spool: &Spool, args: &ShowArgs) -> Result<i32, Failure> {
+    super::finish_left_over(spool, "show");
     let report = spool.pick(args.id.as_deref()).map_err(|e| Failure::new(1, e))?;
     let text = if args.json {
         serde_json::to_string_pretty(&report).expect("a report always serialises") + "\n"

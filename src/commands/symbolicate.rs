@@ -32,7 +32,7 @@ const STDERR_KEPT: usize = 16 << 10;
 
 /// `spool` is opened only when the argument names a report: the helper
 /// process, given a file, must not create a default spool as a side effect.
-pub fn run(spool: impl FnOnce() -> Spool, args: &SymbolicateArgs) -> Result<i32, Failure> {
+pub fn run(spool: impl FnOnce() -> Result<Spool, Failure>, args: &SymbolicateArgs) -> Result<i32, Failure> {
     if let Some(bytes) = args.max_memory.filter(|b| *b > 0) {
         limit_own_memory(bytes).map_err(|e| Failure::new(exit::FAILURE, e))?;
     }
@@ -48,7 +48,7 @@ pub fn run(spool: impl FnOnce() -> Spool, args: &SymbolicateArgs) -> Result<i32,
     let dump = match args.dump.as_deref() {
         Some(arg) if Path::new(arg).exists() || report_id(arg).is_none() => PathBuf::from(arg),
         arg => {
-            let kept = kept_dump(&spool(), arg.and_then(report_id)).map_err(|failure| match arg {
+            let kept = kept_dump(&spool()?, arg.and_then(report_id)).map_err(|failure| match arg {
                 Some(arg) => Failure {
                     error: failure.error.context(format!("'{}' is neither a file nor a report", arg.display())),
                     ..failure

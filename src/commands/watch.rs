@@ -18,6 +18,7 @@
 //! stays pending (delivery is at least once; Sentry drops a duplicate by
 //! event id). The exit code is then 0.
 
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,11 +49,14 @@ pub fn watch(spool: &Spool, dsn: &Dsn, outbox: &Outbox) -> Result<i32, Failure> 
     let failed = |e: anyhow::Error| Failure::new(exit::FAILURE, e);
     // SIGTERM and SIGINT write a byte to a socket the loop waits on.
     let (stop, stop_writer) = UnixStream::pair().map_err(|e| failed(anyhow::Error::new(e)))?;
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        let writer = stop_writer.try_clone().map_err(|e| failed(anyhow::Error::new(e)))?;
-        signal_hook::low_level::pipe::register(signal, writer)
-            .map_err(|e| failed(anyhow::Error::new(e).context("failed to listen for SIGTERM and SIGINT")))?;
-    }
+    let hub = crate::supervise::signals::take_over(false)
+        .map_err(|e| failed(anyhow::Error::new(e).context("failed to listen for SIGTERM and SIGINT")))?;
+    let _stopping = hub.listen(Box::new(move |signal| {
+        if signal == libc::SIGTERM || signal == libc::SIGINT {
+            let _ = (&stop_writer).write(&[1]);
+        }
+        true
+    }));
     stop.set_nonblocking(true).map_err(|e| failed(anyhow::Error::new(e)))?;
     let pending = outbox.dir().join("pending");
     let changes = match new_envelopes(&pending) {
@@ -97,7 +101,7 @@ async fn serve(
     changes: Option<&Notify>,
 ) {
     loop {
-        queue_ended_loops(spool, dsn, outbox);
+        queue_ended_loops(spool.dir(), dsn, outbox);
         let deadline = tokio::time::Instant::now() + PASS_LIMIT;
         let pass = tokio::select! {
             biased;

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RunArgs;
+use crate::cli::{RetentionArgs, Share};
 use crate::logs::RingLimits;
 use crate::restart::Restart;
 use crate::sentry::MinidumpProcessing;
 use crate::sentry::check_in::{self, Monitor, MonitorConfig, Schedule};
 use crate::spool::Spool;
+use crate::spool::retention::{Limits, Size};
 
 /// A single line longer than this is cut in a report.
 const MAX_LINE_BYTES: usize = 16 << 10;
@@ -68,6 +70,8 @@ pub struct RunConfig {
     pub max_reports_per_hour: Option<u32>,
     /// Where to serve Prometheus metrics.
     pub metrics_addr: Option<String>,
+    /// How much the spool keeps.
+    pub retention: Limits,
 }
 
 /// Bounds on the helper process that symbolicates a crash's minidump.
@@ -77,6 +81,14 @@ pub struct HelperLimits {
     pub timeout: Option<Duration>,
     /// Its RLIMIT_DATA, bytes (`--symbolicate-memory`); `None`: none.
     pub memory: Option<u64>,
+}
+
+impl Default for HelperLimits {
+    /// `--symbolicate-timeout` and `--symbolicate-memory`'s defaults: what a
+    /// command without those options (a recovery by `send` or `list`) uses.
+    fn default() -> HelperLimits {
+        HelperLimits { timeout: Some(Duration::from_secs(30)), memory: Some(2 << 30) }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +172,7 @@ impl RunConfig {
             group_window: args.group_window,
             max_reports_per_hour: Some(args.max_reports_per_hour).filter(|n| *n > 0),
             metrics_addr: args.metrics_addr.filter(|a| !a.is_empty()),
+            retention: retention(&args.retention),
         })
     }
 }
@@ -193,6 +206,20 @@ fn monitor(args: &RunArgs) -> Result<Option<Monitor>, ConfigError> {
         release: args.release.clone().filter(|r| !r.is_empty()),
         environment: args.environment.clone().filter(|e| !e.is_empty()),
     }))
+}
+
+/// The spool's retention limits from `--spool-max-use`, `--spool-keep-free`
+/// and `--spool-max-age` (`0`: no age limit).
+pub fn retention(args: &RetentionArgs) -> Limits {
+    let size = |share: Share| match share {
+        Share::Bytes(n) => Size::Bytes(n),
+        Share::Percent(p) => Size::Percent(p),
+    };
+    Limits {
+        max_use: args.spool_max_use.map(size),
+        keep_free: args.spool_keep_free.map(size),
+        max_age: args.spool_max_age.map(|age| if age.is_zero() { Duration::MAX } else { age }),
+    }
 }
 
 /// The child's environment: ours, plus `PYTHONUNBUFFERED=1` unless the user

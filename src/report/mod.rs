@@ -115,6 +115,11 @@ pub struct CrashReport {
     /// Non-fatal problems met while building the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What makes two crashes "the same" (the program, how it ended, the
+    /// top frames): set when the report is filed; retention keeps the
+    /// newest report of each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// A file kept with a report and sent with it, scrubbed like the log tail.
@@ -185,8 +190,10 @@ pub struct Dumped {
     /// (symbolication failed, timed out, ran out of memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks_error: Option<String>,
-    /// How long the process was held for the dump, in milliseconds.
-    pub capture_ms: f64,
+    /// How long the process was held for the dump, in milliseconds
+    /// (unknown for a dump taken in after its crashwatch was killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_ms: Option<f64>,
     /// Problems that did not prevent the dump.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -215,7 +222,7 @@ impl Dumped {
             minidump_error,
             stacks: None,
             stacks_error: None,
-            capture_ms: held.as_secs_f64() * 1000.0,
+            capture_ms: Some(held.as_secs_f64() * 1000.0),
             notes,
         }
     }
@@ -505,6 +512,7 @@ impl CrashReport {
             log_tail_complete: ending.log_tail_complete,
             attachments: Vec::new(),
             notes: Vec::new(),
+            signature: None,
         }
     }
 
@@ -583,7 +591,7 @@ mod tests {
                 minidump_error: None,
                 stacks: None,
                 stacks_error: None,
-                capture_ms: 1.5,
+                capture_ms: Some(1.5),
                 notes: Vec::new(),
             },
         };

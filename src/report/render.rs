@@ -51,13 +51,9 @@ impl CrashReport {
             let _ = writeln!(out, "Threads     {}", crash.dumped.threads);
             match (&crash.dumped.minidump, &crash.dumped.minidump_error) {
                 (Some(dump), _) => {
-                    let _ = writeln!(
-                        out,
-                        "Minidump    {} ({}, written in {:.1} ms)",
-                        dump.file,
-                        human_bytes(dump.size),
-                        crash.dumped.capture_ms
-                    );
+                    let written = crash.dumped.capture_ms.map(|ms| format!(", written in {ms:.1} ms"));
+                    let written = written.unwrap_or_default();
+                    let _ = writeln!(out, "Minidump    {} ({}{written})", dump.file, human_bytes(dump.size));
                 }
                 (None, Some(e)) => {
                     let _ = writeln!(out, "Minidump    none: {e}");
@@ -110,13 +106,9 @@ impl CrashReport {
             );
             match (&snapshot.dumped.minidump, &snapshot.dumped.minidump_error) {
                 (Some(dump), _) => {
-                    let _ = writeln!(
-                        out,
-                        "Minidump    {} ({}, the child held for {:.1} ms)",
-                        dump.file,
-                        human_bytes(dump.size),
-                        snapshot.dumped.capture_ms
-                    );
+                    let held = snapshot.dumped.capture_ms.map(|ms| format!(", the child held for {ms:.1} ms"));
+                    let held = held.unwrap_or_default();
+                    let _ = writeln!(out, "Minidump    {} ({}{held})", dump.file, human_bytes(dump.size));
                 }
                 (None, Some(e)) => {
                     let _ = writeln!(out, "Minidump    none: {e}");

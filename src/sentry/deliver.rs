@@ -3,12 +3,12 @@
 //! crashwatch is not, so each flush runs on a current-thread runtime of its
 //! own, which exists only while it sends.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sentry::{Dsn, FlushError, FlushSummary, Outbox, OutboxConfig, OutboxError, SystemClock};
 use crate::sentry::{UploadError, Uploader, UploaderConfig, flush, flush_now};
+use crate::spool::SpoolDir;
 
 /// Which entries a flush tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +31,24 @@ pub enum DeliverError {
     Flush(#[from] FlushError),
 }
 
-/// The outbox of the spool at `spool`: `SPOOL/outbox`.
-pub fn open_outbox(spool: &Path, max_bytes: Option<u64>) -> Result<Outbox, OutboxError> {
+fn config(max_bytes: Option<u64>) -> OutboxConfig {
     let mut config = OutboxConfig::default();
     if let Some(max) = max_bytes {
         config.max_bytes = max;
     }
-    Outbox::open(spool.join("outbox"), config, Arc::new(SystemClock))
+    config
+}
+
+/// The outbox of the spool whose directory is `spool`: `SPOOL/outbox`,
+/// created if missing.
+pub fn open_outbox(spool: &SpoolDir, max_bytes: Option<u64>) -> Result<Outbox, OutboxError> {
+    Outbox::open_in(spool, config(max_bytes), Arc::new(SystemClock))
+}
+
+/// The outbox of the spool, if there is one (for commands that create
+/// nothing).
+pub fn existing_outbox(spool: &SpoolDir, max_bytes: Option<u64>) -> Result<Option<Outbox>, OutboxError> {
+    Outbox::existing(spool, config(max_bytes), Arc::new(SystemClock))
 }
 
 /// Sends what `mode` selects in `outbox` to `dsn` until done or `limit`

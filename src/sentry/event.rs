@@ -425,7 +425,9 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
         crashwatch["ran_seconds"] = json!(ran.as_seconds_f64());
     }
     if let Some(crash) = &report.crash {
-        crashwatch["capture_ms"] = json!(crash.dumped.capture_ms);
+        if let Some(ms) = crash.dumped.capture_ms {
+            crashwatch["capture_ms"] = json!(ms);
+        }
         crashwatch["threads"] = json!(crash.dumped.threads);
         if let Some(e) = &crash.dumped.minidump_error {
             crashwatch["minidump_error"] = json!(e);

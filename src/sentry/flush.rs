@@ -308,14 +308,9 @@ async fn flush_entry(
 
 async fn read_entry(claim: &Claim<'_>) -> Result<Vec<u8>, FlushError> {
     // A minidump envelope of tens of MiB is read off the async threads.
-    let path = claim.envelope_path();
-    let read = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || std::fs::read(path)
-    })
-    .await
-    .map_err(FlushError::Task)?;
-    read.map_err(|source| FlushError::Outbox(OutboxError::Io { action: "read", path, source }))
+    let file = claim.envelope_file();
+    let read = tokio::task::spawn_blocking(move || file.read()).await.map_err(FlushError::Task)?;
+    read.map_err(FlushError::Outbox)
 }
 
 /// The body to send: the stored envelope with a fresh `sent_at` (Relay uses it

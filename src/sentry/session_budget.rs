@@ -12,12 +12,12 @@
 //!
 //! Like the crash-loop state of reports, this must outlive crashwatch (in a
 //! systemd loop each run is a new process): one JSON file in the spool
-//! (`SPOOL/sessions.json`), read and rewritten under an exclusive lock on
+//! (`SPOOL/sessions.json`), read and rewritten (durably, through the spool's
+//! directory: see `crate::spool`) under an exclusive lock on
 //! `SPOOL/sessions.lock`. Times come from a [`Clock`].
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
 use crate::sentry::envelope::format_timestamp;
 use crate::sentry::session::{Aggregates, Attrs, Bucket, Outcome, minute_of};
+use crate::spool::SpoolDir;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -44,16 +45,22 @@ pub enum Admission {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionBudgetError {
     #[error("failed to use the session state {path}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("failed to save the session state")]
-    Save(#[source] crate::spool::SpoolError),
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// The state's file in the spool.
+const STATE: &str = "sessions.json";
+/// Its lock.
+const LOCK: &str = "sessions.lock";
 
 /// The session state of one spool.
 #[derive(Debug, Clone)]
 pub struct SessionBudget {
-    state: PathBuf,
-    lock: PathBuf,
+    spool: SpoolDir,
     per_hour: u32,
     clock: Arc<dyn Clock>,
 }
@@ -81,15 +88,10 @@ struct Pending {
 }
 
 impl SessionBudget {
-    /// The state of the spool at `spool_root`; `per_hour` runs an hour get
-    /// sessions of their own.
-    pub fn new(spool_root: &Path, per_hour: u32, clock: Arc<dyn Clock>) -> SessionBudget {
-        SessionBudget {
-            state: spool_root.join("sessions.json"),
-            lock: spool_root.join("sessions.lock"),
-            per_hour,
-            clock,
-        }
+    /// The state of the spool whose directory is `spool`; `per_hour` runs
+    /// an hour get sessions of their own.
+    pub fn new(spool: &SpoolDir, per_hour: u32, clock: Arc<dyn Clock>) -> SessionBudget {
+        SessionBudget { spool: spool.clone(), per_hour, clock }
     }
 
     /// Decides whether a run starting now gets a session of its own.
@@ -172,25 +174,24 @@ impl SessionBudget {
 
     /// Runs `f` on the state under the lock and saves it.
     fn with_state<T>(&self, f: impl FnOnce(&mut State, SystemTime) -> T) -> Result<T, SessionBudgetError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
+        let io = |name: &str| {
+            let path = self.spool.join(name);
             move |source| SessionBudgetError::Io { path, source }
         };
-        let lock: File =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock).map_err(io(&self.lock))?;
-        lock.lock().map_err(io(&self.lock))?;
-        let mut state = match std::fs::read(&self.state) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        let lock = self.spool.lock(LOCK, true).map_err(io(LOCK))?;
+        let mut state = match self.spool.read(STATE).map_err(io(STATE))? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 // Losing the counts costs a few sessions, no more.
-                tracing::warn!("{} is unreadable ({e}); starting the session counts over", self.state.display());
+                let path = self.spool.join(STATE);
+                tracing::warn!("{} is unreadable ({e}); starting the session counts over", path.display());
                 State::default()
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(io(&self.state)(e)),
+            None => State::default(),
         };
         let out = f(&mut state, self.clock.now());
         let json = serde_json::to_vec_pretty(&state).expect("the state always serialises");
-        crate::spool::write_atomic(&self.state, &json).map_err(SessionBudgetError::Save)?;
+        self.spool.write_atomic(STATE, &json).map_err(io(STATE))?;
+        drop(lock);
         Ok(out)
     }
 }
@@ -199,6 +200,10 @@ impl SessionBudget {
 mod tests {
     use super::*;
     use crate::sentry::ManualClock;
+
+    fn spool(dir: &tempfile::TempDir) -> SpoolDir {
+        SpoolDir::open_root(dir.path(), crate::spool::Missing::Create).unwrap().unwrap()
+    }
 
     fn attrs() -> Attrs {
         Attrs { release: "server@1".into(), environment: Some("prod".into()) }
@@ -220,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 22:13:20
         let clock = Arc::new(ManualClock::new(t0));
-        let budget = SessionBudget::new(dir.path(), 2, clock.clone());
+        let budget = SessionBudget::new(&spool(&dir), 2, clock.clone());
         assert_eq!(budget.admit().unwrap(), Admission::Individual);
         assert_eq!(budget.admit().unwrap(), Admission::Individual);
         assert_eq!(budget.admit().unwrap(), Admission::Aggregated);
@@ -254,7 +259,7 @@ mod tests {
     fn counts_not_queued_stay() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let budget = SessionBudget::new(dir.path(), 0, clock);
+        let budget = SessionBudget::new(&spool(&dir), 0, clock);
         budget.count(&attrs(), "host", SystemTime::now(), Outcome::Crashed).unwrap();
         assert_eq!(budget.due(true, &mut |_| false).unwrap(), 0);
         assert_eq!(due(&budget, true)[0].aggregates[0].crashed, 1);

@@ -18,8 +18,7 @@
 //! cross windows and hours without sleeping.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +28,7 @@ use crate::process::ChildStatus;
 use crate::process::signals;
 use crate::report::{CrashReport, Kind};
 use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
+use crate::spool::SpoolDir;
 use crate::story;
 use crate::symbolicate::Symbolicated;
 
@@ -161,16 +161,22 @@ pub type QueueSummary<'a> = &'a mut dyn FnMut(&Summary) -> bool;
 #[derive(Debug, thiserror::Error)]
 pub enum ThrottleError {
     #[error("failed to use the crash-loop state {path}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("failed to save the crash-loop state")]
-    Save(#[source] crate::spool::SpoolError),
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// The state's file in the spool.
+const STATE: &str = "throttle.json";
+/// Its lock.
+const LOCK: &str = "throttle.lock";
 
 /// The persistent crash-loop and budget state of one spool.
 #[derive(Debug, Clone)]
 pub struct Throttle {
-    state: PathBuf,
-    lock: PathBuf,
+    spool: SpoolDir,
     window: Duration,
     /// `None`: the budget recorded by the last `crashwatch run` holds.
     per_hour: Option<Option<u32>>,
@@ -220,22 +226,17 @@ struct Budget {
 }
 
 impl Throttle {
-    /// The state of the spool at `spool_root`, for `crashwatch run`. A zero
-    /// `window` sends every report; `per_hour: None` sets no budget.
-    pub fn new(spool_root: &Path, window: Duration, per_hour: Option<u32>, clock: Arc<dyn Clock>) -> Throttle {
-        Throttle {
-            state: spool_root.join("throttle.json"),
-            lock: spool_root.join("throttle.lock"),
-            window,
-            per_hour: Some(per_hour),
-            clock,
-        }
+    /// The state of the spool whose directory is `spool`, for `crashwatch
+    /// run`. A zero `window` sends every report; `per_hour: None` sets no
+    /// budget.
+    pub fn new(spool: &SpoolDir, window: Duration, per_hour: Option<u32>, clock: Arc<dyn Clock>) -> Throttle {
+        Throttle { spool: spool.clone(), window, per_hour: Some(per_hour), clock }
     }
 
     /// The state for `crashwatch send`, which only closes groups: each keeps
     /// the window it was opened with, and the budget is the last run's.
-    pub fn for_send(spool_root: &Path, clock: Arc<dyn Clock>) -> Throttle {
-        Throttle { per_hour: None, ..Throttle::new(spool_root, Duration::ZERO, None, clock) }
+    pub fn for_send(spool: &SpoolDir, clock: Arc<dyn Clock>) -> Throttle {
+        Throttle { per_hour: None, ..Throttle::new(spool, Duration::ZERO, None, clock) }
     }
 
     /// Decides what to do with a report of signature `signature` (event id
@@ -251,6 +252,11 @@ impl Throttle {
         self.with_state(|state, now| {
             self.close(state, now, None, queue);
             let open = state.groups.get_mut(&signature.key).filter(|g| g.open_at(now));
+            // The same report again (its filing was interrupted and redone):
+            // it was the first of its group, and is not its own repeat.
+            if open.as_ref().is_some_and(|g| g.first_report == report_id) {
+                return Verdict::Send;
+            }
             if let Some(group) = open {
                 group.repeats += 1;
                 group.last_seen_ms = unix_millis(now);
@@ -296,6 +302,13 @@ impl Throttle {
     /// `--restart` loop that gave up will produce no more repeats). Each
     /// leaves the state once queued, so it is sent once.
     pub fn due(&self, ending: Option<&[String]>, queue: QueueSummary<'_>) -> Result<(), ThrottleError> {
+        // No state, nothing due: and nothing is created (`send` on a spool
+        // with nothing to send writes nothing).
+        let exists =
+            self.spool.exists(STATE).map_err(|source| ThrottleError::Io { path: self.spool.join(STATE), source })?;
+        if !exists {
+            return Ok(());
+        }
         self.with_state(|state, now| self.close(state, now, ending, queue))
     }
 
@@ -364,25 +377,26 @@ impl Throttle {
 
     /// Runs `f` on the state under the lock and saves it.
     fn with_state<T>(&self, f: impl FnOnce(&mut State, SystemTime) -> T) -> Result<T, ThrottleError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
+        let io = |name: &str| {
+            let path = self.spool.join(name);
             move |source| ThrottleError::Io { path, source }
         };
-        let lock: File =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock).map_err(io(&self.lock))?;
-        lock.lock().map_err(io(&self.lock))?;
-        let mut state = match std::fs::read(&self.state) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        let lock = self.spool.lock(LOCK, true).map_err(io(LOCK))?;
+        let mut state = match self.spool.read(STATE).map_err(io(STATE))? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 // Losing the counts costs a few extra reports, no more.
-                tracing::warn!("{} is unreadable ({e}); starting the crash-loop counts over", self.state.display());
+                tracing::warn!(
+                    "{} is unreadable ({e}); starting the crash-loop counts over",
+                    self.spool.join(STATE).display()
+                );
                 State::default()
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(io(&self.state)(e)),
+            None => State::default(),
         };
         let out = f(&mut state, self.clock.now());
         let json = serde_json::to_vec_pretty(&state).expect("the state always serialises");
-        crate::spool::write_atomic(&self.state, &json).map_err(ThrottleError::Save)?;
+        self.spool.write_atomic(STATE, &json).map_err(io(STATE))?;
+        drop(lock);
         Ok(out)
     }
 }
@@ -419,10 +433,14 @@ mod tests {
         queued
     }
 
+    fn spool(dir: &tempfile::TempDir) -> SpoolDir {
+        SpoolDir::open_root(dir.path(), crate::spool::Missing::Create).unwrap().unwrap()
+    }
+
     fn setup(window: u64, per_hour: Option<u32>) -> (tempfile::TempDir, Arc<ManualClock>, Throttle) {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(from_unix_millis(1_700_000_000_000)));
-        let throttle = Throttle::new(dir.path(), Duration::from_secs(window), per_hour, clock.clone());
+        let throttle = Throttle::new(&spool(&dir), Duration::from_secs(window), per_hour, clock.clone());
         (dir, clock, throttle)
     }
 
@@ -491,8 +509,8 @@ mod tests {
         }
         // A second Throttle on the same spool (another crashwatch) shares
         // the counts.
-        let first = Throttle::new(dir.path(), Duration::from_secs(60), None, clock.clone());
-        let second = Throttle::new(dir.path(), Duration::from_secs(60), None, clock.clone());
+        let first = Throttle::new(&spool(&dir), Duration::from_secs(60), None, clock.clone());
+        let second = Throttle::new(&spool(&dir), Duration::from_secs(60), None, clock.clone());
         assert_eq!(admit(&first, "x", "x0").0, Verdict::Send);
         assert_eq!(admit(&second, "x", "x1").0, Verdict::Repeat { first_report: "x0".into(), repeats: 1 });
     }
@@ -501,8 +519,17 @@ mod tests {
     fn a_corrupt_state_file_starts_over() {
         let (dir, _clock, throttle) = setup(60, None);
         std::fs::write(dir.path().join("throttle.json"), b"{not json").unwrap();
-        assert_eq!(admit(&throttle, "a", "r").0, Verdict::Send);
-        assert!(matches!(admit(&throttle, "a", "r").0, Verdict::Repeat { .. }));
+        assert_eq!(admit(&throttle, "a", "r0").0, Verdict::Send);
+        assert!(matches!(admit(&throttle, "a", "r1").0, Verdict::Repeat { .. }));
+    }
+
+    #[test]
+    fn a_report_admitted_again_is_not_its_own_repeat() {
+        // Its filing was interrupted after the admission and redone.
+        let (_dir, _clock, throttle) = setup(60, None);
+        assert_eq!(admit(&throttle, "a", "r0").0, Verdict::Send);
+        assert_eq!(admit(&throttle, "a", "r0").0, Verdict::Send);
+        assert_eq!(admit(&throttle, "a", "r1").0, Verdict::Repeat { first_report: "r0".into(), repeats: 1 });
     }
 
     #[test]
@@ -532,7 +559,7 @@ mod tests {
         admit(&throttle, "a", "r0");
         admit(&throttle, "a", "r1");
         clock.advance(Duration::from_secs(61));
-        let send = Throttle::for_send(dir.path(), clock.clone());
+        let send = Throttle::for_send(&spool(&dir), clock.clone());
         assert!(due_now(&send, None).is_empty(), "the hour's budget of 1 is spent");
         clock.advance(Duration::from_secs(3600));
         assert_eq!(due_now(&send, None).len(), 1);

@@ -171,6 +171,8 @@ pub struct Request {
 
 #[derive(Debug, Default)]
 pub struct State {
+    /// Client connections open now.
+    pub connections: usize,
     pub requests: Vec<Request>,
     pub accepted: Vec<Envelope>,
     /// Items of accepted envelopes that Relay's processing would drop.
@@ -330,7 +332,18 @@ impl HttpRequest {
     }
 }
 
+/// Counts a connection as open while it lives.
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.update(|s| s.connections -= 1);
+    }
+}
+
 async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+    shared.update(|s| s.connections += 1);
+    let _open = Open(shared.clone());
     let mut buf = Vec::new();
     loop {
         let Some(request) = read_request(&mut stream, &mut buf).await else {

@@ -2,9 +2,8 @@
 //!
 //! See the parent module for the lock protocol this implements.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -12,6 +11,7 @@ use super::files::{remove_if_exists, sync_dir};
 use super::{EntryState, Outbox, OutboxError, Rejection, io_err};
 use crate::sentry::clock::unix_millis;
 use crate::sentry::envelope::Summary;
+use crate::spool::SpoolDir;
 
 impl Outbox {
     /// Claims a pending entry for sending. `None` when another process holds
@@ -23,36 +23,28 @@ impl Outbox {
     /// [`Outbox::claim`]; with `wait`, waits for another process (or
     /// thread) that holds the entry to be done with it rather than giving up.
     pub(super) fn claim_with(&self, id: &str, wait: bool) -> Result<Option<Claim<'_>>, OutboxError> {
-        let lock_path = self.pending.join(format!("{id}.lock"));
-        let envelope_path = self.pending.join(format!("{id}.envelope"));
-        if !envelope_path.exists() {
+        let lock_name = format!("{id}.lock");
+        let envelope_name = format!("{id}.envelope");
+        let lock_path = self.pending.join(&lock_name);
+        let exists = |name: &str| self.pending.exists(name).map_err(io_err("stat", &self.pending.join(name)));
+        if !exists(&envelope_name)? {
             return Ok(None);
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_err("open lock", &lock_path))?;
-        let locked = if wait { lock.lock().map_err(fs::TryLockError::Error) } else { lock.try_lock() };
-        match locked {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
-        }
+        let Some(lock) = self.pending.lock(&lock_name, wait).map_err(io_err("lock", &lock_path))? else {
+            return Ok(None);
+        };
         // See the module docs: the inode we locked must still be the lock file,
         // and the entry must not have been completed while we waited.
         let locked = lock.metadata().map_err(io_err("stat", &lock_path))?;
-        let same_inode =
-            fs::metadata(&lock_path).map(|m| m.ino() == locked.ino() && m.dev() == locked.dev()).unwrap_or(false);
+        let current = self.pending.stat(&lock_name).map_err(io_err("stat", &lock_path))?;
+        let same_inode = current.is_some_and(|st| st.st_ino == locked.ino() && st.st_dev == locked.dev());
         if !same_inode {
             return Ok(None);
         }
-        if !envelope_path.exists() {
+        if !exists(&envelope_name)? {
             // We hold the lock, so unlinking is safe; a crash here only
             // leaves a lock file that the stale sweep removes.
-            let _ = fs::remove_file(&lock_path);
+            let _ = self.pending.remove(&lock_name);
             return Ok(None);
         }
         let state = self.state(id)?;
@@ -67,6 +59,28 @@ pub struct Claim<'a> {
     id: String,
     _lock: File,
     state: EntryState,
+}
+
+/// Where a claimed envelope is, to be read off the async threads.
+#[derive(Debug, Clone)]
+pub struct EnvelopeFile {
+    dir: SpoolDir,
+    name: String,
+}
+
+impl EnvelopeFile {
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    pub fn read(&self) -> Result<Vec<u8>, OutboxError> {
+        let path = self.path();
+        match self.dir.read(&self.name) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(io_err("read", &path)(std::io::ErrorKind::NotFound.into())),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
 }
 
 impl Claim<'_> {
@@ -85,26 +99,33 @@ impl Claim<'_> {
         self.state.next_attempt_at() <= now
     }
 
-    /// Where the envelope is on disk.
-    pub fn envelope_path(&self) -> PathBuf {
-        self.outbox.pending.join(format!("{}.envelope", self.id))
+    fn envelope_name(&self) -> String {
+        format!("{}.envelope", self.id)
     }
 
-    fn state_path(&self) -> PathBuf {
-        self.outbox.pending.join(format!("{}.json", self.id))
+    fn state_name(&self) -> String {
+        format!("{}.json", self.id)
+    }
+
+    /// Where the envelope is on disk.
+    pub fn envelope_path(&self) -> PathBuf {
+        self.outbox.pending.join(&self.envelope_name())
+    }
+
+    /// The envelope's file, to read on another thread.
+    pub fn envelope_file(&self) -> EnvelopeFile {
+        EnvelopeFile { dir: self.outbox.pending.clone(), name: self.envelope_name() }
     }
 
     /// Reads the envelope bytes.
     pub fn read(&self) -> Result<Vec<u8>, OutboxError> {
-        let path = self.envelope_path();
-        let mut bytes = Vec::new();
-        File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err("read", &path))?;
-        Ok(bytes)
+        self.envelope_file().read()
     }
 
     /// Atomically replaces the envelope (after dropping items from it).
     pub fn replace(&mut self, bytes: &[u8], summary: Summary) -> Result<(), OutboxError> {
-        self.outbox.write_atomic(&self.envelope_path(), bytes)?;
+        let path = self.envelope_path();
+        self.outbox.pending.write_atomic(&self.envelope_name(), bytes).map_err(io_err("write", &path))?;
         self.state.summary = summary;
         self.save_state()
     }
@@ -127,7 +148,7 @@ impl Claim<'_> {
     }
 
     fn save_state(&self) -> Result<(), OutboxError> {
-        self.outbox.write_json(&self.state_path(), &self.state)
+        self.outbox.write_json(&self.outbox.pending, &self.state_name(), &self.state)
     }
 
     /// Relay accepted the envelope: the entry is deleted.
@@ -140,22 +161,26 @@ impl Claim<'_> {
     /// it went.
     pub fn reject(self, rejection: &Rejection) -> Result<PathBuf, OutboxError> {
         let rejected = &self.outbox.rejected;
-        self.outbox.write_json(&rejected.join(format!("{}.json", self.id)), rejection)?;
-        let target = rejected.join(format!("{}.envelope", self.id));
-        let source = self.envelope_path();
-        fs::rename(&source, &target).map_err(io_err("move to rejected/", &source))?;
+        self.outbox.write_json(rejected, &format!("{}.json", self.id), rejection)?;
+        let name = self.envelope_name();
+        self.outbox
+            .pending
+            .rename(&name, rejected, &name)
+            .map_err(io_err("move to rejected/", &self.envelope_path()))?;
         sync_dir(rejected)?;
+        let moved = rejected.join(&name);
         self.delete()?;
-        Ok(target)
+        Ok(moved)
     }
 
     pub(super) fn delete(self) -> Result<(), OutboxError> {
         // The envelope goes first: it is the entry. The lock file goes last,
         // while still held (see the module docs).
-        remove_if_exists(&self.envelope_path())?;
-        remove_if_exists(&self.state_path())?;
-        remove_if_exists(&self.outbox.pending.join(format!("{}.lock", self.id)))?;
-        sync_dir(&self.outbox.pending)
+        let pending = &self.outbox.pending;
+        remove_if_exists(pending, &self.envelope_name())?;
+        remove_if_exists(pending, &self.state_name())?;
+        remove_if_exists(pending, &format!("{}.lock", self.id))?;
+        sync_dir(pending)
     }
 }
 

@@ -1,54 +1,78 @@
-//! Durable file primitives: atomic replace, directory fsync, listing, and
-//! the sweep of leftovers from interrupted processes.
+//! Durable file primitives of the outbox, all through the held directories
+//! ([`SpoolDir`]): atomic replace, listing, and the sweep of leftovers from
+//! interrupted processes.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::Path;
-use std::time::SystemTime;
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Outbox, OutboxError, io_err};
+use crate::spool::SpoolDir;
+
+/// A temporary file in a directory of the outbox, removed unless it is
+/// given its name.
+pub(super) struct TempFile<'a> {
+    dir: &'a SpoolDir,
+    name: Option<String>,
+    file: File,
+}
+
+impl<'a> TempFile<'a> {
+    pub(super) fn new(dir: &'a SpoolDir) -> Result<TempFile<'a>, OutboxError> {
+        let (file, name) = dir.create_temp().map_err(io_err("create a temporary file in", dir.path()))?;
+        Ok(TempFile { dir, name: Some(name), file })
+    }
+
+    pub(super) fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    pub(super) fn path(&self) -> PathBuf {
+        self.dir.join(self.name.as_deref().unwrap_or_default())
+    }
+
+    /// Renames the (fsync'd) file to `name`, durably.
+    pub(super) fn persist(mut self, name: &str) -> Result<(), OutboxError> {
+        let temp = self.name.take().unwrap_or_default();
+        let done = self.dir.persist(&temp, name);
+        if done.is_err() {
+            let _ = self.dir.remove(&temp);
+        }
+        done.map_err(io_err("rename into", &self.dir.join(name)))
+    }
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            let _ = self.dir.remove(&name);
+        }
+    }
+}
 
 impl Outbox {
-    pub(super) fn temp_file(&self, dir: &Path) -> Result<tempfile::NamedTempFile, OutboxError> {
-        // tempfile creates files with mode 0600.
-        tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_err("create temporary file in", dir))
-    }
-
-    /// Atomically replaces `path` with `bytes`: tmp, fsync, rename, dir fsync.
-    pub(super) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
-        let dir = path.parent().unwrap_or(&self.root);
-        let mut tmp = self.temp_file(dir)?;
-        tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
-        tmp.persist(path).map_err(|e| OutboxError::Io {
-            action: "rename into",
-            path: path.to_owned(),
-            source: e.error,
-        })?;
-        sync_dir(dir)
-    }
-
-    pub(super) fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), OutboxError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| io_err("serialize", path)(e.into()))?;
-        self.write_atomic(path, &bytes)
+    pub(super) fn write_json<T: Serialize>(&self, dir: &SpoolDir, name: &str, value: &T) -> Result<(), OutboxError> {
+        let path = dir.join(name);
+        let bytes = serde_json::to_vec(value).map_err(|e| io_err("serialize", &path)(e.into()))?;
+        dir.write_atomic(name, &bytes).map_err(io_err("write", &path))
     }
 
     /// Reads JSON; a missing or corrupt file is `None` (logged), because a
     /// half-written bookkeeping file must never stop crash reports.
-    pub(super) fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, OutboxError> {
-        match fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
+    pub(super) fn read_json<T: DeserializeOwned>(&self, dir: &SpoolDir, name: &str) -> Result<Option<T>, OutboxError> {
+        let path = dir.join(name);
+        match dir.read(name).map_err(io_err("read", &path))? {
+            Some(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(value) => Ok(Some(value)),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "ignoring unreadable outbox file");
                     Ok(None)
                 }
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", path)(e)),
+            None => Ok(None),
         }
     }
 
@@ -58,49 +82,42 @@ impl Outbox {
     pub(super) fn remove_stale_leftovers(&self) -> Result<(), OutboxError> {
         let now = SystemTime::now();
         for dir in [&self.root, &self.pending, &self.rejected] {
-            let entries = fs::read_dir(dir).map_err(io_err("list", dir))?;
-            for entry in entries {
-                let entry = entry.map_err(io_err("list", dir))?;
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
+            let is_root = std::ptr::eq(dir, &self.root);
+            for (name, _) in dir.entries().map_err(io_err("list", dir.path()))? {
                 let orphan = match name.rsplit_once('.') {
-                    Some((id, "json" | "lock")) if dir != &self.root => !dir.join(format!("{id}.envelope")).exists(),
+                    Some((id, "json" | "lock")) if !is_root => {
+                        !dir.exists(&format!("{id}.envelope")).map_err(io_err("stat", &dir.join(&name)))?
+                    }
                     _ => name.starts_with(".tmp-"),
                 };
                 if !orphan {
                     continue;
                 }
-                let age = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .unwrap_or_default();
-                if age < self.config.stale_after {
+                let Some(st) = dir.stat(&name).map_err(io_err("stat", &dir.join(&name)))? else { continue };
+                let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+                if now.duration_since(modified).unwrap_or_default() < self.config.stale_after {
                     continue;
                 }
                 // Only a holder may unlink a lock file (see the module docs), so
                 // the lock is taken and kept until the file is gone.
                 let _held = if name.ends_with(".lock") {
-                    match File::open(&path) {
-                        Ok(file) if file.try_lock().is_ok() => Some(file),
+                    match dir.lock(&name, false) {
+                        Ok(Some(file)) => Some(file),
                         _ => continue,
                     }
                 } else {
                     None
                 };
-                remove_if_exists(&path)?;
+                remove_if_exists(dir, &name)?;
             }
         }
         Ok(())
     }
 }
 
-pub(super) fn list_ids(dir: &Path) -> Result<Vec<String>, OutboxError> {
+pub(super) fn list_ids(dir: &SpoolDir) -> Result<Vec<String>, OutboxError> {
     let mut ids = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let name = entry.map_err(io_err("list", dir))?.file_name();
-        let name = name.to_string_lossy();
+    for (name, _) in dir.entries().map_err(io_err("list", dir.path()))? {
         if let Some(id) = name.strip_suffix(".envelope")
             && !id.starts_with('.')
         {
@@ -111,15 +128,11 @@ pub(super) fn list_ids(dir: &Path) -> Result<Vec<String>, OutboxError> {
     Ok(ids)
 }
 
-pub(super) fn remove_if_exists(path: &Path) -> Result<(), OutboxError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove", path)(e)),
-    }
+pub(super) fn remove_if_exists(dir: &SpoolDir, name: &str) -> Result<(), OutboxError> {
+    dir.remove(name).map(drop).map_err(io_err("remove", &dir.join(name)))
 }
 
 /// Makes a rename or unlink in `dir` durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
+pub(super) fn sync_dir(dir: &SpoolDir) -> Result<(), OutboxError> {
+    dir.sync().map_err(io_err("fsync directory", dir.path()))
 }

@@ -52,9 +52,8 @@
 //! Delivery is at least once: a process killed after Relay's 2xx but before
 //! the unlink sends the entry again; Sentry drops the duplicate by event id.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -65,9 +64,9 @@ mod claim;
 mod files;
 mod withdraw;
 
-pub use claim::Claim;
 use claim::default_state;
-use files::{list_ids, remove_if_exists, sync_dir};
+pub use claim::{Claim, EnvelopeFile};
+use files::{TempFile, list_ids, remove_if_exists};
 pub use withdraw::Withdrawal;
 
 use crate::sentry::client_report::{DiscardReason, Discarded, DiscardedCounts};
@@ -75,6 +74,7 @@ use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope::{Envelope, EnvelopeError, Limits, Summary};
 use crate::sentry::rate_limit::{PersistedRateLimits, RateLimits};
+use crate::spool::{Missing, SpoolDir, SpoolError};
 
 /// Errors of the outbox.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,9 @@ pub enum OutboxError {
         #[source]
         source: EnvelopeError,
     },
+    /// The outbox's directory is not safe to use.
+    #[error(transparent)]
+    Dir(#[from] SpoolError),
     /// Even without attachments the report exceeds the outbox bound.
     #[error("crash report of {size} bytes cannot fit an outbox of {max_bytes} bytes")]
     TooLarge {
@@ -206,34 +209,69 @@ pub struct Rejection {
     pub corrupt: bool,
 }
 
-/// The durable spool; see the module docs.
+/// The durable spool; see the module docs. Every file is reached through
+/// the held directories ([`SpoolDir`]: no symbolic link is followed).
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    root: PathBuf,
-    pending: PathBuf,
-    rejected: PathBuf,
+    root: SpoolDir,
+    pending: SpoolDir,
+    rejected: SpoolDir,
     config: OutboxConfig,
     clock: Arc<dyn Clock>,
 }
 
 impl Outbox {
-    /// Opens (creating) the outbox in `dir` and removes stale leftovers.
+    /// Opens (creating) the outbox in the directory at `dir` and removes
+    /// stale leftovers.
     pub fn open(dir: impl Into<PathBuf>, config: OutboxConfig, clock: Arc<dyn Clock>) -> Result<Self, OutboxError> {
-        let root = dir.into();
-        let outbox = Self { pending: root.join("pending"), rejected: root.join("rejected"), root, config, clock };
-        for dir in [&outbox.root, &outbox.pending, &outbox.rejected] {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("create directory", dir))?;
-            // The directory may predate us with a laxer mode; crash reports
-            // hold memory of the crashed process and must not be world-readable.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("set permissions of", dir))?;
+        let dir = dir.into();
+        let root = SpoolDir::open_root(&dir, Missing::Create)?.ok_or_else(|| OutboxError::Io {
+            action: "create",
+            path: dir,
+            source: io::ErrorKind::NotFound.into(),
+        })?;
+        Self::in_dir(root, config, clock)
+    }
+
+    /// Opens (creating) `SPOOL/outbox` in the spool's directory `spool`.
+    pub fn open_in(spool: &SpoolDir, config: OutboxConfig, clock: Arc<dyn Clock>) -> Result<Self, OutboxError> {
+        Self::in_dir(spool.create_dir("outbox")?, config, clock)
+    }
+
+    /// `SPOOL/outbox` if it exists (for commands that create nothing).
+    pub fn existing(
+        spool: &SpoolDir,
+        config: OutboxConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Self>, OutboxError> {
+        let Some(root) = spool.open_dir("outbox", Missing::Absent)? else { return Ok(None) };
+        let (Some(pending), Some(rejected)) =
+            (root.open_dir("pending", Missing::Absent)?, root.open_dir("rejected", Missing::Absent)?)
+        else {
+            return Ok(None);
+        };
+        let outbox = Self { root, pending, rejected, config, clock };
+        outbox.remove_stale_leftovers()?;
+        Ok(Some(outbox))
+    }
+
+    fn in_dir(root: SpoolDir, config: OutboxConfig, clock: Arc<dyn Clock>) -> Result<Self, OutboxError> {
+        let pending = root.create_dir("pending")?;
+        let rejected = root.create_dir("rejected")?;
+        // The directories may predate us with a laxer mode; crash reports
+        // hold memory of the crashed process and must not be readable by
+        // others. Changed through the held descriptors, never a link.
+        for dir in [&root, &pending, &rejected] {
+            dir.make_private()?;
         }
+        let outbox = Self { root, pending, rejected, config, clock };
         outbox.remove_stale_leftovers()?;
         Ok(outbox)
     }
 
     /// The outbox directory.
     pub fn dir(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
     /// The settings.
@@ -272,23 +310,17 @@ impl Outbox {
         // Written outside the directory lock: a minidump of tens of MiB must
         // not hold up other processes' bookkeeping.
         let now = self.clock.now();
-        let mut tmp = self.temp_file(&self.pending)?;
-        let size = envelope.write_to(dsn, now, io::BufWriter::new(tmp.as_file_mut())).map_err(envelope_err)?;
-        tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
+        let mut tmp = TempFile::new(&self.pending)?;
+        let size = envelope.write_to(dsn, now, io::BufWriter::new(tmp.file())).map_err(envelope_err)?;
+        tmp.file().sync_all().map_err(io_err("fsync", &tmp.path()))?;
 
         let _dir_lock = self.lock_dir()?;
         self.make_room(size)?;
         let id = format!("{:013}-{}", unix_millis(now), event_id);
         let state =
             EntryState { event_id: event_id.clone(), attempts: 0, next_attempt_at_ms: 0, last_error: None, summary };
-        self.write_json(&self.pending.join(format!("{id}.json")), &state)?;
-        let target = self.pending.join(format!("{id}.envelope"));
-        tmp.persist(&target).map_err(|e| OutboxError::Io {
-            action: "rename envelope into",
-            path: target.clone(),
-            source: e.error,
-        })?;
-        sync_dir(&self.pending)?;
+        self.write_json(&self.pending, &format!("{id}.json"), &state)?;
+        tmp.persist(&format!("{id}.envelope"))?;
         tracing::info!(event_id, entry = id, size, "crash report stored in the outbox");
         Ok(id)
     }
@@ -302,7 +334,7 @@ impl Outbox {
     pub fn rejected(&self) -> Result<Vec<(String, Rejection)>, OutboxError> {
         let mut out = Vec::new();
         for id in list_ids(&self.rejected)? {
-            if let Some(rejection) = self.read_json(&self.rejected.join(format!("{id}.json")))? {
+            if let Some(rejection) = self.read_json(&self.rejected, &format!("{id}.json"))? {
                 out.push((id, rejection));
             }
         }
@@ -311,7 +343,7 @@ impl Outbox {
 
     /// The state of a pending entry (defaults when unreadable).
     pub fn state(&self, id: &str) -> Result<EntryState, OutboxError> {
-        Ok(self.read_json(&self.pending.join(format!("{id}.json")))?.unwrap_or_else(|| default_state(id)))
+        Ok(self.read_json(&self.pending, &format!("{id}.json"))?.unwrap_or_else(|| default_state(id)))
     }
 
     /// Bytes of all envelopes on disk, pending and rejected.
@@ -326,7 +358,7 @@ impl Outbox {
 
     /// The rate limits persisted by any process, expired ones pruned.
     pub fn rate_limits(&self) -> Result<RateLimits, OutboxError> {
-        let persisted: Option<PersistedRateLimits> = self.read_json(&self.root.join("rate_limits.json"))?;
+        let persisted: Option<PersistedRateLimits> = self.read_json(&self.root, "rate_limits.json")?;
         let mut limits = persisted.map(|p| RateLimits::from_persisted(&p)).unwrap_or_default();
         limits.prune(self.clock.now());
         Ok(limits)
@@ -338,13 +370,13 @@ impl Outbox {
         let mut merged = self.rate_limits()?;
         merged.merge(limits);
         merged.prune(self.clock.now());
-        self.write_json(&self.root.join("rate_limits.json"), &merged.to_persisted())?;
+        self.write_json(&self.root, "rate_limits.json", &merged.to_persisted())?;
         Ok(merged)
     }
 
     /// Losses not yet reported to Sentry.
     pub fn discarded(&self) -> Result<DiscardedCounts, OutboxError> {
-        let entries: Option<Vec<Discarded>> = self.read_json(&self.root.join("discarded.json"))?;
+        let entries: Option<Vec<Discarded>> = self.read_json(&self.root, "discarded.json")?;
         Ok(DiscardedCounts::from_entries(&entries.unwrap_or_default()))
     }
 
@@ -366,12 +398,22 @@ impl Outbox {
     fn update_discarded(&self, f: impl FnOnce(&mut DiscardedCounts)) -> Result<(), OutboxError> {
         let mut all = self.discarded()?;
         f(&mut all);
-        self.write_json(&self.root.join("discarded.json"), &all.entries())
+        self.write_json(&self.root, "discarded.json", &all.entries())
     }
 
+    /// The entry of `event_id`, pending or already rejected: an event is
+    /// queued once (a report finished again after an interruption must not
+    /// be sent twice).
     fn find_pending(&self, event_id: &str) -> Result<Option<String>, OutboxError> {
         let suffix = format!("-{event_id}");
-        Ok(self.pending()?.into_iter().find(|id| id.ends_with(&suffix)))
+        let mut entries = self.pending()?.into_iter().chain(list_ids(&self.rejected)?);
+        Ok(entries.find(|id| id.ends_with(&suffix)))
+    }
+
+    /// Whether an envelope for `event_id` is waiting to be sent.
+    pub fn is_pending(&self, event_id: &str) -> Result<bool, OutboxError> {
+        let suffix = format!("-{event_id}");
+        Ok(self.pending()?.iter().any(|id| id.ends_with(&suffix)))
     }
 
     /// Evicts rejected, then pending entries, oldest first, until `incoming`
@@ -387,8 +429,8 @@ impl Outbox {
             if total + incoming <= self.config.max_bytes {
                 break;
             }
-            remove_if_exists(&self.rejected.join(format!("{id}.envelope")))?;
-            remove_if_exists(&self.rejected.join(format!("{id}.json")))?;
+            remove_if_exists(&self.rejected, &format!("{id}.envelope"))?;
+            remove_if_exists(&self.rejected, &format!("{id}.json"))?;
             total = total.saturating_sub(size);
             tracing::warn!(entry = id, size, "outbox full: deleted a rejected crash report");
         }
@@ -415,14 +457,14 @@ impl Outbox {
         Ok(())
     }
 
-    fn sized_entries(&self, dir: &Path) -> Result<Vec<(String, u64)>, OutboxError> {
+    fn sized_entries(&self, dir: &SpoolDir) -> Result<Vec<(String, u64)>, OutboxError> {
         let mut out = Vec::new();
         for id in list_ids(dir)? {
-            let path = dir.join(format!("{id}.envelope"));
-            match fs::metadata(&path) {
-                Ok(m) => out.push((id, m.len())),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("stat", &path)(e)),
+            let name = format!("{id}.envelope");
+            match dir.stat(&name) {
+                Ok(Some(st)) => out.push((id, st.st_size as u64)),
+                Ok(None) => {}
+                Err(e) => return Err(io_err("stat", &dir.join(&name))(e)),
             }
         }
         Ok(out)
@@ -430,14 +472,7 @@ impl Outbox {
 
     fn lock_dir(&self) -> Result<File, OutboxError> {
         let path = self.root.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("open lock", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
-        Ok(file)
+        let lock = self.root.lock(".lock", true).map_err(io_err("lock", &path))?;
+        lock.ok_or_else(|| io_err("lock", &path)(io::ErrorKind::WouldBlock.into()))
     }
 }

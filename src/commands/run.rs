@@ -360,11 +360,18 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
 /// meanwhile, for good).
 fn crash_record(config: &RunConfig, capture: &CrashCapture, tail: &[logs::Line]) -> CrashReport {
     let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let note = "recorded when the crash was caught: the process's exit status and any lines it printed afterwards \
+                are not known";
+    caught(config, &argv, capture, tail, note)
+}
+
+/// The report of a process caught dying of `capture`'s signal (its status
+/// is the signal it was dying of), with `note` saying what is not known.
+fn caught(config: &RunConfig, argv: &[String], capture: &CrashCapture, tail: &[logs::Line], note: &str) -> CrashReport {
     let mut report = CrashReport::new(Ending {
-        argv: &argv,
+        argv,
         exe: capture.exe.clone(),
         pid: capture.pid,
-        // It is dying of the signal.
         status: ChildStatus::Signaled { signal: capture.signal, core_dumped: None },
         started_at: None,
         ended_at: SystemTime::now(),
@@ -374,11 +381,7 @@ fn crash_record(config: &RunConfig, capture: &CrashCapture, tail: &[logs::Line])
         release: config.release.clone(),
         environment: config.environment.clone(),
     });
-    report.notes.push(
-        "recorded when the crash was caught: the process's exit status and any lines it printed afterwards are \
-         not known"
-            .into(),
-    );
+    report.notes.push(note.into());
     report
 }
 
@@ -390,25 +393,9 @@ fn file_descendant_crash(
     capture: Box<CrashCapture>,
     tail: &[logs::Line],
 ) -> Option<std::thread::JoinHandle<()>> {
-    let mut report = CrashReport::new(Ending {
-        argv: &[capture.exe.display().to_string()],
-        exe: capture.exe.clone(),
-        pid: capture.pid,
-        // It is dying of the signal; its status is its parent's to see.
-        status: ChildStatus::Signaled { signal: capture.signal, core_dumped: None },
-        started_at: None,
-        ended_at: SystemTime::now(),
-        stop_requested: None,
-        log_tail: tail,
-        log_tail_complete: false,
-        release: shared.config.release.clone(),
-        environment: shared.config.environment.clone(),
-    });
-    report.notes.push(
-        "a descendant of the child crashed; its start time and exit status are not known to crashwatch, which is \
-         not its parent (the status shown is the signal it was dying of)"
-            .into(),
-    );
+    let note = "a descendant of the child crashed; its start time and exit status are not known to crashwatch, \
+                which is not its parent (the status shown is the signal it was dying of)";
+    let report = caught(shared.config, &[capture.exe.display().to_string()], &capture, tail, note);
     let filer = Arc::clone(shared.filer);
     let filed = std::thread::Builder::new().name("report".into()).spawn(move || {
         filer.file_crash(report, &capture);

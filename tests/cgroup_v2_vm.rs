@@ -93,7 +93,14 @@ impl Record {
     /// The one report crashwatch filed in `scenario`.
     fn report(&self, scenario: &str) -> Value {
         let reports = self.all(scenario, "report");
-        assert_eq!(reports.len(), 1, "{scenario}: {reports:#?}\n{}", self.stderr(scenario));
+        assert_eq!(
+            reports.len(),
+            1,
+            "{scenario}: {reports:#?}\n{}\n`crashwatch list` exited {:?}: {}",
+            self.stderr(scenario),
+            self.all(scenario, "list_status"),
+            self.all(scenario, "list_stderr").join("\n")
+        );
         serde_json::from_str(reports[0]).unwrap()
     }
 }

@@ -92,8 +92,9 @@ async fn an_unusable_outbox_is_not_called_a_missing_dsn() {
     let pending = spool.path().join("outbox/pending");
     assert!(
         err.contains(&format!(
-            "crashwatch: not sent: the outbox is unusable: failed to create directory {}: File exists (os error \
-             17); the report is kept in the spool\n",
+            "crashwatch: not sent: the outbox is unusable: refusing the spool directory {}: {} is not a \
+             directory; the report is kept in the spool\n",
+            pending.display(),
             pending.display()
         )),
         "{err}"

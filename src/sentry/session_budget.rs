@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
 use crate::sentry::envelope::format_timestamp;
 use crate::sentry::session::{Aggregates, Attrs, Bucket, Outcome, minute_of};
-use crate::spool::SpoolDir;
+use crate::spool::{SpoolDir, StateError, StateFile};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -52,10 +52,8 @@ pub enum SessionBudgetError {
     },
 }
 
-/// The state's file in the spool.
-const STATE: &str = "sessions.json";
-/// Its lock.
-const LOCK: &str = "sessions.lock";
+/// The state's file in the spool, and its lock.
+const STATE_FILE: StateFile = StateFile { name: "sessions.json", lock: "sessions.lock", what: "session counts" };
 
 /// The session state of one spool.
 #[derive(Debug, Clone)]
@@ -174,25 +172,10 @@ impl SessionBudget {
 
     /// Runs `f` on the state under the lock and saves it.
     fn with_state<T>(&self, f: impl FnOnce(&mut State, SystemTime) -> T) -> Result<T, SessionBudgetError> {
-        let io = |name: &str| {
-            let path = self.spool.join(name);
-            move |source| SessionBudgetError::Io { path, source }
-        };
-        let lock = self.spool.lock(LOCK, true).map_err(io(LOCK))?;
-        let mut state = match self.spool.read(STATE).map_err(io(STATE))? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                // Losing the counts costs a few sessions, no more.
-                let path = self.spool.join(STATE);
-                tracing::warn!("{} is unreadable ({e}); starting the session counts over", path.display());
-                State::default()
-            }),
-            None => State::default(),
-        };
-        let out = f(&mut state, self.clock.now());
-        let json = serde_json::to_vec_pretty(&state).expect("the state always serialises");
-        self.spool.write_atomic(STATE, &json).map_err(io(STATE))?;
-        drop(lock);
-        Ok(out)
+        // The time is read under the lock: the one who waited sees it later.
+        STATE_FILE
+            .update(&self.spool, |state| f(state, self.clock.now()))
+            .map_err(|StateError { path, source }| SessionBudgetError::Io { path, source })
     }
 }
 

@@ -28,7 +28,7 @@ use crate::process::ChildStatus;
 use crate::process::signals;
 use crate::report::{CrashReport, Kind};
 use crate::sentry::clock::{Clock, from_unix_millis, unix_millis};
-use crate::spool::SpoolDir;
+use crate::spool::{SpoolDir, StateError, StateFile};
 use crate::story;
 use crate::symbolicate::Symbolicated;
 
@@ -168,10 +168,8 @@ pub enum ThrottleError {
     },
 }
 
-/// The state's file in the spool.
-const STATE: &str = "throttle.json";
-/// Its lock.
-const LOCK: &str = "throttle.lock";
+/// The state's file in the spool, and its lock.
+const STATE_FILE: StateFile = StateFile { name: "throttle.json", lock: "throttle.lock", what: "crash-loop counts" };
 
 /// The persistent crash-loop and budget state of one spool.
 #[derive(Debug, Clone)]
@@ -304,8 +302,10 @@ impl Throttle {
     pub fn due(&self, ending: Option<&[String]>, queue: QueueSummary<'_>) -> Result<(), ThrottleError> {
         // No state, nothing due: and nothing is created (`send` on a spool
         // with nothing to send writes nothing).
-        let exists =
-            self.spool.exists(STATE).map_err(|source| ThrottleError::Io { path: self.spool.join(STATE), source })?;
+        let exists = self
+            .spool
+            .exists(STATE_FILE.name)
+            .map_err(|source| ThrottleError::Io { path: self.spool.join(STATE_FILE.name), source })?;
         if !exists {
             return Ok(());
         }
@@ -377,27 +377,10 @@ impl Throttle {
 
     /// Runs `f` on the state under the lock and saves it.
     fn with_state<T>(&self, f: impl FnOnce(&mut State, SystemTime) -> T) -> Result<T, ThrottleError> {
-        let io = |name: &str| {
-            let path = self.spool.join(name);
-            move |source| ThrottleError::Io { path, source }
-        };
-        let lock = self.spool.lock(LOCK, true).map_err(io(LOCK))?;
-        let mut state = match self.spool.read(STATE).map_err(io(STATE))? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                // Losing the counts costs a few extra reports, no more.
-                tracing::warn!(
-                    "{} is unreadable ({e}); starting the crash-loop counts over",
-                    self.spool.join(STATE).display()
-                );
-                State::default()
-            }),
-            None => State::default(),
-        };
-        let out = f(&mut state, self.clock.now());
-        let json = serde_json::to_vec_pretty(&state).expect("the state always serialises");
-        self.spool.write_atomic(STATE, &json).map_err(io(STATE))?;
-        drop(lock);
-        Ok(out)
+        // The time is read under the lock: the one who waited sees it later.
+        STATE_FILE
+            .update(&self.spool, |state| f(state, self.clock.now()))
+            .map_err(|StateError { path, source }| ThrottleError::Io { path, source })
     }
 }
 

@@ -47,6 +47,7 @@
 mod dir;
 pub mod retention;
 mod scratch;
+mod state;
 mod store;
 
 use std::io;
@@ -54,6 +55,7 @@ use std::path::{Path, PathBuf};
 
 pub use dir::{Missing, SpoolDir};
 pub use scratch::{Abandoned, Scratch, scratch_id};
+pub use state::{StateError, StateFile};
 pub use store::{DELIVER, Held, ReportHead, State, Store};
 
 use crate::report::CrashReport;

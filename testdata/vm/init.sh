@@ -37,13 +37,17 @@ cw() {
 	CRASHWATCH_SPOOL_DIR=/tmp/$s timeout 120 sh -c 'echo $$ >"$0/cgroup.procs" && exec runas "$@"' \
 		"$dir" $uid crashwatch "$@" </dev/null >/tmp/$s.out 2>/tmp/$s.err
 	emit $s status $?
-	recorded $s
+	recorded $s $uid
 }
 
+# recorded SCENARIO [UID]: its output and reports. The spool is read as the
+# user who wrote it: crashwatch refuses a spool another user owns, root too.
 recorded() {
 	emit_file $1 stderr /tmp/$1.err
 	emit_file $1 stdout /tmp/$1.out
-	CRASHWATCH_SPOOL_DIR=/tmp/$1 crashwatch list --json >/tmp/$1.reports
+	CRASHWATCH_SPOOL_DIR=/tmp/$1 runas ${2:-0} crashwatch list --json >/tmp/$1.reports 2>/tmp/$1.list.err
+	emit $1 list_status $?
+	emit_file $1 list_stderr /tmp/$1.list.err
 	emit_file $1 report /tmp/$1.reports
 }
 

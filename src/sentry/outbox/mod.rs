@@ -245,11 +245,11 @@ impl Outbox {
         clock: Arc<dyn Clock>,
     ) -> Result<Option<Self>, OutboxError> {
         let Some(root) = spool.open_dir("outbox", Missing::Absent)? else { return Ok(None) };
-        let (Some(pending), Some(rejected)) =
-            (root.open_dir("pending", Missing::Absent)?, root.open_dir("rejected", Missing::Absent)?)
-        else {
-            return Ok(None);
-        };
+        let Some(pending) = root.open_dir("pending", Missing::Absent)? else { return Ok(None) };
+        // Entries waiting are never passed over for want of `rejected/`
+        // (a crashwatch killed while making the outbox, or one made by
+        // hand): it is made, the one thing such a command creates.
+        let rejected = root.create_dir("rejected")?;
         let outbox = Self { root, pending, rejected, config, clock };
         outbox.remove_stale_leftovers()?;
         Ok(Some(outbox))

@@ -275,6 +275,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL", env = "CRASHWATCH_EVENTS_FROM_LOGS", value_parser = parse_level)]
     pub events_from_logs: Option<crate::cli::LogLevel>,
 
+    /// Send the program's lines at or above LEVEL (debug, info, warning,
+    /// error, critical; a line without a level is info) to Sentry as
+    /// structured logs, in batches of up to 100 or once a second, scrubbed;
+    /// never slows the program (a full queue drops lines, counted)
+    #[arg(long, value_name = "LEVEL", env = "CRASHWATCH_FORWARD_LOGS", value_parser = parse_level)]
+    pub forward_logs: Option<crate::cli::LogLevel>,
+
     /// Release recorded in reports; with a DSN, each run of PROGRAM is
     /// also a Release Health session of this release
     #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]

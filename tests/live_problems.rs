@@ -24,7 +24,8 @@ fn start(spool: &Path, dsn: &str, flags: &[&str], program: &[&str]) -> Child {
     let mut cmd = crashwatch(spool);
     cmd.args(["run", "--dsn", dsn, "--release", RELEASE, "--environment", "test"]).args(flags).arg("--");
     cmd.args(program);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    // Nobody reads its stdout while it runs: a storm must not fill the pipe.
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// Waits for `n` more events, then lets the program end (its stdin

@@ -199,6 +199,11 @@ impl Delivery {
         &self.intent
     }
 
+    /// The DSN reports go to, when they can be queued.
+    pub fn dsn(&self) -> Option<&Dsn> {
+        self.target.as_ref().map(|(dsn, _)| dsn)
+    }
+
     /// The outbox, when there is one.
     pub fn outbox(&self) -> Option<&Outbox> {
         self.target.as_ref().map(|(_, outbox)| outbox)

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use crate::commands::delivery::{Delivery, Queued};
 use crate::config::RunConfig;
+use crate::live::ship::{LogSettings, Shipper};
 use crate::live::{self, Found, Origin, Settings};
 use crate::logs::Tap;
 use crate::sentry::deliver::Mode;
+use crate::sentry::scrub::Scrubber;
 
 /// Problems waiting for the reporter, at most; the worker counts the rest.
 const QUEUE: usize = 256;
@@ -31,7 +33,7 @@ impl Live {
     /// Starts detection for a run when `config` asks for any; the tap to
     /// hand the pumps.
     pub fn start(config: &RunConfig, delivery: &Arc<Delivery>) -> Option<(Tap, Live)> {
-        if !config.live_problems && config.events_from_logs.is_none() {
+        if !config.live_problems && config.events_from_logs.is_none() && config.forward_logs.is_none() {
             return None;
         }
         let origin = Origin {
@@ -44,7 +46,27 @@ impl Live {
             release: config.release.clone(),
             environment: config.environment.clone(),
         };
+        let forward = match (config.forward_logs, delivery.dsn()) {
+            (Some(level), Some(dsn)) => {
+                let settings = LogSettings {
+                    level,
+                    release: config.release.clone(),
+                    environment: config.environment.clone(),
+                    // Valid: the same patterns made the delivery's scrubber.
+                    scrubber: Scrubber::new(&config.scrub).ok()?,
+                };
+                Shipper::start(dsn.clone(), settings)
+                    .inspect_err(|e| tracing::warn!("failed to start forwarding logs (--forward-logs): {e}"))
+                    .ok()
+            }
+            (Some(_), None) => {
+                tracing::warn!("--forward-logs needs a DSN (--dsn or SENTRY_DSN); no logs are sent");
+                None
+            }
+            _ => None,
+        };
         let settings = Settings {
+            forward,
             problems: config.live_problems,
             events_from_logs: config.events_from_logs,
             origin: origin.clone(),

@@ -22,6 +22,7 @@
 pub mod detect;
 pub mod event;
 pub mod level;
+pub mod ship;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
@@ -50,8 +51,9 @@ const MAX_LINE: usize = 16 << 10;
 const MAX_SIGNATURES: usize = 1024;
 
 /// What to look for.
-#[derive(Debug, Clone)]
 pub struct Settings {
+    /// `--forward-logs`: where lines at or above its level go.
+    pub forward: Option<ship::Shipper>,
     /// Panics and uncaught exceptions the program survives.
     pub problems: bool,
     /// Lines at or above this level become events.
@@ -213,6 +215,12 @@ impl Worker {
             None => line,
         };
         self.stats.lines += 1;
+        if let Some(shipper) = &self.settings.forward {
+            let level = level::parse(&line).map_or(Level::Info, |l| l.level);
+            if level >= shipper.level() {
+                shipper.push(at, level, stream, &line);
+            }
+        }
         if self.settings.problems
             && let Some(shape) = detect::trigger(&line)
         {
@@ -356,6 +364,7 @@ mod tests {
     fn worker(events_from_logs: Option<Level>) -> (Worker, mpsc::Receiver<Found>) {
         let (tx, rx) = mpsc::sync_channel(16);
         let settings = Settings {
+            forward: None,
             problems: true,
             events_from_logs,
             origin: Origin { program: "server".into(), ..Origin::default() },

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use common::{LIMIT, Lines, crashwatch, fixture, run_with_timeout, testdata, wait_output};
 use sentry_common::WAIT;
 use sentry_common::normalize::{normalize, survives};
-use sentry_common::relay::{FakeRelay, PROJECT};
+use sentry_common::relay::FakeRelay;
 use serde_json::Value;
 
 const RELEASE: &str = "server@1.4.2";

@@ -21,15 +21,21 @@ const RELEASE: &str = "server@2.0.0";
 
 /// crashwatch running `program` against `dsn`, stdin piped to the program.
 fn start(spool: &Path, dsn: &str, flags: &[&str], program: &[&str]) -> Child {
-    let mut cmd = crashwatch(spool);
-    cmd.args(["run", "--dsn", dsn, "--release", RELEASE, "--environment", "test"]).args(flags).arg("--");
-    cmd.args(program);
+    let mut cmd = start_env(spool, dsn, flags, program);
     // Nobody reads its stdout while it runs: a storm must not fill the pipe.
     cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// Waits for `n` more events, then lets the program end (its stdin
 /// closes) and returns the events, crashwatch's status and its stderr.
+/// The command of [`start`], not started yet.
+fn start_env(spool: &Path, dsn: &str, flags: &[&str], program: &[&str]) -> Command {
+    let mut cmd = crashwatch(spool);
+    cmd.args(["run", "--dsn", dsn, "--release", RELEASE, "--environment", "test"]).args(flags).arg("--");
+    cmd.args(program);
+    cmd
+}
+
 async fn events_while_alive(relay: &FakeRelay, mut child: Child, n: usize) -> (Vec<Value>, i32, String) {
     let before = relay.with(|s| s.accepted_events().len());
     relay.wait_until(&format!("{n} live event(s)"), WAIT, |s| s.accepted_events().len() >= before + n).await;
@@ -201,6 +207,42 @@ func main() {
     assert!(functions(exception).iter().any(|f| f == "handler"), "{exception:#}");
     all.extend(events);
 
+    // Node: a promise rejection nobody handles, with --unhandled-rejections=warn.
+    let script = "async function fetchUser() { throw new Error('lookup failed'); }\n\
+                  fetchUser();\n\
+                  process.stdin.resume();\n";
+    let child = start(&dir.join("node"), &dsn, &[], &["node", "--unhandled-rejections=warn", "-e", script]);
+    let (events, code, err) = events_while_alive(&relay, child, 1).await;
+    assert_eq!(code, 0, "{err}");
+    let exception = live_exception(&events[0]);
+    assert_eq!((exception["type"].as_str(), exception["value"].as_str()), (Some("Error"), Some("lookup failed")));
+    assert_eq!(functions(exception).last().map(String::as_str), Some("fetchUser"));
+    all.extend(events);
+
+    // UBSan reports and goes on (its default).
+    let c = dir.join("overflow.c");
+    std::fs::write(
+        &c,
+        "#include <limits.h>\n#include <stdio.h>\n\
+         int add_credit(int a, int b) { return a + b; }\n\
+         int main(int argc, char **argv) {\n\
+           volatile int x = INT_MAX; printf(\"%d\\n\", add_credit(x, argc)); fflush(stdout);\n\
+           getchar(); return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let ubsan = dir.join("overflow");
+    build("gcc", Command::new("gcc").args(["-g", "-fsanitize=undefined", "-o"]).arg(&ubsan).arg(&c));
+    let mut cmd = start_env(&dir.join("ubsan"), &dsn, &[], &[ubsan.to_str().unwrap()]);
+    cmd.env("UBSAN_OPTIONS", "print_stacktrace=1");
+    let child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (events, code, err) = events_while_alive(&relay, child, 1).await;
+    assert_eq!(code, 0, "{err}");
+    let exception = live_exception(&events[0]);
+    assert!(exception["value"].as_str().unwrap().contains("signed integer overflow"), "{exception:#}");
+    assert!(functions(exception).iter().any(|f| f == "add_credit"), "{exception:#}");
+    all.extend(events);
+
     // Every shape passes Relay's normalizer as sent.
     let normalized = normalize(&all);
     let mut problems = Vec::new();
@@ -277,4 +319,25 @@ async fn a_storm_of_100000_error_lines_is_one_event_and_one_count() {
     assert_eq!(all.len(), 2, "{all:#?}");
     let count = all.iter().find(|e| e["tags"]["kind"] == "repeats").expect("a count");
     assert_eq!(count["extra"]["repeats"], 99_999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_live_problems_sends_no_event_for_a_thread_exception() {
+    let relay = FakeRelay::start().await;
+    let work = tempfile::tempdir().unwrap();
+    // The thread's exception, then (well after a story's settling time)
+    // an error line: its event is the sign the exception was looked at.
+    let script = "import sys, threading, time\n\
+                  def work():\n    raise ValueError('bad')\n\
+                  t = threading.Thread(target=work); t.start(); t.join()\n\
+                  time.sleep(1.5)\n\
+                  print('ERROR: marker', flush=True)\nsys.stdin.read()\n";
+    let flags = ["--no-live-problems", "--events-from-logs", "error"];
+    let child = start(work.path(), &relay.dsn(), &flags, &["python3", "-c", script]);
+    let (_, code, err) = events_while_alive(&relay, child, 1).await;
+    assert_eq!(code, 0, "{err}");
+    // crashwatch has ended: everything it would send was sent.
+    let events: Vec<Value> = relay.with(|s| s.accepted_events().iter().map(|e| e.event().unwrap()).collect());
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["logentry"]["formatted"], "marker");
 }

@@ -80,6 +80,9 @@ async fn assert_errored_session(relay: &FakeRelay) {
     let updates = relay.with(|s| s.items_of("session"));
     let last = updates.iter().rfind(|u| u["status"] == "exited").unwrap();
     assert!(last["errors"].as_u64() >= Some(1), "not errored: {updates:#?}");
+    // The running session said so at once, beside the event.
+    let running = updates.iter().find(|u| u["status"] == "ok" && u["errors"] == 1 && u["sid"] == last["sid"]);
+    assert!(running.is_some(), "no errored update while it ran: {updates:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

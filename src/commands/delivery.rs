@@ -373,7 +373,12 @@ impl Delivery {
     /// through the outbox like a crash's, scrubbed, and under the same
     /// crash-loop budget: the first of its signature in the group window is
     /// sent, the rest are counted.
-    pub fn queue_live(&self, problem: crate::live::Problem, origin: &crate::live::Origin) -> Queued {
+    pub fn queue_live(
+        &self,
+        problem: crate::live::Problem,
+        origin: &crate::live::Origin,
+        session: Option<crate::sentry::session::Update>,
+    ) -> Queued {
         let Some((dsn, outbox)) = self.target.as_ref() else {
             return Queued::KeptLocal("not sent: no DSN (--dsn or SENTRY_DSN)".into());
         };
@@ -404,6 +409,12 @@ impl Delivery {
         let queued = id
             .parse()
             .and_then(|id| Envelope::new(id, event))
+            .and_then(|mut envelope| {
+                if let Some(update) = &session {
+                    envelope.add_item(Item::json(ItemType::Session, update)?)?;
+                }
+                Ok(envelope)
+            })
             .map_err(|e| Chain(&e).to_string())
             .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
         match queued {

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::commands::delivery::{Delivery, Queued};
+use crate::commands::health::{self, LiveSession};
 use crate::config::RunConfig;
 use crate::live::ship::{LogSettings, Shipper};
 use crate::live::{self, Found, Origin, Settings};
@@ -32,7 +33,7 @@ pub struct Live {
 impl Live {
     /// Starts detection for a run when `config` asks for any; the tap to
     /// hand the pumps.
-    pub fn start(config: &RunConfig, delivery: &Arc<Delivery>) -> Option<(Tap, Live)> {
+    pub fn start(config: &RunConfig, delivery: &Arc<Delivery>, session: LiveSession) -> Option<(Tap, Live)> {
         if !config.live_problems && config.events_from_logs.is_none() && config.forward_logs.is_none() {
             return None;
         }
@@ -81,7 +82,7 @@ impl Live {
         let reporter = {
             let (delivery, errors) = (Arc::clone(delivery), Arc::clone(&errors));
             std::thread::Builder::new().name("live-report".into()).spawn(move || {
-                report(&delivery, &origin, &rx, &errors);
+                report(&delivery, &origin, &rx, &errors, &session);
                 let _ = done_tx.send(());
             })
         };
@@ -109,15 +110,18 @@ impl Live {
     }
 }
 
-fn report(delivery: &Arc<Delivery>, origin: &Origin, rx: &Receiver<Found>, errors: &AtomicU64) {
+fn report(delivery: &Arc<Delivery>, origin: &Origin, rx: &Receiver<Found>, errors: &AtomicU64, session: &LiveSession) {
     let mut keys = Vec::new();
     for found in rx {
         match found {
             Found::Problem(problem) => {
-                errors.fetch_add(1, Ordering::SeqCst);
+                let count = errors.fetch_add(1, Ordering::SeqCst) + 1;
                 let title = problem.signature.title.clone();
                 keys.push(problem.signature.key.clone());
-                match delivery.queue_live(problem, origin) {
+                // The session says so at once, beside the event (as an SDK's
+                // does for a handled error).
+                let update = health::errored_update(session, count);
+                match delivery.queue_live(problem, origin, update) {
                     Queued::Yes => {
                         tracing::info!("{} had a problem it survived: {title}; sending it", origin.program);
                         delivery.flush_in_background(Mode::Due);

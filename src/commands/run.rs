@@ -198,8 +198,9 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(cannot_supervise)?;
     let (stderr_read, stderr_write) = pipe().map_err(cannot_supervise)?;
     let ring = Arc::new(Mutex::new(Ring::new(config.ring)));
+    let mut health = shared.health.run();
     // Problems the child survives, looked for off the pumps' path.
-    let (tap, live) = super::live::Live::start(config, delivery).unzip();
+    let (tap, live) = super::live::Live::start(config, delivery, health.live_session()).unzip();
     let mut pumps = Pumps::start(stdout_read, stderr_read, Arc::clone(&ring), tap)
         .context("failed to start the threads that read the child's output")
         .map_err(cannot_supervise)?;
@@ -229,7 +230,6 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     // Reports of descendants' crashes being filed; joined before the run
     // ends, so none is lost.
     let mut filings = Vec::new();
-    let mut health = shared.health.run();
     let finished = loop {
         match supervisor.next_event() {
             Event::Started { pid } => {

@@ -166,6 +166,13 @@ impl Session {
         self.update(true, Status::Ok, 0, now, None)
     }
 
+    /// An update of the running session: it has had `errors` errors (the
+    /// problems it survived). Sentry counts a session with errors that
+    /// ends well as errored, one that crashes as crashed.
+    pub fn errored(&mut self, errors: u64, now: SystemTime) -> Update {
+        self.update(false, Status::Ok, errors, now, None)
+    }
+
     /// The final update, after `ran_for`; `init` when Relay never got the
     /// start (or there was none).
     pub fn end(&mut self, outcome: Outcome, init: bool, now: SystemTime, ran_for: Duration) -> Update {

@@ -47,6 +47,9 @@ const WINDOW: usize = 400;
 const BREADCRUMBS: usize = 50;
 /// A longer line is cut (stories never need more).
 const MAX_LINE: usize = 16 << 10;
+/// Stories waiting to settle, at most: a storm of panics must not make
+/// the worker parse every one (the first of a signature is what is sent).
+const MAX_PENDING: usize = 64;
 /// Signatures remembered for grouping; past it, the oldest are forgotten.
 const MAX_SIGNATURES: usize = 1024;
 
@@ -98,6 +101,8 @@ pub struct Stats {
     pub repeats: u64,
     /// Problems the receiver could not take (it was behind).
     pub unsent: u64,
+    /// Stories not read: too many were waiting at once.
+    pub unread: u64,
     /// Chunks and bytes the tap dropped.
     pub dropped_chunks: u64,
     pub dropped_bytes: u64,
@@ -226,7 +231,11 @@ impl Worker {
         {
             let state = &self.streams[stream as usize];
             let number = state.first + state.window.len() as u64;
-            self.pending.push(Pending { stream, line: number, shape, due: Instant::now() + SETTLE, at });
+            if self.pending.len() >= MAX_PENDING {
+                self.stats.unread += 1;
+            } else {
+                self.pending.push(Pending { stream, line: number, shape, due: Instant::now() + SETTLE, at });
+            }
         } else if let Some(threshold) = self.settings.events_from_logs
             && let Some(found) = level::parse(&line).filter(|l| l.level >= threshold)
         {
@@ -391,6 +400,16 @@ mod tests {
         assert_eq!(problem.event["logentry"]["formatted"], "user 0 not found");
         assert!(matches!(&found[1], Found::Repeats { count: 9_999, .. }));
         assert_eq!(w.stats.lines, 20_000);
+    }
+
+    #[test]
+    fn a_storm_of_panics_waits_bounded() {
+        let (mut w, _rx) = worker(None);
+        let line = "thread 'w' panicked at src/a.rs:1:1:\nboom\n";
+        for _ in 0..1000 {
+            w.take(Stream::Stderr, SystemTime::now(), line.as_bytes());
+        }
+        assert_eq!((w.pending.len(), w.stats.unread), (MAX_PENDING, 1000 - MAX_PENDING as u64));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 """Log pass-through throughput and idle memory of `crashwatch run`.
 
     python3 benches/passthrough.py [--runs 5] [--lines 10000000] [--width 100]
-                                   [--exe PATH]...
+                                   [--exe PATH]... [--flag=OPTION]...
 
 Builds crashwatch (release; or measures each --exe given, e.g. the portable
 build target/dist/crashwatch) and testdata/producer.c, then alternates, RUNS
@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--width", type=int, default=100)
     ap.add_argument("--exe", action="append", default=[], help="a crashwatch binary to measure (repeatable)")
+    ap.add_argument("--flag", action="append", default=[], help="an option for `crashwatch run` (repeatable)")
     args = ap.parse_args()
     exes, producer = build([os.path.abspath(e) for e in args.exe])
     gib = args.lines * args.width / (1 << 30)
@@ -69,7 +70,7 @@ def main():
         alone.append(timed(prod, shell=True))
         peer.append(timed(f"{prod} | cat", shell=True))
         for exe in exes:
-            ours[exe].append(timed([exe, "run", "--", producer, str(args.lines), "out", str(args.width)]))
+            ours[exe].append(timed([exe, "run", *args.flag, "--", producer, str(args.lines), "out", str(args.width)]))
     p = statistics.median(peer)
     print(f"data: {args.lines} lines x {args.width} B = {gib:.2f} GiB, {args.runs} runs each, median")
     a = statistics.median(alone)

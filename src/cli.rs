@@ -259,6 +259,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT", env = "CRASHWATCH_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
 
+    /// Do not report panics and uncaught exceptions the program survives (a
+    /// worker thread's panic, Python's `Exception in thread`, Java's on a
+    /// thread other than main, Go's `http: panic serving`, Node's unhandled
+    /// rejection warnings, sanitizer reports that do not halt): by default
+    /// each is sent at once as an error event, with its frames
+    #[arg(long, env = "CRASHWATCH_NO_LIVE_PROBLEMS")]
+    pub no_live_problems: bool,
+
+    /// Send lines of the program's logs at or above LEVEL (error, critical)
+    /// as error events: JSON lines (level/severity/lvl), logfmt
+    /// (level=error), syslog `<N>` prefixes, `ERROR`/`CRITICAL` words. One
+    /// event per signature (message without its numbers), the repeats
+    /// counted under the --group-window and --max-reports-per-hour budget
+    #[arg(long, value_name = "LEVEL", env = "CRASHWATCH_EVENTS_FROM_LOGS", value_parser = parse_level)]
+    pub events_from_logs: Option<crate::cli::LogLevel>,
+
+    /// Send the program's lines at or above LEVEL (debug, info, warning,
+    /// error, critical; a line without a level is info) to Sentry as
+    /// structured logs, in batches of up to 100 or once a second, scrubbed;
+    /// never slows the program (a full queue drops lines, counted)
+    #[arg(long, value_name = "LEVEL", env = "CRASHWATCH_FORWARD_LOGS", value_parser = parse_level)]
+    pub forward_logs: Option<crate::cli::LogLevel>,
+
     /// Release recorded in reports; with a DSN, each run of PROGRAM is
     /// also a Release Health session of this release
     #[arg(long, value_name = "NAME", env = "SENTRY_RELEASE")]
@@ -579,3 +602,24 @@ pub fn parse_percent(s: &str) -> Result<u8, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// A log level named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+fn parse_level(text: &str) -> Result<LogLevel, String> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warning,
+        "error" => LogLevel::Error,
+        "critical" | "fatal" => LogLevel::Critical,
+        _ => return Err(format!("'{text}' is not a level: debug, info, warning, error or critical")),
+    })
+}

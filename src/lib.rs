@@ -11,7 +11,8 @@
 //!    ptrace       the tracer thread's decision at every stop
 //!    capture      stop every thread, minidump, release to die (or run on)
 //!    memory       cgroup, usage samples, OOM verdict, --oom-snapshot trigger
-//!    logs         pumps, pass-through, the ring of last lines
+//!    logs         pumps, pass-through, the ring of last lines, the tap
+//!    live         problems the program survives, found in its output
 //!    report       CrashReport: the seam, stored as JSON in the spool
 //!    story        the runtime's own crash story, parsed from the log tail
 //!    symbolicate  minidump → frames (run in a helper process)
@@ -32,6 +33,7 @@ pub mod commands;
 pub mod config;
 pub mod errors;
 pub mod exit;
+pub mod live;
 pub mod logs;
 pub mod memory;
 pub mod metrics;

@@ -28,12 +28,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // status and signal.
     ("spool", &["report", "process", "errors", "sys"]),
     ("sentry", &["report", "symbolicate", "spool", "story", "logs", "memory", "process", "errors", "sys"]),
+    // Problems the child survives: read from the logs' tap, told as the
+    // runtimes' stories, sent as Sentry events (the tap lives in logs and
+    // knows nothing of live, since sentry already uses logs).
+    ("live", &["logs", "story", "sentry"]),
     ("metrics", &["report"]),
     ("restart", &["process"]),
     ("cli", &["restart"]),
     // Options name the types of what they configure (the ring, the restart
     // policy, the spool, how minidumps are sent, the cron monitor).
-    ("config", &["cli", "logs", "restart", "spool", "sentry"]),
+    // ... and the level of --events-from-logs.
+    ("config", &["cli", "logs", "restart", "spool", "sentry", "live"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

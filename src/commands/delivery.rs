@@ -199,6 +199,11 @@ impl Delivery {
         &self.intent
     }
 
+    /// The DSN reports go to, when they can be queued.
+    pub fn dsn(&self) -> Option<&Dsn> {
+        self.target.as_ref().map(|(dsn, _)| dsn)
+    }
+
     /// The outbox, when there is one.
     pub fn outbox(&self) -> Option<&Outbox> {
         self.target.as_ref().map(|(_, outbox)| outbox)
@@ -361,6 +366,89 @@ impl Delivery {
                 }
                 Queued::Failed(format!("not sent: failed to queue it for Sentry: {e}"))
             }
+        }
+    }
+
+    /// Queues the event of a problem the child survived ([`crate::live`]),
+    /// through the outbox like a crash's, scrubbed, and under the same
+    /// crash-loop budget: the first of its signature in the group window is
+    /// sent, the rest are counted.
+    pub fn queue_live(
+        &self,
+        problem: crate::live::Problem,
+        origin: &crate::live::Origin,
+        session: Option<crate::sentry::session::Update>,
+    ) -> Queued {
+        let Some((dsn, outbox)) = self.target.as_ref() else {
+            return Queued::KeptLocal("not sent: no DSN (--dsn or SENTRY_DSN)".into());
+        };
+        let crate::live::Problem { signature, id, mut event } = problem;
+        if let Some(throttle) = &self.throttle {
+            let origin = Origin {
+                program: origin.program.clone(),
+                release: origin.release.clone(),
+                environment: origin.environment.clone(),
+            };
+            match throttle.admit(&signature, &id, &origin, &mut |s: &Summary| self.queue_summary(s)) {
+                Ok(Verdict::Send) => {}
+                Ok(Verdict::Repeat { first_report, repeats }) => {
+                    self.metrics.repeat();
+                    return Queued::KeptLocal(format!(
+                        "not sent: repeat {repeats} of event {first_report} ({}) within --group-window",
+                        signature.title
+                    ));
+                }
+                Ok(Verdict::OverBudget { per_hour }) => {
+                    self.metrics.over_budget();
+                    return Queued::KeptLocal(format!("not sent: over the budget of {per_hour} reports per hour"));
+                }
+                Err(e) => tracing::warn!("{}; sending the event without crash-loop grouping", Chain(&e)),
+            }
+        }
+        self.scrubber.scrub_json(&mut event);
+        let queued = id
+            .parse()
+            .and_then(|id| Envelope::new(id, event))
+            .and_then(|mut envelope| {
+                if let Some(update) = &session {
+                    envelope.add_item(Item::json(ItemType::Session, update)?)?;
+                }
+                Ok(envelope)
+            })
+            .map_err(|e| Chain(&e).to_string())
+            .and_then(|envelope| outbox.enqueue(dsn, envelope).map_err(|e| Chain(&e).to_string()));
+        match queued {
+            Ok(_) => {
+                self.sent_signatures.lock().unwrap_or_else(|e| e.into_inner()).push(signature.key);
+                Queued::Yes
+            }
+            Err(e) => {
+                self.metrics.failed(1);
+                if let Some(throttle) = &self.throttle
+                    && let Err(e) = throttle.withdraw(&signature, &id)
+                {
+                    tracing::warn!("{}", Chain(&e));
+                }
+                tracing::error!("failed to queue the event of a live problem for Sentry: {e}");
+                Queued::Failed(format!("not sent: failed to queue it for Sentry: {e}"))
+            }
+        }
+    }
+
+    /// Counts `count` repeats of the live problem of signature `key`.
+    pub fn count_live_repeats(&self, key: &str, count: u64) {
+        let Some(throttle) = &self.throttle else { return };
+        if let Err(e) = throttle.count_repeats(key, count) {
+            tracing::warn!("{}; {count} repeats of a live problem are not counted", Chain(&e));
+        }
+    }
+
+    /// Queues the summaries of the groups of `keys` (a run's live problems,
+    /// which end with the run), whatever their window.
+    pub fn queue_summaries_of(&self, keys: &[String]) {
+        let Some(throttle) = &self.throttle else { return };
+        if let Err(e) = throttle.due(Some(keys), &mut |s: &Summary| self.queue_summary(s)) {
+            tracing::warn!("{}; the counts of live problems wait for a later run", Chain(&e));
         }
     }
 

@@ -20,7 +20,7 @@
 //! Everything goes through the outbox like reports: durable, retried, and
 //! never in the way of the child, which runs whatever Sentry does.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::commands::delivery::Delivery;
@@ -80,7 +80,7 @@ impl Health {
 
     /// The state of one run.
     pub fn run(&self) -> RunHealth<'_> {
-        RunHealth { health: self, session: None, job: None }
+        RunHealth { health: self, session: None, job: None, live: Arc::new(Mutex::new(None)) }
     }
 
     /// Queues the counts of aggregated runs that are due; with `now`, all of
@@ -102,11 +102,30 @@ pub struct RunHealth<'a> {
     health: &'a Health,
     session: Option<RunSession>,
     job: Option<Job>,
+    /// The run's individual session, once it started, for the updates of
+    /// problems it survives (sent from the thread that reports them).
+    live: LiveSession,
+}
+
+/// A run's session, shared with the reporter of its live problems.
+pub type LiveSession = Arc<Mutex<Option<Session>>>;
+
+/// The update that says a running session has had `errors` errors
+/// (`ok` with errors: errored once it ends), to travel with the event of
+/// a problem it survived; `None` without an individual session.
+pub fn errored_update(live: &LiveSession, errors: u64) -> Option<session::Update> {
+    let mut slot = live.lock().unwrap_or_else(|e| e.into_inner());
+    slot.as_mut().map(|session| session.errored(errors, SystemTime::now()))
 }
 
 enum RunSession {
-    Individual { session: Session, start: Option<String> },
-    Aggregated { started: SystemTime },
+    /// The session itself is in [`RunHealth::live`].
+    Individual {
+        start: Option<String>,
+    },
+    Aggregated {
+        started: SystemTime,
+    },
 }
 
 struct Job {
@@ -149,7 +168,8 @@ impl RunHealth<'_> {
                     let start = Item::json(ItemType::Session, &session.start(now)).ok();
                     let start = start.and_then(|item| enqueue_item(delivery, item));
                     queued |= start.is_some();
-                    RunSession::Individual { session, start }
+                    *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
+                    RunSession::Individual { start }
                 }
                 Admission::Aggregated => {
                     tracing::debug!("many runs this hour: this one is counted in per-minute session aggregates");
@@ -169,11 +189,19 @@ impl RunHealth<'_> {
         }
     }
 
+    /// The run's session, for the reporter of its live problems.
+    pub fn live_session(&self) -> LiveSession {
+        Arc::clone(&self.live)
+    }
+
     /// The run ended with `outcome` after `ran_for`: its session's final
     /// update and the ids its crash report carries.
     pub fn ending(&mut self, delivery: &Delivery, outcome: Outcome, ran_for: Duration) -> Link {
         let mut link = Link::default();
-        if let Some(RunSession::Individual { session, start }) = &mut self.session {
+        // Taken: nothing the reporter of live problems sends from here on
+        // may follow the final update.
+        let taken = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(RunSession::Individual { start }), Some(mut session)) = (&mut self.session, taken) {
             // `init` exactly once: on the start if Relay got it, else here.
             let init = match start.take() {
                 Some(id) => delivery.withdraw(&id) == Withdrawal::Withdrawn,

@@ -10,6 +10,7 @@ pub mod filing;
 pub mod generate;
 pub mod health;
 pub mod list;
+pub mod live;
 pub mod oom_snapshot;
 pub mod ran;
 pub mod recover;

@@ -198,7 +198,10 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     let (stdout_read, stdout_write) = if config.pty { pty_pair() } else { pipe() }.map_err(cannot_supervise)?;
     let (stderr_read, stderr_write) = pipe().map_err(cannot_supervise)?;
     let ring = Arc::new(Mutex::new(Ring::new(config.ring)));
-    let mut pumps = Pumps::start(stdout_read, stderr_read, Arc::clone(&ring))
+    let mut health = shared.health.run();
+    // Problems the child survives, looked for off the pumps' path.
+    let (tap, live) = super::live::Live::start(config, delivery, health.live_session()).unzip();
+    let mut pumps = Pumps::start(stdout_read, stderr_read, Arc::clone(&ring), tap)
         .context("failed to start the threads that read the child's output")
         .map_err(cannot_supervise)?;
     let exe = prepared.path.clone();
@@ -227,7 +230,6 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     // Reports of descendants' crashes being filed; joined before the run
     // ends, so none is lost.
     let mut filings = Vec::new();
-    let mut health = shared.health.run();
     let finished = loop {
         match supervisor.next_event() {
             Event::Started { pid } => {
@@ -286,6 +288,9 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         );
     }
     metrics.child_ended();
+    // Every problem the child printed before its end is counted (and
+    // queued) before its session's end is decided.
+    let live_errors = live.map_or(0, |live| live.finish(DRAIN_LIMIT));
     let mut snapshot = oom_snapshot.and_then(OomSnapshot::take);
     let code = finished.status.exit_code();
     let ended = Ended {
@@ -324,7 +329,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         metrics.crashed(report.kind, SystemTime::now());
         // A memory snapshot belongs in the report of an OOM kill only.
         let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);
-        let outcome = Outcome::of(finished.status, Some(report.kind), own_crash.is_some());
+        let outcome = Outcome::of(finished.status, Some(report.kind), own_crash.is_some()).with_errors(live_errors);
         let link = health.ending(delivery, outcome, finished.ran_for);
         let carried = match own_crash {
             Some((capture, begun)) => {
@@ -338,7 +343,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         ending = Some((outcome, link, carried));
     }
     let (outcome, link, carried) = ending.unwrap_or_else(|| {
-        let outcome = Outcome::of(finished.status, None, false);
+        let outcome = Outcome::of(finished.status, None, false).with_errors(live_errors);
         (outcome, health.ending(delivery, outcome, finished.ran_for), false)
     });
     health.finish(delivery, link, carried, outcome, !ended.failed, finished.ran_for);

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RunArgs;
-use crate::cli::{RetentionArgs, Share};
+use crate::cli::{LogLevel, RetentionArgs, Share};
+use crate::live::Level;
 use crate::logs::RingLimits;
 use crate::restart::Restart;
 use crate::sentry::MinidumpProcessing;
@@ -68,6 +69,12 @@ pub struct RunConfig {
     pub group_window: Duration,
     /// Reports and summaries sent per hour at most.
     pub max_reports_per_hour: Option<u32>,
+    /// Report panics and exceptions the program survives.
+    pub live_problems: bool,
+    /// Lines at or above this level become events.
+    pub events_from_logs: Option<Level>,
+    /// Lines at or above this level are sent as Sentry logs.
+    pub forward_logs: Option<Level>,
     /// Where to serve Prometheus metrics.
     pub metrics_addr: Option<String>,
     /// How much the spool keeps.
@@ -107,6 +114,16 @@ pub enum ConfigError {
     MonitorSchedule(String),
     #[error("--monitor-timezone '{0}' is not a time zone name (e.g. UTC, Europe/Vienna, America/New_York)")]
     MonitorTimezone(String),
+}
+
+fn level(level: LogLevel) -> Level {
+    match level {
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Info => Level::Info,
+        LogLevel::Warning => Level::Warning,
+        LogLevel::Error => Level::Error,
+        LogLevel::Critical => Level::Critical,
+    }
 }
 
 impl RunConfig {
@@ -169,6 +186,9 @@ impl RunConfig {
                 healthy_after: args.healthy_after,
                 max_restarts: args.max_restarts,
             },
+            live_problems: !args.no_live_problems,
+            events_from_logs: args.events_from_logs.map(level),
+            forward_logs: args.forward_logs.map(level),
             group_window: args.group_window,
             max_reports_per_hour: Some(args.max_reports_per_hour).filter(|n| *n > 0),
             metrics_addr: args.metrics_addr.filter(|a| !a.is_empty()),

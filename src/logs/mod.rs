@@ -10,6 +10,7 @@
 
 pub mod console;
 pub mod ring;
+pub mod tap;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use console::Console;
 pub use ring::{Line, Ring, RingLimits, Stream};
+pub use tap::{Tap, TapReceiver};
 
 /// Bytes read per `read(2)`: the size of a grown pipe buffer.
 pub const READ_SIZE: usize = 1 << 20;
@@ -32,14 +34,16 @@ pub struct Pumps {
 
 impl Pumps {
     /// Starts one pump per given fd (the read ends of the child's pipes, or
-    /// a pseudo-terminal's master for stdout).
-    pub fn start(stdout: OwnedFd, stderr: OwnedFd, ring: Arc<Mutex<Ring>>) -> std::io::Result<Pumps> {
+    /// a pseudo-terminal's master for stdout). With a `tap`, every read is
+    /// also offered to it (see [`tap`]): never waited for.
+    pub fn start(stdout: OwnedFd, stderr: OwnedFd, ring: Arc<Mutex<Ring>>, tap: Option<Tap>) -> std::io::Result<Pumps> {
         let (tx, eof) = mpsc::channel();
         for (stream, fd) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
             let ring = Arc::clone(&ring);
             let tx = tx.clone();
+            let tap = tap.clone();
             thread::Builder::new().name(format!("pump-{}", stream.name())).spawn(move || {
-                pump(stream, fd, &ring);
+                pump(stream, fd, &ring, tap);
                 let _ = tx.send(stream);
             })?;
         }
@@ -68,7 +72,7 @@ impl Pumps {
     }
 }
 
-fn pump(stream: Stream, fd: OwnedFd, ring: &Mutex<Ring>) {
+fn pump(stream: Stream, fd: OwnedFd, ring: &Mutex<Ring>, mut tap: Option<Tap>) {
     let mut buf = vec![0u8; READ_SIZE];
     let mut passing = true;
     loop {
@@ -93,6 +97,10 @@ fn pump(stream: Stream, fd: OwnedFd, ring: &Mutex<Ring>) {
                 tracing::warn!("crashwatch's stdout is closed; the child's stdout is now only kept for reports");
             }
         }
-        ring.lock().unwrap_or_else(|e| e.into_inner()).push(stream, SystemTime::now(), bytes);
+        let at = SystemTime::now();
+        ring.lock().unwrap_or_else(|e| e.into_inner()).push(stream, at, bytes);
+        if let Some(tap) = &mut tap {
+            tap.offer(stream, at, bytes);
+        }
     }
 }

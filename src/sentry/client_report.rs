@@ -29,6 +29,10 @@ pub enum DiscardReason {
     RatelimitBackoff,
     /// The data could not be read back from disk.
     InternalSdkError,
+    /// An in-memory queue was full (forwarded logs while Relay is slow).
+    QueueOverflow,
+    /// The request failed (refused, timed out); what is not kept is lost.
+    NetworkError,
 }
 
 /// Sentry's data category of the discarded data.
@@ -43,6 +47,10 @@ pub enum Category {
     Session,
     /// Cron check-ins; quantity counts `check_in` items.
     Monitor,
+    /// Sentry Logs; quantity counts logs.
+    LogItem,
+    /// Sentry Logs; quantity counts bytes.
+    LogByte,
 }
 
 /// One `discarded_events` entry.

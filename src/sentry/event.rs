@@ -249,11 +249,11 @@ fn exceptions(report: &CrashReport, crashed_frames: Option<Value>) -> Vec<Value>
     values
 }
 
-fn exception_type(story: &story::Crash) -> String {
+pub fn exception_type(story: &story::Crash) -> String {
     if story.kind.is_empty() { format!("{:?}", story.runtime) } else { story.kind.clone() }
 }
 
-fn story_stacktrace(story: &story::Crash) -> Value {
+pub fn story_stacktrace(story: &story::Crash) -> Value {
     if story.frames.is_empty() {
         return Value::Null;
     }

@@ -38,6 +38,8 @@ pub enum LimitedPart {
     Sessions,
     /// `check_in` items (category `monitor`).
     CheckIns,
+    /// `log` items (category `log_item`, and `log_byte`).
+    Logs,
 }
 
 impl LimitedPart {
@@ -47,6 +49,7 @@ impl LimitedPart {
             Self::Attachments => &["attachment", "attachment_item"],
             Self::Sessions => &["session"],
             Self::CheckIns => &["monitor"],
+            Self::Logs => &["log_item", "log_byte"],
         }
     }
 }

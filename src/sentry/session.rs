@@ -23,6 +23,7 @@
 //! | a non-zero exit with no crash story             | exited   | 1 (Sentry's "errored") |
 //! | a fatal signal, an OOM kill, a panic            | crashed  | 1      |
 //! | any other signal (a SIGKILL that was no OOM…)   | abnormal | 1      |
+//! | exit 0 or a stop, after a problem it survived   | exited   | 1 (errored) |
 //!
 //! `did` is this host's id, derived from `/etc/machine-id` the way systemd
 //! derives an application-specific id (`systemd-id128 machine-id
@@ -84,6 +85,16 @@ impl Outcome {
                 ChildStatus::Signaled { signal, .. } if signals::CRASH.contains(&signal) => Outcome::Crashed,
                 _ => Outcome::Abnormal,
             },
+        }
+    }
+
+    /// The outcome of a run that also had `errors` problems it survived
+    /// (live panics, error lines): a healthy end becomes `errored`, as a
+    /// session with a handled error is in Sentry; a crash stays a crash.
+    pub fn with_errors(self, errors: u64) -> Outcome {
+        match self {
+            Outcome::Exited if errors > 0 => Outcome::Errored,
+            other => other,
         }
     }
 
@@ -153,6 +164,13 @@ impl Session {
     /// The update that opens the session while the run goes on.
     pub fn start(&mut self, now: SystemTime) -> Update {
         self.update(true, Status::Ok, 0, now, None)
+    }
+
+    /// An update of the running session: it has had `errors` errors (the
+    /// problems it survived). Sentry counts a session with errors that
+    /// ends well as errored, one that crashes as crashed.
+    pub fn errored(&mut self, errors: u64, now: SystemTime) -> Update {
+        self.update(false, Status::Ok, errors, now, None)
     }
 
     /// The final update, after `ran_for`; `init` when Relay never got the

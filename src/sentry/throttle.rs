@@ -295,6 +295,20 @@ impl Throttle {
         })
     }
 
+    /// Counts `n` more repeats of the group of `key`, while its window is
+    /// open (a live problem's repeats, counted in memory first); false when
+    /// there is no open group to count them in.
+    pub fn count_repeats(&self, key: &str, n: u64) -> Result<bool, ThrottleError> {
+        self.with_state(|state, now| match state.groups.get_mut(key).filter(|g| g.open_at(now)) {
+            Some(group) => {
+                group.repeats = group.repeats.saturating_add(n);
+                group.last_seen_ms = unix_millis(now);
+                true
+            }
+            None => false,
+        })
+    }
+
     /// Gives `queue` the summaries that are due: of groups whose window has
     /// ended, and, with `ending`, of those keys whatever their window (a
     /// `--restart` loop that gave up will produce no more repeats). Each

@@ -2,6 +2,7 @@
 //! temporary directory with a manual clock.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod normalize;
 pub mod relay;
 
 use std::path::Path;

@@ -514,6 +514,7 @@ fn category(item: &Item) -> Option<&'static str> {
         "attachment" => Some("attachment"),
         "session" | "sessions" => Some("session"),
         "check_in" => Some("monitor"),
+        "log" => Some("log_item"),
         _ => None, // client reports are never rate limited
     }
 }

@@ -153,6 +153,34 @@ pub(crate) fn validate(request: &HttpRequest, limits: &Limits) -> Result<Envelop
                     return Err(invalid(413, "envelope exceeded size limits"));
                 }
             }
+            // Sentry Logs: a container of at most 100 logs, each with the
+            // fields Relay's log processing requires.
+            "log" => {
+                if item.header.get("content_type").and_then(Value::as_str)
+                    != Some("application/vnd.sentry.items.log+json")
+                {
+                    return Err(invalid(400, "log item without its content type"));
+                }
+                let container: Value =
+                    serde_json::from_slice(&item.payload).map_err(|_| invalid(400, "invalid log container"))?;
+                let logs = container["items"].as_array().ok_or_else(|| invalid(400, "log container without items"))?;
+                if item.header.get("item_count").and_then(Value::as_u64) != Some(logs.len() as u64) {
+                    return Err(invalid(400, "item_count does not match the logs"));
+                }
+                if logs.len() > 100 {
+                    return Err(invalid(400, "more than 100 logs in one item"));
+                }
+                for log in logs {
+                    let trace = log["trace_id"]
+                        .as_str()
+                        .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+                    let level = ["trace", "debug", "info", "warn", "error", "fatal"]
+                        .contains(&log["level"].as_str().unwrap_or(""));
+                    if !(log["timestamp"].is_number() && trace && level && log["body"].is_string()) {
+                        return Err(invalid(400, "invalid log"));
+                    }
+                }
+            }
             other => {
                 return Err(bad_envelope(&format!("stricter than relay: unexpected item type {other}")));
             }

@@ -5,7 +5,7 @@
                                [--runs-http 5] [--wrk-duration 5]
                                [--http-threads 1] [--wait-quiet 600]
                                [--no-build | --exe PATH] [--skip-http]
-                               [--no-pinned]
+                               [--no-pinned] [--capture-only]
 
 Builds crashwatch (`cargo build --release`) and compiles the C fixtures
 from testdata/ with `gcc -O2 -pthread` into a temporary directory; as root,
@@ -13,7 +13,7 @@ installs `wrk` (and gcc) with apt-get when missing. Then measures,
 alternating the runs with and without crashwatch so both see the same
 machine state:
 
-1. Crash capture: `many_threads N 0` for 1, 6, 50 and 500 threads and
+1. Crash capture: `many_threads N 0` for 1, 6, 50, 500 and 1000 threads and
    `many_threads 49 200` (50 threads, 200 MB of touched heap). From each
    report: `crash.capture_ms` (fatal stop -> minidump written),
    `crash.minidump.size`, `crash.threads`; the capture's phases from
@@ -64,6 +64,7 @@ CRASHERS = [  # (extra threads, heap MB)
     (5, 0),
     (49, 0),
     (499, 0),
+    (999, 0),
     (49, 200),
 ]
 LIVE = []  # servers and supervisors still running: killed at exit
@@ -592,13 +593,14 @@ def main():
                          "at most this many seconds in all (default 600; 0: never wait)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/crashwatch as it is")
     ap.add_argument("--exe", help="crashwatch binary to measure (implies --no-build)")
+    ap.add_argument("--capture-only", action="store_true", help="run section 1 only (crash capture)")
     args = ap.parse_args()
     started = time.monotonic()
     atexit.register(kill_live)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    ensure_tools(need_wrk=not args.skip_http)
+    ensure_tools(need_wrk=not (args.skip_http or args.capture_only))
     tmp = tempfile.mkdtemp(prefix="crashwatch-bench-capture-")
     atexit.register(shutil.rmtree, tmp, True)
     exe, bins = build(args, tmp)
@@ -611,6 +613,8 @@ def main():
     print()
 
     capture_bench(exe, bins, args.runs_capture, mach, tmp, quiet)
+    if args.capture_only:
+        return
 
     print("## 2. Tracing overhead\n")
     print(f"machine: {mach['long']}; {args.runs_overhead} runs (HTTP: {args.runs_http}) of each, "

@@ -344,3 +344,25 @@ async fn no_live_problems_sends_no_event_for_a_thread_exception() {
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["logentry"]["formatted"], "marker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_exception_just_before_a_clean_exit_is_still_an_event() {
+    // The program ends with status 0 at once after its thread's exception,
+    // well inside the time a story waits for its frames: no report is made
+    // of a clean exit, so the story is a problem the program survived.
+    let relay = FakeRelay::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let script = "import threading\n\
+                  def work():\n    raise ValueError('late')\n\
+                  t = threading.Thread(target=work, name='closer'); t.start(); t.join()\n";
+    let child = start(work.path(), &relay.dsn(), &[], &["python3", "-c", script]);
+    let out = tokio::task::spawn_blocking(move || wait_output(child, LIMIT)).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    relay.wait_until("the live event", WAIT, |s| !s.accepted_events().is_empty()).await;
+    let events: Vec<Value> = relay.with(|s| s.accepted_events().iter().map(|e| e.event().unwrap()).collect());
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let exception = live_exception(&events[0]);
+    assert_eq!(exception["type"], "ValueError");
+    assert_errored_session(&relay).await;
+}

@@ -26,6 +26,8 @@ pub struct Live {
     worker: JoinHandle<live::Stats>,
     reporter: JoinHandle<()>,
     done: Receiver<()>,
+    /// Whether the run failed, for the stories still settling at its end.
+    failed: mpsc::Sender<bool>,
     /// Problems of this run (sent or counted): its session's errors.
     pub errors: Arc<AtomicU64>,
 }
@@ -74,7 +76,8 @@ impl Live {
         };
         let (tap, receiver) = crate::logs::tap::tap();
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let worker = live::start(receiver, settings, tx)
+        let (failed, failed_rx) = mpsc::channel();
+        let worker = live::start(receiver, settings, tx, failed_rx)
             .inspect_err(|e| tracing::warn!("failed to start looking for live problems: {e}"))
             .ok()?;
         let errors = Arc::new(AtomicU64::new(0));
@@ -87,12 +90,15 @@ impl Live {
             })
         };
         let reporter = reporter.inspect_err(|e| tracing::warn!("failed to start reporting live problems: {e}")).ok()?;
-        Some((tap, Live { worker, reporter, done, errors }))
+        Some((tap, Live { worker, reporter, done, failed, errors }))
     }
 
     /// Waits, at most `limit`, until every problem of the run has been
     /// handled (the pumps have ended); returns the run's problem count.
-    pub fn finish(self, limit: Duration) -> u64 {
+    /// `failed`: the run ended in a report, which the stories printed at
+    /// its very end belong to.
+    pub fn finish(self, limit: Duration, failed: bool) -> u64 {
+        let _ = self.failed.send(failed);
         if self.done.recv_timeout(limit).is_ok() {
             let _ = self.reporter.join();
             if let Ok(stats) = self.worker.join() {

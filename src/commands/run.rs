@@ -288,9 +288,6 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         );
     }
     metrics.child_ended();
-    // Every problem the child printed before its end is counted (and
-    // queued) before its session's end is decided.
-    let live_errors = live.map_or(0, |live| live.finish(DRAIN_LIMIT));
     let mut snapshot = oom_snapshot.and_then(OomSnapshot::take);
     let code = finished.status.exit_code();
     let ended = Ended {
@@ -298,6 +295,9 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         stop_requested: finished.stop_requested.is_some_and(|s| signals::END_RESTARTS.contains(&s)),
         ran_for: finished.ran_for,
     };
+    // Every problem the child printed before its end is counted (and
+    // queued) before its session's end is decided.
+    let live_errors = live.map_or(0, |live| live.finish(DRAIN_LIMIT, ended.failed));
     let mut ending = None;
     if ended.failed {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();

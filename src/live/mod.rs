@@ -26,7 +26,7 @@ pub mod ship;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -108,11 +108,17 @@ pub struct Stats {
     pub dropped_bytes: u64,
 }
 
-/// Starts the worker on `tap`; it ends when the pumps have ended.
-pub fn start(tap: TapReceiver, settings: Settings, out: SyncSender<Found>) -> std::io::Result<JoinHandle<Stats>> {
+/// Starts the worker on `tap`; it ends when the pumps have ended and
+/// `failed` has said whether the run failed (dropped unsaid: it did).
+pub fn start(
+    tap: TapReceiver,
+    settings: Settings,
+    out: SyncSender<Found>,
+    failed: Receiver<bool>,
+) -> std::io::Result<JoinHandle<Stats>> {
     std::thread::Builder::new().name("live".into()).spawn(move || {
         let mut worker = Worker::new(settings, out);
-        worker.run(&tap);
+        worker.run(&tap, &failed);
         let (chunks, bytes) = tap.dropped();
         worker.stats.dropped_chunks = chunks;
         worker.stats.dropped_bytes = bytes;
@@ -165,7 +171,7 @@ impl Worker {
         }
     }
 
-    fn run(&mut self, tap: &TapReceiver) {
+    fn run(&mut self, tap: &TapReceiver, failed: &Receiver<bool>) {
         loop {
             let wait = self
                 .pending
@@ -182,14 +188,20 @@ impl Worker {
                     self.take(chunk.stream, chunk.at, &chunk.bytes);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                // The pumps ended: the child closed its output, most likely
-                // by dying. Stories still waiting belong to its crash.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.settle(false);
             if self.last_repeats.elapsed() >= REPEATS_EVERY {
                 self.hand_on_repeats();
             }
+        }
+        // The pumps ended: the child closed its output, most likely by
+        // ending. Stories still settling belong to the report of a run
+        // that failed; after a clean exit there is none, and they are
+        // problems the program survived (a worker's panic just before
+        // `exit(0)`), never dropped.
+        if failed.recv() == Ok(false) {
+            self.settle(true);
         }
         self.hand_on_repeats();
     }

@@ -52,6 +52,25 @@ pub fn normalize(events: &[Value]) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// What Relay's normalizer did to the event `sent`: the errors it added,
+/// and what of `sent` did not survive in `normalized` (empty: nothing).
+pub fn changed(sent: &Value, normalized: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(errors) = normalized.get("errors") {
+        problems.push(format!("errors: {errors}"));
+    }
+    survives("event", sent, normalized, &mut problems);
+    problems
+}
+
+/// Asserts that every event of `sent` passes Relay's normalizer as sent.
+pub fn assert_normalized_as_sent(sent: &[Value]) {
+    let normalized = normalize(sent);
+    assert_eq!(normalized.len(), sent.len());
+    let problems: Vec<String> = sent.iter().zip(&normalized).flat_map(|(s, n)| changed(s, n)).collect();
+    assert!(problems.is_empty(), "what Relay's normalizer changed:\n{}", problems.join("\n"));
+}
+
 /// Checks that `sent` survives in `normalized` (see the module docs).
 pub fn survives(at: &str, sent: &Value, normalized: &Value, problems: &mut Vec<String>) {
     let key = at.rsplit('.').next().unwrap_or("");

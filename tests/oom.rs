@@ -352,6 +352,52 @@ async fn an_oom_kill_report_carries_the_stacks_of_the_snapshot() {
     });
 }
 
+/// A sudden spike: `testdata/spike.c` allocates 96 MiB in 4 pieces, malloc
+/// and memset with nothing in between (about 50 ms on a quiet machine),
+/// into a 96M limit. With `--oom-snapshot 70` the working set is past the
+/// threshold for only the last ~15 ms of its life: a check every 100 ms
+/// misses it nearly always. The kernel's threshold notification (cgroup
+/// v1 here) wakes crashwatch at the crossing, and the snapshot is taken
+/// before the OOM kill.
+#[test]
+fn a_sudden_spike_past_the_limit_gets_its_snapshot() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.env("CRASHWATCH_LOG", "crashwatch=debug");
+    cmd.args(["run", "--memory-limit", "96M", "--oom-snapshot", "70", "--"]).arg(fixture("spike")).arg("96");
+    let out = run_with_timeout(cmd, LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 9), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v1 memory threshold notification)"
+        ),
+        "{stderr}"
+    );
+    let report = only_report(spool.path());
+    assert_eq!(report["kind"], "oom", "{report:#}");
+    let snapshot = &report["snapshot"];
+    assert_eq!(snapshot["noticed_by"], "cgroup-v1-threshold", "{report:#}\n{stderr}");
+    assert_eq!(snapshot["threshold_percent"], 70);
+    let usage = snapshot["usage"].as_u64().unwrap();
+    assert!((96 * (70 << 20) / 100..=96 << 20).contains(&usage), "usage {usage}");
+    assert_eq!(snapshot.get("minidump_error"), None, "{snapshot:#}");
+    assert!(
+        stderr.contains("--oom-snapshot 70%; by cgroup v1 memory threshold notification): taking a snapshot"),
+        "{stderr}"
+    );
+    // Its stacks: the child was stopped inside its allocating function.
+    let dir = spool.path().join("reports").join(report["id"].as_str().unwrap());
+    let stacks: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(snapshot["stacks"]["file"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let functions = blamed_functions(&stacks);
+    let allocate = functions.iter().position(|f| f == "allocate").unwrap_or_else(|| panic!("{functions:?}"));
+    assert_eq!(functions[allocate + 1], "main", "{functions:?}");
+    // The cgroup is gone with the child.
+    assert!(!Path::new(report["memory"]["cgroup"]["path"].as_str().unwrap()).exists());
+}
+
 #[test]
 fn a_child_that_recovers_is_snapshotted_once_and_runs_on_undisturbed() {
     let spool = tempfile::tempdir().unwrap();

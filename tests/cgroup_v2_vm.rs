@@ -401,6 +401,44 @@ fn memory_high_is_given_back_after_the_snapshot() {
 }
 
 #[test]
+fn memory_high_of_a_cgroup_crashwatch_did_not_make_is_left_alone() {
+    let vm = vm();
+    let stderr = vm.stderr("s7");
+    assert_eq!(vm.one("s7", "status"), "0", "{stderr}");
+    // The point is the threshold plus the page cache then reclaimable.
+    let polls = "--oom-snapshot: the memory is checked every 100 ms, with no notification from the kernel: \
+                 /sys/fs/cgroup/svc2/memory.high is max, above the snapshot point (";
+    let line = stderr.lines().find(|l| l.contains(polls)).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains(" bytes), and crashwatch did not create that cgroup, so it does not change it"), "{line}");
+    assert_eq!(vm.one("s7", "high_after"), "max");
+    assert_eq!(vm.one("s7", "rmdir"), "0");
+    let doctor = vm.all("s7doctor", "stdout").join("\n");
+    assert!(
+        doctor.contains(
+            "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v2 memory.high event, \
+             which holds the child at the point (memory.high) until its snapshot is taken; in /sys/fs/cgroup/svc2, \
+             with its own limit: a check every 100 ms, which a faster spike escapes (/sys/fs/cgroup/svc2/memory.high \
+             is max, above the snapshot point (134217728 bytes), and crashwatch did not create that cgroup, so it \
+             does not change it)"
+        ),
+        "{doctor}\n{}",
+        vm.stderr("s7doctor")
+    );
+    // In the root cgroup, as root: the probe cgroup's memory.high works.
+    let doctor = vm.all("s1doctor", "stdout").join("\n");
+    assert!(
+        doctor.contains(
+            "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v2 memory.high event, \
+             which holds the child at the point (memory.high) until its snapshot is taken\n"
+        ) || doctor.ends_with(
+            "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v2 memory.high event, \
+             which holds the child at the point (memory.high) until its snapshot is taken"
+        ),
+        "{doctor}"
+    );
+}
+
+#[test]
 fn no_cgroup_crashwatch_made_is_left_behind() {
     assert_eq!(vm().one("end", "cgroups"), "");
 }

@@ -558,3 +558,26 @@ fn the_limit_is_the_cgroups_own_and_without_one_the_child_runs_without_snapshot(
     assert!(reports(spool.path()).is_empty());
     assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn doctor_says_what_wakes_oom_snapshots() {
+    // Here (cgroup v1): the kernel's threshold notification, for the cgroup
+    // --memory-limit makes and for a cgroup with a limit of its own.
+    let limited = TestCgroup::new("doctor", Some(256 << 20));
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"").arg(&limited.0);
+    cmd.arg(env!("CARGO_BIN_EXE_crashwatch")).arg("doctor");
+    cmd.env("CRASHWATCH_SPOOL_DIR", spool.path()).env_remove("CRASHWATCH_LOG").env_remove("SENTRY_DSN");
+    let out = run_with_timeout(cmd, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let expected = format!(
+        "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v1 memory threshold \
+         notification; in {}, with its own limit: cgroup v1 memory threshold notification",
+        limited.0.display()
+    );
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The probe cgroup doctor made is gone.
+    let probes = std::fs::read_dir(&limited.0).unwrap().filter_map(Result::ok).filter(|e| e.path().is_dir()).count();
+    assert_eq!(probes, 0);
+}

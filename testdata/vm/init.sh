@@ -200,6 +200,20 @@ wait
 emit s6hold status "$(cat /tmp/s6hold.status)"
 recorded s6hold
 
+# 7. --oom-snapshot in a cgroup crashwatch did not make (systemd's
+# MemoryMax=, no --memory-limit): its memory.high is not crashwatch's to
+# change, so the sampler polls, and says so in its debug log.
+mkdir $CG/svc2
+echo 256M >$CG/svc2/memory.max
+CRASHWATCH_LOG=crashwatch=debug CRASHWATCH_SPOOL_DIR=/tmp/s7 timeout 120 sh -c 'echo $$ >"$0/cgroup.procs" && exec crashwatch "$@"' \
+	$CG/svc2 run --oom-snapshot 70 -- spike 100 </dev/null >/tmp/s7.out 2>/tmp/s7.err
+emit s7 status $?
+recorded s7
+emit s7 high_after "$(cat $CG/svc2/memory.high)"
+cw s7doctor 0 svc2 doctor
+rmdir $CG/svc2
+emit s7 rmdir $?
+
 emit end cgroups "$(cgroups_below $CG)"
 emit end done ok
 reboot -f

@@ -398,6 +398,35 @@ fn a_sudden_spike_past_the_limit_gets_its_snapshot() {
     assert!(!Path::new(report["memory"]["cgroup"]["path"].as_str().unwrap()).exists());
 }
 
+/// Page cache is usage but not working set: a child that writes a file
+/// crosses the kernel's level with reclaimable pages, and the level moves
+/// up after them (until it would be the limit, where only the 100 ms check
+/// is left), rather than a snapshot being taken for page cache.
+#[test]
+fn page_cache_moves_the_kernels_level_up() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.env("CRASHWATCH_LOG", "crashwatch=debug");
+    // On the target directory's disk, not a tmpfs: real page cache.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let file = dir.path().join("written");
+    cmd.args(["run", "--memory-limit", "96M", "--oom-snapshot", "50", "--", "sh", "-c"]);
+    cmd.arg(r#"dd if=/dev/zero of="$0" bs=1M count=150 2>/dev/null && echo written"#).arg(&file);
+    let out = run_with_timeout(cmd, LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "written\n");
+    let armed = stderr
+        .lines()
+        .position(|l| l.contains("--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v1"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let moved = stderr
+        .lines()
+        .position(|l| l.contains("--oom-snapshot: the kernel's level moved up with the page cache"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(armed < moved, "{stderr}");
+}
+
 #[test]
 fn a_child_that_recovers_is_snapshotted_once_and_runs_on_undisturbed() {
     let spool = tempfile::tempdir().unwrap();

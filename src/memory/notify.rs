@@ -234,16 +234,16 @@ impl Notifier {
 
     /// Moves the level up to `level` (page cache the kernel woke the sampler
     /// for). v1 registers anew; v2 moves a `memory.high` crashwatch set, and
-    /// leaves the cgroup's own alone.
-    pub fn raise(&mut self, cgroup: &MemoryCgroup, level: u64) -> Result<(), NotifyError> {
+    /// leaves the cgroup's own alone. Returns whether the level moved.
+    pub fn raise(&mut self, cgroup: &MemoryCgroup, level: u64) -> Result<bool, NotifyError> {
         match &mut self.source {
             // The old eventfd, closed when replaced, unregisters itself.
             Source::V1 { .. } => self.source = arm_v1(&cgroup.dir, level)?,
             Source::V2 { guard: Some(guard), .. } => guard.move_to(level)?,
-            Source::V2 { guard: None, .. } => return Ok(()),
+            Source::V2 { guard: None, .. } => return Ok(false),
         }
         self.level = level;
-        Ok(())
+        Ok(true)
     }
 
     /// Stops watching; returns what keeps `memory.high` where crashwatch

@@ -236,21 +236,24 @@ impl Armed {
         let reclaimable = reclaimable(&self.cgroup).unwrap_or(0);
         match level_for(self.threshold.bytes(), reclaimable, self.threshold.limit) {
             Some(level) if level > notifier.level() => {
-                if let Err(e) = notifier.raise(&self.cgroup, level) {
-                    tracing::debug!(
-                        pid,
-                        "--oom-snapshot: the memory is checked every {} ms only: {}",
-                        CHECK_INTERVAL.as_millis(),
-                        Chain(&e)
-                    );
-                    self.notifier = None;
-                } else {
-                    tracing::debug!(
+                match notifier.raise(&self.cgroup, level) {
+                    Ok(true) => tracing::debug!(
                         pid,
                         level,
                         reclaimable,
                         "--oom-snapshot: the kernel's level moved up with the page cache"
-                    );
+                    ),
+                    // The cgroup's own memory.high, which is not moved.
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(
+                            pid,
+                            "--oom-snapshot: the memory is checked every {} ms only: {}",
+                            CHECK_INTERVAL.as_millis(),
+                            Chain(&e)
+                        );
+                        self.notifier = None;
+                    }
                 }
             }
             Some(_) => {}

@@ -401,7 +401,9 @@ fn a_sudden_spike_past_the_limit_gets_its_snapshot() {
 /// Page cache is usage but not working set: a child that writes a file
 /// crosses the kernel's level with reclaimable pages, and the level moves
 /// up after them (until it would be the limit, where only the 100 ms check
-/// is left), rather than a snapshot being taken for page cache.
+/// is left), rather than a snapshot being taken for page cache. (The 100 ms
+/// check may still see the working set cross, as it always could: pages
+/// under writeback are not inactive.)
 #[test]
 fn page_cache_moves_the_kernels_level_up() {
     let spool = tempfile::tempdir().unwrap();
@@ -420,11 +422,19 @@ fn page_cache_moves_the_kernels_level_up() {
         .lines()
         .position(|l| l.contains("--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v1"))
         .unwrap_or_else(|| panic!("{stderr}"));
-    let moved = stderr
+    // The sampler woke for page cache: the level moved up after it, or
+    // (when the sampler ran only once the file was nearly written) it would
+    // be the limit, and the 100 ms check is left.
+    let followed = stderr
         .lines()
-        .position(|l| l.contains("--oom-snapshot: the kernel's level moved up with the page cache"))
+        .position(|l| {
+            l.contains("--oom-snapshot: the kernel's level moved up with the page cache")
+                || l.contains("--oom-snapshot: the memory is checked every 100 ms only: with its page cache the level")
+        })
         .unwrap_or_else(|| panic!("{stderr}"));
-    assert!(armed < moved, "{stderr}");
+    assert!(armed < followed, "{stderr}");
+    // Page cache never fired the snapshot from the kernel's wake.
+    assert!(!stderr.contains("by cgroup v1 memory threshold notification): taking a snapshot"), "{stderr}");
 }
 
 #[test]

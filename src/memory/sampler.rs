@@ -214,6 +214,12 @@ impl Armed {
         self.notifier.as_ref().map(Notifier::interest)
     }
 
+    /// Whether the kernel's notification is waiting to be read.
+    fn pending(&self) -> bool {
+        let Some((fd, events)) = self.interest() else { return false };
+        wakeup::poll(&[(fd, events)], Duration::ZERO).is_ok_and(|r| r.first().is_some_and(|r| *r != 0))
+    }
+
     /// The kernel's notification came: checks now.
     fn woken(&mut self, pid: i32) {
         let Some(notifier) = self.notifier.as_mut() else { return };
@@ -427,6 +433,11 @@ impl Sampler {
                         next_tick = now + tick;
                     }
                     if let Some(armed) = armed.as_mut() {
+                        // A notification that came while this thread waited
+                        // for a CPU, after its poll returned, is what told.
+                        if armed.pending() {
+                            armed.woken(pid);
+                        }
                         armed.check(pid, Mechanism::Polling);
                     }
                     ticks += 1;

@@ -396,6 +396,10 @@ fn a_sudden_spike_past_the_limit_gets_its_snapshot() {
     assert_eq!(functions[allocate + 1], "main", "{functions:?}");
     // The cgroup is gone with the child.
     assert!(!Path::new(report["memory"]["cgroup"]["path"].as_str().unwrap()).exists());
+    // `show` says what noticed the crossing.
+    let show = crashwatch(spool.path()).args(["show", report["id"].as_str().unwrap()]).output().unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(shown.lines().any(|l| l == "Noticed by  cgroup v1 memory threshold notification"), "{shown}");
 }
 
 /// Page cache is usage but not working set: a child that writes a file

@@ -259,7 +259,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
             Event::Snapshot(snapshot) => {
                 // A memory.high held at the point for it is given back.
                 if let Some(sampler) = &sampler {
-                    Sampler::snapshot_taken(sampler);
+                    sampler.snapshot_taken();
                 }
                 match &oom_snapshot {
                     Some(armed) => armed.keep(snapshot),

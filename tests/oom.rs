@@ -368,15 +368,16 @@ fn a_sudden_spike_past_the_limit_gets_its_snapshot() {
     let out = run_with_timeout(cmd, LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(128 + 9), "{stderr}");
+    let report = only_report(spool.path());
+    assert_eq!(report["kind"], "oom", "{report:#}");
+    let snapshot = &report["snapshot"];
+    assert!(snapshot.is_object(), "no snapshot: {report:#}\n{stderr}");
     assert!(
         stderr.contains(
             "--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v1 memory threshold notification)"
         ),
         "{stderr}"
     );
-    let report = only_report(spool.path());
-    assert_eq!(report["kind"], "oom", "{report:#}");
-    let snapshot = &report["snapshot"];
     assert_eq!(snapshot["noticed_by"], "cgroup-v1-threshold", "{report:#}\n{stderr}");
     assert_eq!(snapshot["threshold_percent"], 70);
     let usage = snapshot["usage"].as_u64().unwrap();

@@ -334,6 +334,110 @@ fn an_oom_report_carries_the_snapshot_on_v2() {
     assert_eq!(functions[grow_to + 1], "main", "{functions:?}");
 }
 
+/// The function names of the frames of the thread a symbolicated dump
+/// blames, innermost first.
+fn blamed_functions(stacks: &Value) -> Vec<&str> {
+    let index = stacks["crashing_thread"].as_u64().unwrap() as usize;
+    stacks["threads"][index]["frames"].as_array().unwrap().iter().filter_map(|f| f["function"].as_str()).collect()
+}
+
+#[test]
+fn a_sudden_spike_gets_its_snapshot_on_v2_through_memory_high() {
+    // spike allocates 320 MiB at once into a 256M limit: memory.high at the
+    // 70% point throttles it there and its event wakes crashwatch.
+    let vm = vm();
+    const SPIKE_LIMIT: u64 = 256 << 20;
+    assert_eq!(vm.one("s6", "status"), "137", "{}", vm.stderr("s6"));
+    let report = vm.report("s6");
+    assert_eq!(report["kind"], "oom", "{report:#}");
+    assert_eq!(report["oom"]["cgroup_oom_kills"], 1, "{report:#}");
+    assert_eq!(report["memory"]["cgroup"]["limit"], SPIKE_LIMIT);
+    assert_kernel_line(&report, "spike");
+    let snapshot = &report["snapshot"];
+    // The kernel's event, or the periodic check that runs beside it: on the
+    // VM's one slow vCPU a check can land between the charge that crosses
+    // memory.high and the event, raised as the allocator returns to user
+    // space (after zeroing a huge page under TCG). Either way memory.high
+    // held the child at the point, which is what got the snapshot taken.
+    let noticed_by = snapshot["noticed_by"].as_str().unwrap();
+    assert!(["cgroup-v2-high", "polling"].contains(&noticed_by), "{report:#}\n{}", vm.stderr("s6"));
+    assert_eq!(snapshot["threshold_percent"], 70);
+    let usage = snapshot["usage"].as_u64().unwrap();
+    assert!((SPIKE_LIMIT * 70 / 100..=SPIKE_LIMIT).contains(&usage), "usage {usage}");
+    assert_eq!(snapshot.get("minidump_error"), None, "{snapshot:#}");
+    let stacks: Value = serde_json::from_str(vm.one("s6", "stacks")).unwrap();
+    let functions = blamed_functions(&stacks);
+    let allocate = functions.iter().position(|f| *f == "allocate").unwrap_or_else(|| panic!("{functions:?}"));
+    assert_eq!(functions[allocate + 1], "main", "{functions:?}");
+    let by = if noticed_by == "polling" { "periodic check" } else { "cgroup v2 memory.high event" };
+    assert!(
+        vm.stderr("s6").contains(&format!("--oom-snapshot 70%; by {by}): taking a snapshot")),
+        "{}",
+        vm.stderr("s6")
+    );
+}
+
+#[test]
+fn memory_high_is_given_back_after_the_snapshot() {
+    // spike stays under the limit (200 MiB of 256) and lives on after its
+    // snapshot; memory.high was read while it still ran.
+    let vm = vm();
+    let stderr = without_pids(&vm.stderr("s6hold"));
+    assert_eq!(vm.one("s6hold", "status"), "0", "{stderr}");
+    assert_eq!(vm.all("s6hold", "stdout"), ["done"]);
+    assert!(
+        stderr.contains("--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v2 memory.high event)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("snapshot of pid"), "{stderr}");
+    assert!(
+        stderr.contains("/sys/fs/cgroup/crashwatch-PID-0/memory.high given back its value max after the snapshot"),
+        "{stderr}"
+    );
+    assert_eq!(vm.one("s6hold", "high_after"), "max");
+    // The child did not die of it: no report, the snapshot discarded.
+    assert_eq!(vm.all("s6hold", "report"), Vec::<&str>::new());
+    assert!(stderr.contains("the memory snapshot was discarded"), "{stderr}");
+}
+
+#[test]
+fn memory_high_of_a_cgroup_crashwatch_did_not_make_is_left_alone() {
+    let vm = vm();
+    let stderr = vm.stderr("s7");
+    assert_eq!(vm.one("s7", "status"), "0", "{stderr}");
+    // The point is the threshold plus the page cache then reclaimable.
+    let polls = "--oom-snapshot: the memory is checked every 100 ms, with no notification from the kernel: \
+                 /sys/fs/cgroup/svc2/memory.high is max, above the snapshot point (";
+    let line = stderr.lines().find(|l| l.contains(polls)).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains(" bytes), and crashwatch did not create that cgroup, so it does not change it"), "{line}");
+    assert_eq!(vm.one("s7", "high_after"), "max");
+    assert_eq!(vm.one("s7", "rmdir"), "0");
+    let doctor = vm.all("s7doctor", "stdout").join("\n");
+    assert!(
+        doctor.contains(
+            "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v2 memory.high event, \
+             which holds the child at the point (memory.high) until its snapshot is taken; in /sys/fs/cgroup/svc2, \
+             with its own limit: a check every 100 ms, which a faster spike escapes (/sys/fs/cgroup/svc2/memory.high \
+             is max, above the snapshot point (134217728 bytes), and crashwatch did not create that cgroup, so it \
+             does not change it)"
+        ),
+        "{doctor}\n{}",
+        vm.stderr("s7doctor")
+    );
+    // In the root cgroup, as root: the probe cgroup's memory.high works.
+    let doctor = vm.all("s1doctor", "stdout").join("\n");
+    assert!(
+        doctor.contains(
+            "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v2 memory.high event, \
+             which holds the child at the point (memory.high) until its snapshot is taken\n"
+        ) || doctor.ends_with(
+            "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v2 memory.high event, \
+             which holds the child at the point (memory.high) until its snapshot is taken"
+        ),
+        "{doctor}"
+    );
+}
+
 #[test]
 fn no_cgroup_crashwatch_made_is_left_behind() {
     assert_eq!(vm().one("end", "cgroups"), "");

@@ -352,6 +352,96 @@ async fn an_oom_kill_report_carries_the_stacks_of_the_snapshot() {
     });
 }
 
+/// A sudden spike: `testdata/spike.c` allocates 96 MiB in 4 pieces, malloc
+/// and memset with nothing in between (about 50 ms on a quiet machine),
+/// into a 96M limit. With `--oom-snapshot 70` the working set is past the
+/// threshold for only the last ~15 ms of its life: a check every 100 ms
+/// misses it nearly always. The kernel's threshold notification (cgroup
+/// v1 here) wakes crashwatch at the crossing, and the snapshot is taken
+/// before the OOM kill.
+#[test]
+fn a_sudden_spike_past_the_limit_gets_its_snapshot() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.env("CRASHWATCH_LOG", "crashwatch=debug");
+    cmd.args(["run", "--memory-limit", "96M", "--oom-snapshot", "70", "--"]).arg(fixture("spike")).arg("96");
+    let out = run_with_timeout(cmd, LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 9), "{stderr}");
+    let report = only_report(spool.path());
+    assert_eq!(report["kind"], "oom", "{report:#}");
+    let snapshot = &report["snapshot"];
+    assert!(snapshot.is_object(), "no snapshot: {report:#}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v1 memory threshold notification)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(snapshot["noticed_by"], "cgroup-v1-threshold", "{report:#}\n{stderr}");
+    assert_eq!(snapshot["threshold_percent"], 70);
+    let usage = snapshot["usage"].as_u64().unwrap();
+    assert!((96 * (70 << 20) / 100..=96 << 20).contains(&usage), "usage {usage}");
+    assert_eq!(snapshot.get("minidump_error"), None, "{snapshot:#}");
+    assert!(
+        stderr.contains("--oom-snapshot 70%; by cgroup v1 memory threshold notification): taking a snapshot"),
+        "{stderr}"
+    );
+    // Its stacks: the child was stopped inside its allocating function.
+    let dir = spool.path().join("reports").join(report["id"].as_str().unwrap());
+    let stacks: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(snapshot["stacks"]["file"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let functions = blamed_functions(&stacks);
+    let allocate = functions.iter().position(|f| f == "allocate").unwrap_or_else(|| panic!("{functions:?}"));
+    assert_eq!(functions[allocate + 1], "main", "{functions:?}");
+    // The cgroup is gone with the child.
+    assert!(!Path::new(report["memory"]["cgroup"]["path"].as_str().unwrap()).exists());
+    // `show` says what noticed the crossing.
+    let show = crashwatch(spool.path()).args(["show", report["id"].as_str().unwrap()]).output().unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(shown.lines().any(|l| l == "Noticed by  cgroup v1 memory threshold notification"), "{shown}");
+}
+
+/// Page cache is usage but not working set: a child that writes a file
+/// crosses the kernel's level with reclaimable pages, and the level moves
+/// up after them (until it would be the limit, where only the 100 ms check
+/// is left), rather than a snapshot being taken for page cache. (The 100 ms
+/// check may still see the working set cross, as it always could: pages
+/// under writeback are not inactive.)
+#[test]
+fn page_cache_moves_the_kernels_level_up() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = crashwatch(spool.path());
+    cmd.env("CRASHWATCH_LOG", "crashwatch=debug");
+    // On the target directory's disk, not a tmpfs: real page cache.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let file = dir.path().join("written");
+    cmd.args(["run", "--memory-limit", "96M", "--oom-snapshot", "50", "--", "sh", "-c"]);
+    cmd.arg(r#"dd if=/dev/zero of="$0" bs=1M count=150 2>/dev/null && echo written"#).arg(&file);
+    let out = run_with_timeout(cmd, LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "written\n");
+    let armed = stderr
+        .lines()
+        .position(|l| l.contains("--oom-snapshot: the kernel wakes crashwatch at the threshold (cgroup v1"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    // The sampler woke for page cache: the level moved up after it, or
+    // (when the sampler ran only once the file was nearly written) it would
+    // be the limit, and the 100 ms check is left.
+    let followed = stderr
+        .lines()
+        .position(|l| {
+            l.contains("--oom-snapshot: the kernel's level moved up with the page cache")
+                || l.contains("--oom-snapshot: the memory is checked every 100 ms only: with its page cache the level")
+        })
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(armed < followed, "{stderr}");
+    // Page cache never fired the snapshot from the kernel's wake.
+    assert!(!stderr.contains("by cgroup v1 memory threshold notification): taking a snapshot"), "{stderr}");
+}
+
 #[test]
 fn a_child_that_recovers_is_snapshotted_once_and_runs_on_undisturbed() {
     let spool = tempfile::tempdir().unwrap();
@@ -511,4 +601,27 @@ fn the_limit_is_the_cgroups_own_and_without_one_the_child_runs_without_snapshot(
     assert_eq!(status.code(), Some(0), "{stderr:#?}");
     assert!(reports(spool.path()).is_empty());
     assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn doctor_says_what_wakes_oom_snapshots() {
+    // Here (cgroup v1): the kernel's threshold notification, for the cgroup
+    // --memory-limit makes and for a cgroup with a limit of its own.
+    let limited = TestCgroup::new("doctor", Some(256 << 20));
+    let spool = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"").arg(&limited.0);
+    cmd.arg(env!("CARGO_BIN_EXE_crashwatch")).arg("doctor");
+    cmd.env("CRASHWATCH_SPOOL_DIR", spool.path()).env_remove("CRASHWATCH_LOG").env_remove("SENTRY_DSN");
+    let out = run_with_timeout(cmd, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let expected = format!(
+        "OK    oomsnap --oom-snapshot with --memory-limit is woken by the kernel: cgroup v1 memory threshold \
+         notification; in {}, with its own limit: cgroup v1 memory threshold notification",
+        limited.0.display()
+    );
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The probe cgroup doctor made is gone.
+    let probes = std::fs::read_dir(&limited.0).unwrap().filter_map(Result::ok).filter(|e| e.path().is_dir()).count();
+    assert_eq!(probes, 0);
 }

@@ -18,6 +18,8 @@ use crate::commands::{Failure, ran};
 use crate::errors::Chain;
 use crate::memory::cgroup::{MemoryCgroup, Version};
 use crate::memory::kmsg::KernelLog;
+use crate::memory::notify::Notifier;
+use crate::memory::sampler::CHECK_INTERVAL;
 use crate::sentry::Dsn;
 use crate::supervise::spawn::resolve;
 use crate::symbolicate::{DebugInfo, SYSTEM_DEBUG_DIR, debug_info};
@@ -49,6 +51,7 @@ pub fn doctor(spool: &Path, args: &DoctorArgs) -> Result<i32, Failure> {
     if args.dsn.as_deref().is_some_and(|d| !d.trim().is_empty()) {
         checks.push(check_sessions(args));
     }
+    checks.push(check_oom_snapshot());
     let mut out = String::new();
     for c in &checks {
         let tag = match c.verdict {
@@ -214,6 +217,57 @@ fn check_cgroup() -> Check {
                 cg.dir.display(),
                 Chain(&e)
             ),
+        },
+    }
+}
+
+/// How `--oom-snapshot` learns that the memory reached its point: the
+/// kernel's notification armed for real, on a probe cgroup like the one
+/// `--memory-limit` makes (its memory.high given back, the probe removed),
+/// and on the cgroup crashwatch runs in if that has a limit (never changed).
+fn check_oom_snapshot() -> Check {
+    let name = "oomsnap";
+    let polling = format!("a check every {} ms, which a faster spike escapes", CHECK_INTERVAL.as_millis());
+    let cg = match MemoryCgroup::of_process(0) {
+        Ok(cg) => cg,
+        Err(e) => {
+            return Check { verdict: Verdict::Warn, name, text: format!("--oom-snapshot cannot work: {}", Chain(&e)) };
+        }
+    };
+    const PROBE_LIMIT: u64 = 1 << 30;
+    let probe = format!("crashwatch-doctor-oom-{}", std::process::id());
+    let limited = match cg.create_child(&probe, PROBE_LIMIT) {
+        Ok(child) => {
+            let armed = Notifier::arm(&child.cgroup, PROBE_LIMIT / 2, true).map(|n| n.mechanism().describe());
+            if let Err(e) = child.remove() {
+                tracing::warn!("{}", Chain(&e));
+            }
+            armed.map_err(|e| Chain(&e).to_string())
+        }
+        Err(e) => Err(format!("--memory-limit fails here ({})", Chain(&e))),
+    };
+    let own = cg.limit().map(|limit| match Notifier::arm(&cg, limit / 2, false) {
+        Ok(notifier) => format!("in {}, with its own limit: {}", cg.dir.display(), notifier.mechanism().describe()),
+        Err(e) => format!("in {}, with its own limit: {polling} ({})", cg.dir.display(), Chain(&e)),
+    });
+    let own = own.map(|own| format!("; {own}")).unwrap_or_default();
+    match limited {
+        Ok(mechanism) => {
+            let throttle = if cg.version == Version::V2 {
+                ", which holds the child at the point (memory.high) until its snapshot is taken"
+            } else {
+                ""
+            };
+            Check {
+                verdict: Verdict::Ok,
+                name,
+                text: format!("--oom-snapshot with --memory-limit is woken by the kernel: {mechanism}{throttle}{own}"),
+            }
+        }
+        Err(why) => Check {
+            verdict: Verdict::Warn,
+            name,
+            text: format!("--oom-snapshot with --memory-limit relies on {polling}: {why}{own}"),
         },
     }
 }

@@ -75,12 +75,13 @@ impl OomSnapshot {
             fire: Box::new(move |crossing: Crossing| {
                 tracing::info!(
                     pid,
-                    "the child's memory reached {} of its {} limit ({:.0}%, --oom-snapshot {}%): taking a snapshot \
-                     of its stacks",
+                    "the child's memory reached {} of its {} limit ({:.0}%, --oom-snapshot {}%; by {}): taking a \
+                     snapshot of its stacks",
                     human_bytes(crossing.usage),
                     human_bytes(crossing.threshold.limit),
                     crossing.usage as f64 * 100.0 / crossing.threshold.limit.max(1) as f64,
-                    crossing.threshold.percent
+                    crossing.threshold.percent,
+                    crossing.noticed_by.describe()
                 );
                 state.lock().unwrap_or_else(PoisonError::into_inner).crossing = Some(crossing);
                 if let Err(e) = ptrace::request_snapshot(pid) {

@@ -236,7 +236,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                 metrics.child_started(number > 0);
                 health.started(delivery);
                 let trigger = oom_snapshot.as_ref().map(|s| s.trigger(pid));
-                match Sampler::start(pid, child_cgroup.clone(), MEMORY_INTERVAL, trigger) {
+                match Sampler::start(pid, child_cgroup.clone(), limited.is_some(), MEMORY_INTERVAL, trigger) {
                     Ok(started) => sampler = Some(started),
                     Err(e) => tracing::warn!("failed to start sampling the child's memory: {e}"),
                 }
@@ -256,10 +256,16 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                     filings.extend(file_descendant_crash(shared, capture, &tail));
                 }
             }
-            Event::Snapshot(snapshot) => match &oom_snapshot {
-                Some(armed) => armed.keep(snapshot),
-                None => capture::discard_snapshot(&snapshot),
-            },
+            Event::Snapshot(snapshot) => {
+                // A memory.high held at the point for it is given back.
+                if let Some(sampler) = &sampler {
+                    sampler.snapshot_taken();
+                }
+                match &oom_snapshot {
+                    Some(armed) => armed.keep(snapshot),
+                    None => capture::discard_snapshot(&snapshot),
+                }
+            }
             Event::Ended(end) => break end,
         }
     };

@@ -455,7 +455,7 @@ fn read_u64(path: &Path) -> Option<u64> {
 }
 
 /// The value of `key` in a flat-keyed file (`key value` per line).
-fn keyed_value(text: &str, key: &str) -> Option<u64> {
+pub(super) fn keyed_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let mut words = line.split_whitespace();
         (words.next() == Some(key)).then(|| words.next()?.parse().ok()).flatten()

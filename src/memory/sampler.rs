@@ -10,20 +10,33 @@
 //!
 //! With `--oom-snapshot` the sampler also watches the cgroup's working set
 //! (usage less inactive page cache, see [`MemoryCgroup::working_set`])
-//! against a share of its limit, every [`CHECK_INTERVAL`] rather than every
-//! sampling interval: a program can go from the threshold to the limit in
-//! well under a second. The first time the working set reaches the threshold
-//! it fires its [`SnapshotTrigger`], once; later crossings are only logged.
+//! against a share of its limit. The kernel wakes it when the usage nears
+//! that point ([`super::notify`]: a cgroup v1 threshold notification, or
+//! cgroup v2's `memory.high`), and it checks every [`CHECK_INTERVAL`] as
+//! well, the only way where neither works: a program can go from the
+//! threshold to the limit in a few milliseconds. The first time the working
+//! set reaches the threshold it fires its [`SnapshotTrigger`], once; later
+//! crossings are only logged. A `memory.high` set for it is restored once
+//! the snapshot is taken ([`Sampler::snapshot_taken`]), or after
+//! [`HOLD_LIMIT`] if none comes.
+//!
+//! One `poll` waits for everything: the kernel's notification, the next
+//! periodic check, and the sampler's stop (an eventfd), so that stopping
+//! is immediate.
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
+use std::os::fd::AsFd;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::cgroup::{MemoryCgroup, Version};
+use super::notify::{HighGuard, Mechanism, Notifier, level_for};
+use crate::errors::Chain;
+use crate::sys::wakeup::{self, EventFd, READABLE};
 
 /// Samples kept for a report.
 const KEEP: usize = 10;
@@ -31,6 +44,11 @@ const KEEP: usize = 10;
 /// How often the working set is compared with an `--oom-snapshot` threshold.
 /// Two small reads of the cgroup's files: about 0.01% of a CPU.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a `memory.high` set for the snapshot stays after the trigger
+/// fired when no snapshot is reported (the request was lost, or failed):
+/// the child is not left throttled.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
@@ -91,6 +109,8 @@ pub struct Crossing {
     /// The working set that reached it, bytes.
     pub usage: u64,
     pub threshold: Threshold,
+    /// What told crashwatch.
+    pub noticed_by: Mechanism,
 }
 
 /// What to do when the child's memory first reaches a threshold.
@@ -144,19 +164,135 @@ impl ThresholdWatch {
 struct Armed {
     watch: ThresholdWatch,
     trigger: Option<SnapshotTrigger>,
+    threshold: Threshold,
     cgroup: MemoryCgroup,
+    /// The kernel's notification; `None`: the periodic check only.
+    notifier: Option<Notifier>,
+    /// A `memory.high` kept at the point until the snapshot is taken, and
+    /// when it is given back at the latest.
+    held: Option<(HighGuard, Instant)>,
 }
 
 impl Armed {
-    fn check(&mut self, pid: i32) {
-        let Some(usage) = self.cgroup.working_set() else { return };
+    /// `created`: crashwatch made `cgroup`, so it may set its memory.high.
+    fn new(pid: i32, trigger: SnapshotTrigger, cgroup: MemoryCgroup, created: bool) -> Armed {
+        let threshold = trigger.threshold;
+        let reclaimable = reclaimable(&cgroup).unwrap_or(0);
+        let notifier = match level_for(threshold.bytes(), reclaimable, threshold.limit) {
+            None => Err(format!(
+                "the threshold plus the page cache it may reclaim ({reclaimable} bytes) is the limit itself"
+            )),
+            Some(level) => Notifier::arm(&cgroup, level, created).map_err(|e| Chain(&e).to_string()),
+        };
+        let notifier = match notifier {
+            Ok(notifier) => {
+                tracing::debug!(
+                    pid,
+                    threshold = threshold.bytes(),
+                    level = notifier.level(),
+                    "--oom-snapshot: the kernel wakes crashwatch at the threshold ({}), checked every {} ms as well",
+                    notifier.mechanism().describe(),
+                    CHECK_INTERVAL.as_millis()
+                );
+                Some(notifier)
+            }
+            Err(why) => {
+                tracing::debug!(
+                    pid,
+                    threshold = threshold.bytes(),
+                    "--oom-snapshot: the memory is checked every {} ms, with no notification from the kernel: {why}",
+                    CHECK_INTERVAL.as_millis()
+                );
+                None
+            }
+        };
+        Armed { watch: ThresholdWatch::new(threshold), trigger: Some(trigger), threshold, cgroup, notifier, held: None }
+    }
+
+    /// What the sampler's `poll` waits on for the kernel.
+    fn interest(&self) -> Option<(std::os::fd::BorrowedFd<'_>, i16)> {
+        self.notifier.as_ref().map(Notifier::interest)
+    }
+
+    /// Whether the kernel's notification is waiting to be read.
+    fn pending(&self) -> bool {
+        let Some((fd, events)) = self.interest() else { return false };
+        wakeup::poll(&[(fd, events)], Duration::ZERO).is_ok_and(|r| r.first().is_some_and(|r| *r != 0))
+    }
+
+    /// The kernel's notification came: checks now.
+    fn woken(&mut self, pid: i32) {
+        let Some(notifier) = self.notifier.as_mut() else { return };
+        match notifier.acknowledge() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(pid, "--oom-snapshot: no more notifications from the kernel: {}", Chain(&e));
+                self.notifier = None;
+                return;
+            }
+        }
+        let mechanism = notifier.mechanism();
+        if self.check(pid, mechanism) || self.watch.above {
+            return;
+        }
+        // Woken, yet the working set is below the threshold: the page cache
+        // grew. The level follows it, up to the limit.
+        let Some(notifier) = self.notifier.as_mut() else { return };
+        let reclaimable = reclaimable(&self.cgroup).unwrap_or(0);
+        match level_for(self.threshold.bytes(), reclaimable, self.threshold.limit) {
+            Some(level) if level > notifier.level() => {
+                match notifier.raise(&self.cgroup, level) {
+                    Ok(true) => tracing::debug!(
+                        pid,
+                        level,
+                        reclaimable,
+                        "--oom-snapshot: the kernel's level moved up with the page cache"
+                    ),
+                    // The cgroup's own memory.high, which is not moved.
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(
+                            pid,
+                            "--oom-snapshot: the memory is checked every {} ms only: {}",
+                            CHECK_INTERVAL.as_millis(),
+                            Chain(&e)
+                        );
+                        self.notifier = None;
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                tracing::debug!(
+                    pid,
+                    reclaimable,
+                    "--oom-snapshot: the memory is checked every {} ms only: with its page cache the level would be the limit",
+                    CHECK_INTERVAL.as_millis()
+                );
+                self.notifier = None;
+            }
+        }
+    }
+
+    /// Compares the working set with the threshold; true when it fired the
+    /// trigger.
+    fn check(&mut self, pid: i32, noticed_by: Mechanism) -> bool {
+        let Some(usage) = self.cgroup.working_set() else { return false };
         let threshold = self.watch.bytes;
         match self.watch.observe(usage) {
             Change::None => {}
             Change::Rose { first: true } => {
                 if let Some(trigger) = self.trigger.take() {
-                    let crossing = Crossing { at: OffsetDateTime::now_utc(), usage, threshold: trigger.threshold };
+                    let crossing =
+                        Crossing { at: OffsetDateTime::now_utc(), usage, threshold: trigger.threshold, noticed_by };
                     (trigger.fire)(crossing);
+                    // Nothing more to be woken for; a memory.high stays
+                    // until the snapshot is taken.
+                    if let Some(guard) = self.notifier.take().and_then(Notifier::disarm) {
+                        self.held = Some((guard, Instant::now() + HOLD_LIMIT));
+                    }
+                    return true;
                 }
             }
             Change::Rose { first: false } => tracing::debug!(
@@ -167,12 +303,47 @@ impl Armed {
             ),
             Change::Fell => tracing::debug!(pid, usage, threshold, "memory fell below the --oom-snapshot threshold"),
         }
+        false
     }
+
+    /// Gives back a memory.high held for the snapshot: now, or (`overdue`
+    /// only) when its hold is over.
+    fn release(&mut self, overdue_only: bool) {
+        let due = self.held.as_ref().is_some_and(|(_, until)| !overdue_only || Instant::now() >= *until);
+        if !due {
+            return;
+        }
+        let Some((guard, _)) = self.held.take() else { return };
+        let (path, previous) = (guard.path().to_path_buf(), guard.previous().to_string());
+        match guard.restore() {
+            Ok(()) => tracing::debug!(
+                "{} given back its value {previous}{}",
+                path.display(),
+                if overdue_only { ": no snapshot came" } else { " after the snapshot" }
+            ),
+            Err(e) => tracing::warn!("{}", Chain(&e)),
+        }
+    }
+
+    fn hold_until(&self) -> Option<Instant> {
+        self.held.as_ref().map(|(_, until)| *until)
+    }
+}
+
+/// The page cache the kernel would reclaim before an OOM kill, bytes.
+fn reclaimable(cgroup: &MemoryCgroup) -> Option<u64> {
+    Some(cgroup.usage()?.saturating_sub(cgroup.working_set()?))
+}
+
+enum Message {
+    Stop,
+    SnapshotTaken,
 }
 
 /// The running sampler.
 pub struct Sampler {
-    stop: mpsc::Sender<()>,
+    control: mpsc::Sender<Message>,
+    wake: Arc<EventFd>,
     thread: JoinHandle<(VecDeque<Sample>, Option<u64>)>,
     cgroup: Option<MemoryCgroup>,
 }
@@ -180,13 +351,18 @@ pub struct Sampler {
 impl Sampler {
     /// Samples process `pid` (and `cgroup`) now, then every `interval`;
     /// with a `trigger` (which needs the cgroup), also watches its threshold.
+    /// `created`: crashwatch made `cgroup` for the child (`--memory-limit`),
+    /// so the trigger may set its `memory.high` (cgroup v2).
     pub fn start(
         pid: i32,
         cgroup: Option<MemoryCgroup>,
+        created: bool,
         interval: Duration,
         trigger: Option<SnapshotTrigger>,
     ) -> std::io::Result<Sampler> {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (control, messages) = mpsc::channel::<Message>();
+        let wake = Arc::new(EventFd::new()?);
+        let woken = Arc::clone(&wake);
         let sampled = cgroup.clone();
         let take = move |samples: &mut VecDeque<Sample>, peak_rss: &mut Option<u64>| {
             let (rss, hwm) = process_memory(pid);
@@ -198,11 +374,7 @@ impl Sampler {
             samples.push_back(Sample { at: OffsetDateTime::now_utc(), rss, cgroup_usage });
         };
         let mut armed = match (trigger, &cgroup) {
-            (Some(trigger), Some(cgroup)) => Some(Armed {
-                watch: ThresholdWatch::new(trigger.threshold),
-                trigger: Some(trigger),
-                cgroup: cgroup.clone(),
-            }),
+            (Some(trigger), Some(cgroup)) => Some(Armed::new(pid, trigger, cgroup.clone(), created)),
             _ => None,
         };
         // Checking the threshold more often than sampling: a sample is kept
@@ -216,27 +388,81 @@ impl Sampler {
         take(&mut samples, &mut peak_rss);
         let thread = std::thread::Builder::new().name("memory".into()).spawn(move || {
             if let Some(armed) = armed.as_mut() {
-                armed.check(pid);
+                armed.check(pid, Mechanism::Polling);
             }
             let mut ticks = 0u128;
-            while stopped.recv_timeout(tick) == Err(mpsc::RecvTimeoutError::Timeout) {
-                if let Some(armed) = armed.as_mut() {
-                    armed.check(pid);
+            let mut next_tick = Instant::now() + tick;
+            loop {
+                let deadline = armed.as_ref().and_then(Armed::hold_until).map_or(next_tick, |t| t.min(next_tick));
+                let mut fds = vec![(woken.as_fd(), READABLE)];
+                fds.extend(armed.as_ref().and_then(Armed::interest));
+                let revents = wakeup::poll(&fds, deadline.saturating_duration_since(Instant::now()));
+                drop(fds);
+                let revents = revents.unwrap_or_else(|e| {
+                    // Never seen; without this the loop would spin.
+                    tracing::warn!("the memory sampler cannot wait with poll: {e}");
+                    std::thread::sleep(tick);
+                    Vec::new()
+                });
+                if revents.first().is_some_and(|r| *r != 0) {
+                    let _ = woken.take();
                 }
-                ticks += 1;
-                if ticks.is_multiple_of(per_sample) {
-                    take(&mut samples, &mut peak_rss);
+                loop {
+                    match messages.try_recv() {
+                        Ok(Message::SnapshotTaken) => {
+                            if let Some(armed) = armed.as_mut() {
+                                armed.release(false);
+                            }
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Ok(Message::Stop) | Err(mpsc::TryRecvError::Disconnected) => return (samples, peak_rss),
+                    }
+                }
+                if let Some(armed) = armed.as_mut() {
+                    if revents.get(1).is_some_and(|r| *r != 0) {
+                        armed.woken(pid);
+                    }
+                    armed.release(true);
+                }
+                let now = Instant::now();
+                if now >= next_tick {
+                    // A late wake-up (a suspended machine) does not make up
+                    // for the ticks it missed.
+                    next_tick += tick;
+                    if next_tick <= now {
+                        next_tick = now + tick;
+                    }
+                    if let Some(armed) = armed.as_mut() {
+                        // A notification that came while this thread waited
+                        // for a CPU, after its poll returned, is what told.
+                        if armed.pending() {
+                            armed.woken(pid);
+                        }
+                        armed.check(pid, Mechanism::Polling);
+                    }
+                    ticks += 1;
+                    if ticks.is_multiple_of(per_sample) {
+                        take(&mut samples, &mut peak_rss);
+                    }
                 }
             }
-            (samples, peak_rss)
         })?;
-        Ok(Sampler { stop, thread, cgroup })
+        Ok(Sampler { control, wake, thread, cgroup })
+    }
+
+    /// The snapshot the trigger asked for was taken (or failed): a
+    /// `memory.high` held for it is given back now.
+    pub fn snapshot_taken(&self) {
+        if self.control.send(Message::SnapshotTaken).is_ok() {
+            let _ = self.wake.notify();
+        }
     }
 
     /// Stops sampling and returns what was seen, with the cgroup's peak and
     /// limit read now.
     pub fn finish(self) -> Memory {
-        let _ = self.stop.send(());
+        let _ = self.control.send(Message::Stop);
+        let _ = self.wake.notify();
         let (samples, peak_rss) = self.thread.join().unwrap_or_default();
         // A sample taken after the child died has nothing in it.
         let samples = samples.into_iter().filter(|s| s.rss.is_some() || s.cgroup_usage.is_some()).collect();
@@ -264,82 +490,4 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_kib_fields() {
-        let status = "Name:\tpython3\nVmHWM:\t   71972 kB\nVmRSS:\t   71960 kB\n";
-        assert_eq!(status_kib(status, "VmRSS:"), Some(71960 * 1024));
-        assert_eq!(status_kib(status, "VmHWM:"), Some(71972 * 1024));
-        assert_eq!(status_kib(status, "VmSwap:"), None);
-    }
-
-    #[test]
-    fn thresholds_are_a_share_of_the_limit() {
-        assert_eq!(Threshold { percent: 50, limit: 64 << 20 }.bytes(), 32 << 20);
-        assert_eq!(Threshold { percent: 99, limit: 1000 }.bytes(), 990);
-        assert_eq!(Threshold { percent: 1, limit: 150 }.bytes(), 1);
-        // No overflow near the top of the range.
-        assert_eq!(Threshold { percent: 99, limit: u64::MAX }.bytes(), (u128::from(u64::MAX) * 99 / 100) as u64);
-    }
-
-    #[test]
-    fn the_watch_fires_on_the_first_rise_only() {
-        let mut watch = ThresholdWatch::new(Threshold { percent: 50, limit: 100 });
-        assert_eq!(watch.observe(10), Change::None);
-        assert_eq!(watch.observe(49), Change::None);
-        // Reaching the threshold exactly counts.
-        assert_eq!(watch.observe(50), Change::Rose { first: true });
-        assert_eq!(watch.observe(90), Change::None);
-        assert_eq!(watch.observe(20), Change::Fell);
-        assert_eq!(watch.observe(20), Change::None);
-        assert_eq!(watch.observe(75), Change::Rose { first: false });
-        assert_eq!(watch.observe(5), Change::Fell);
-        assert_eq!(watch.observe(100), Change::Rose { first: false });
-    }
-
-    #[test]
-    fn a_child_above_the_threshold_from_the_start_fires_at_once() {
-        let mut watch = ThresholdWatch::new(Threshold { percent: 10, limit: 100 });
-        assert_eq!(watch.observe(40), Change::Rose { first: true });
-    }
-
-    #[test]
-    fn the_sampler_fires_when_the_working_set_reaches_the_threshold() {
-        // A cgroup v1 directory as the kernel shows it, written by the test.
-        let dir = tempfile::tempdir().unwrap();
-        let cgroup = MemoryCgroup { version: Version::V1, dir: dir.path().to_path_buf() };
-        // Usage first: the sampler may read between the two writes, and the
-        // states in between must stay below the threshold.
-        let set = |usage: u64, inactive_file: u64| {
-            std::fs::write(dir.path().join("memory.usage_in_bytes"), format!("{usage}\n")).unwrap();
-            std::fs::write(dir.path().join("memory.stat"), format!("total_inactive_file {inactive_file}\n")).unwrap();
-        };
-        // Usage over the threshold, but mostly reclaimable page cache.
-        set(900, 600);
-        let (fired_tx, fired) = mpsc::channel();
-        let threshold = Threshold { percent: 50, limit: 1000 };
-        let trigger = SnapshotTrigger { threshold, fire: Box::new(move |crossing| fired_tx.send(crossing).unwrap()) };
-        let sampler =
-            Sampler::start(std::process::id() as i32, Some(cgroup), Duration::from_secs(3600), Some(trigger)).unwrap();
-        set(700, 100);
-        let crossing = fired.recv_timeout(Duration::from_secs(60)).expect("the trigger fired");
-        assert_eq!(crossing.usage, 600);
-        assert_eq!(crossing.threshold, threshold);
-        sampler.finish();
-        // The trigger was consumed: a second call was impossible by type.
-        assert!(fired.recv_timeout(Duration::ZERO).is_err());
-    }
-
-    #[test]
-    fn samples_a_live_process_and_stops_at_once() {
-        // The first sample is taken at start; finishing must not wait out
-        // the (hour-long) interval.
-        let sampler = Sampler::start(std::process::id() as i32, None, Duration::from_secs(3600), None).unwrap();
-        let memory = sampler.finish();
-        assert_eq!(memory.samples.len(), 1);
-        assert!(memory.samples[0].rss.unwrap() > 0);
-        assert!(memory.peak_rss.unwrap() >= memory.samples[0].rss.unwrap());
-    }
-}
+mod tests;

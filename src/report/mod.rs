@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::capture::{CaptureError, CrashCapture, RequeuedSignal, SnapshotCapture};
 use crate::logs::{Line, Stream};
 use crate::memory::kmsg::OomKill;
+use crate::memory::notify::Mechanism;
 use crate::memory::oom::Oom;
 use crate::memory::sampler::{Crossing, Memory};
 use crate::process::{ChildStatus, signals};
@@ -247,6 +248,11 @@ pub struct MemorySnapshot {
     pub limit: u64,
     /// `--oom-snapshot PERCENT`.
     pub threshold_percent: u8,
+    /// What told crashwatch of the crossing: the kernel (cgroup v1's
+    /// threshold notification, v2's memory.high event) or its periodic
+    /// check. Absent from reports written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noticed_by: Option<Mechanism>,
     /// The child and the thread that took the request (the dump's
     /// requesting thread); the capture's time is from the request's stop
     /// to the child running again.
@@ -265,6 +271,7 @@ impl MemorySnapshot {
             usage: crossing.usage,
             limit: crossing.threshold.limit,
             threshold_percent: crossing.threshold.percent,
+            noticed_by: Some(crossing.noticed_by),
             dumped: Dumped::new(
                 (capture.pid, capture.tid, &capture.thread_name),
                 capture.threads,

@@ -99,6 +99,9 @@ impl CrashReport {
         }
         if let Some(snapshot) = &self.snapshot {
             let _ = writeln!(out, "Snapshot    {}", snapshot.headline(self.ended_at));
+            if let Some(mechanism) = snapshot.noticed_by {
+                let _ = writeln!(out, "Noticed by  {}", mechanism.describe());
+            }
             let _ = writeln!(
                 out,
                 "Threads     {}, stacks as of the snapshot ('{}', tid {} took it)",

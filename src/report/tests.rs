@@ -22,6 +22,7 @@ fn a_snapshot_says_when_and_at_what_share_of_the_limit() {
         usage: 34_000_000,
         limit: 64 << 20,
         threshold_percent: 50,
+        noticed_by: Some(crate::memory::notify::Mechanism::CgroupV1Threshold),
         dumped: Dumped {
             pid: 7,
             tid: 7,

@@ -459,6 +459,7 @@ fn contexts(report: &CrashReport, stacks: Option<&Symbolicated>) -> Value {
             "limit": snapshot.limit,
             "percent": (snapshot.percent() * 10.0).round() / 10.0,
             "threshold_percent": snapshot.threshold_percent,
+            "noticed_by": snapshot.noticed_by,
             "seconds_before_end": (report.ended_at - snapshot.taken_at).as_seconds_f64(),
             "threads": snapshot.dumped.threads,
             "capture_ms": snapshot.dumped.capture_ms,

@@ -56,6 +56,7 @@ emit vm fstype "$(awk -v cg=$CG '$2 == cg { print $3 }' /proc/mounts)"
 emit vm v1_hierarchies "$(grep -c ' cgroup ' /proc/mounts)"
 emit vm controllers "$(cat $CG/cgroup.controllers)"
 emit vm dmesg_restrict "$(cat /proc/sys/kernel/dmesg_restrict)"
+emit vm thp "$(cat /sys/kernel/mm/transparent_hugepage/enabled)"
 
 # 1. --memory-limit as root, from the root cgroup, which has processes of
 # its own (the kernel allows it there) and no controller enabled yet.
@@ -162,6 +163,56 @@ recorded s5
 for stacks in /tmp/s5/reports/*/*stacks*; do
 	[ -f "$stacks" ] && emit s5 stacks "$(tr -d '\n' <"$stacks")"
 done
+
+# 6. A sudden spike: spike allocates 320 MiB at once into a 256M limit
+# under --oom-snapshot 70. crashwatch sets memory.high of the child's
+# cgroup at the point: the kernel throttles the allocator there and wakes
+# crashwatch (memory.events), which takes the snapshot before the OOM kill.
+# (A larger limit than the others': past a small memory.high, one huge
+# page's overshoot costs the allocator a sleep of up to 2 s, which the stop
+# for the snapshot waits out; README.md here.)
+cw s6 0 "" run --memory-limit 256M --oom-snapshot 70 -- spike 320
+for stacks in /tmp/s6/reports/*/*stacks*; do
+	[ -f "$stacks" ] && emit s6 stacks "$(tr -d '\n' <"$stacks")"
+done
+# ... and one that stays under the limit (200 MiB) and lives on: memory.high
+# is given back once the snapshot is taken, read while the child still runs.
+mkdir -p /tmp/s6hold
+: >/tmp/s6hold.err
+mkfifo /tmp/s6hold.in /tmp/s6hold.pipe
+(
+	CRASHWATCH_LOG=crashwatch=debug CRASHWATCH_SPOOL_DIR=/tmp/s6hold timeout 120 crashwatch run \
+		--memory-limit 256M --oom-snapshot 70 -- spike 200 4 hold </tmp/s6hold.in >/tmp/s6hold.out 2>/tmp/s6hold.pipe
+	echo $? >/tmp/s6hold.status
+) &
+exec 4>/tmp/s6hold.in
+while IFS= read -r line; do
+	printf '%s\n' "$line" >>/tmp/s6hold.err
+	case $line in
+	*"given back its value"*)
+		emit s6hold high_after "$(cat $CG/crashwatch-*-0/memory.high)"
+		exec 4>&-
+		;;
+	esac
+done </tmp/s6hold.pipe
+exec 4>&-
+wait
+emit s6hold status "$(cat /tmp/s6hold.status)"
+recorded s6hold
+
+# 7. --oom-snapshot in a cgroup crashwatch did not make (systemd's
+# MemoryMax=, no --memory-limit): its memory.high is not crashwatch's to
+# change, so the sampler polls, and says so in its debug log.
+mkdir $CG/svc2
+echo 256M >$CG/svc2/memory.max
+CRASHWATCH_LOG=crashwatch=debug CRASHWATCH_SPOOL_DIR=/tmp/s7 timeout 120 sh -c 'echo $$ >"$0/cgroup.procs" && exec crashwatch "$@"' \
+	$CG/svc2 run --oom-snapshot 70 -- spike 100 </dev/null >/tmp/s7.out 2>/tmp/s7.err
+emit s7 status $?
+recorded s7
+emit s7 high_after "$(cat $CG/svc2/memory.high)"
+cw s7doctor 0 svc2 doctor
+rmdir $CG/svc2
+emit s7 rmdir $?
 
 emit end cgroups "$(cgroups_below $CG)"
 emit end done ok

@@ -40,6 +40,7 @@ chmod 755 "$root/init"
 cflags=(-static -O0 -g -Wall -Werror -pthread -fno-omit-frame-pointer)
 gcc "${cflags[@]}" -o "$root/bin/hog" "$testdata/hog.c"
 gcc "${cflags[@]}" -o "$root/bin/grow" "$testdata/grow.c"
+gcc "${cflags[@]}" -o "$root/bin/spike" "$testdata/spike.c"
 gcc "${cflags[@]}" -o "$root/bin/runas" "$here/runas.c"
 
 # crashwatch as built, less its own debug info (it is not what the scenarios

@@ -4,7 +4,8 @@
 //! differs between CPU architectures (registers, signal frame) in [`arch`];
 //! crashwatch's own signal mask and dispositions, and the ones it inherited,
 //! in [`signals`]; the read-only file mappings symbolication reads debug
-//! information from in [`mapped`].
+//! information from in [`mapped`]; datagrams with descriptors for the
+//! systemd notify proxy in [`notify`].
 //!
 //! This module and its children are the only code allowed `unsafe`. Everything
 //! between `fork` and `execve` runs in a child forked from a multithreaded
@@ -15,6 +16,7 @@
 
 pub mod arch;
 pub mod mapped;
+pub mod notify;
 pub mod ptrace;
 pub mod signals;
 

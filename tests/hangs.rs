@@ -265,3 +265,38 @@ fn bad_hang_options_are_usage_errors() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--health-"), "{flags:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_server_the_watchdog_caught_keeps_systemd_fed_until_it_is_ready() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    setsockopt(&socket, sockopt::PassCred, &true).unwrap();
+    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    let server = fixture("hang_server");
+    let flags = ["--restart", "on-hang", "--restart-delay", "100ms"];
+    // It says READY=1, then hangs at once: it never pings.
+    let mut cmd = run_cmd(spool.path(), &relay.dsn(), &flags, &[server.to_str().unwrap(), "0", "0", "notify"]);
+    cmd.env("NOTIFY_SOCKET", &path).env("WATCHDOG_USEC", "2000000");
+    let child = cmd.spawn().unwrap();
+    let _guard = guard(&child);
+    let crashwatch_pid = child.id() as i32;
+    assert_eq!(receive(&socket), ("READY=1".to_string(), crashwatch_pid));
+    // Caught, ended, restarted: crashwatch pings for it in between.
+    let mut between = Vec::new();
+    loop {
+        let (message, pid) = receive(&socket);
+        assert_eq!(pid, crashwatch_pid);
+        if message == "READY=1" {
+            break;
+        }
+        between.push(message);
+    }
+    assert!(!between.is_empty() && between.iter().all(|m| m == "WATCHDOG=1"), "{between:?}");
+    let events = hang_events(&relay, 1).await;
+    hang_exception(&events[0], "watchdog");
+    let err = stop(child).await;
+    assert!(err.contains("ending the hung program"), "{err}");
+}

@@ -39,7 +39,7 @@ use crate::commands::delivery::{Delivery, Queued};
 use crate::commands::health::{self, LiveSession};
 use crate::config::RunConfig;
 use crate::errors::Chain;
-use crate::hang::watchdog::Proxy;
+use crate::hang::watchdog::{Cover, Proxy};
 use crate::hang::{Check, Detected, OnHang, health as health_check};
 use crate::live::{Origin, Problem};
 use crate::logs::Ring;
@@ -51,6 +51,9 @@ use crate::symbolicate::Symbolicated;
 
 /// Between the SIGTERM that ends a hung child and the SIGKILL.
 pub const HANG_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Beyond the grace and the restart delay, how long crashwatch pings
+/// systemd's watchdog for a restarted child that has not said `READY=1`.
+const COVER_START: Duration = Duration::from_secs(60);
 /// How long the worker waits for the tracer's snapshot.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 /// Lines of the child's output in the event, as breadcrumbs.
@@ -139,6 +142,7 @@ impl Hangs {
             traced: ctx.traced,
             limits: config.symbolicate,
             end_it: config.restart.policy.ends_hangs(),
+            cover: watchdog.map(|proxy| (proxy.cover(), HANG_STOP_GRACE + config.restart.max_delay + COVER_START)),
             group: config.signal_group,
         };
         let worker = std::thread::Builder::new().name("hang".into()).spawn(move || worker.run());
@@ -204,6 +208,9 @@ struct Worker {
     limits: crate::config::HelperLimits,
     end_it: bool,
     group: bool,
+    /// Pings systemd's watchdog while the hung child is ended and started
+    /// again, for at most this long.
+    cover: Option<(Cover, Duration)>,
 }
 
 impl Worker {
@@ -300,6 +307,9 @@ impl Worker {
     /// is still there after [`HANG_STOP_GRACE`].
     fn end_child(&self) {
         self.state.ended_it.store(true, Ordering::SeqCst);
+        if let Some((cover, limit)) = &self.cover {
+            cover.start(*limit);
+        }
         let target = nix::unistd::Pid::from_raw(if self.group { -self.pid } else { self.pid });
         tracing::warn!(pid = self.pid, "ending the hung program (SIGTERM, SIGKILL after {HANG_STOP_GRACE:?})");
         let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);

@@ -27,7 +27,12 @@
 //!    systemd's own timeout sends SIGABRT (to crashwatch, which forwards
 //!    it). `WATCHDOG=trigger` (the program says it is hung) is a hang at
 //!    once; `WATCHDOG_USEC=` from the child changes the interval, as it
-//!    does for systemd.
+//!    does for systemd;
+//! 4. when crashwatch ends a hung child to restart it (`--restart on-hang`,
+//!    `on-failure`, `always`), it has taken the hang in hand: it pings
+//!    systemd itself ([`Cover`], every half interval) until the new child's
+//!    `READY=1` or first ping, for a bounded time, so that systemd's
+//!    timeout does not abort the restart it is waiting for.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
@@ -89,6 +94,8 @@ struct Pings {
     triggered: bool,
     /// This silence was handed on already.
     fired: bool,
+    /// crashwatch pings for the child until this instant (see [`Cover`]).
+    cover_until: Option<Instant>,
 }
 
 /// The proxy: the socket the child is given and the thread that forwards.
@@ -97,6 +104,7 @@ struct Pings {
 pub struct Proxy {
     dir: tempfile::TempDir,
     pings: Arc<Mutex<Pings>>,
+    target: OsString,
 }
 
 impl Proxy {
@@ -116,6 +124,7 @@ impl Proxy {
             pings: 0,
             triggered: false,
             fired: false,
+            cover_until: None,
         }));
         let target = systemd.notify_socket.clone();
         let shared = Arc::clone(&pings);
@@ -123,7 +132,12 @@ impl Proxy {
             .name("notify-proxy".into())
             .spawn(move || forward(&ours, &out, &target, &shared))?;
         tracing::debug!(socket = %dir.path().display(), watchdog = ?systemd.watchdog, "proxying NOTIFY_SOCKET");
-        Ok(Proxy { dir, pings })
+        Ok(Proxy { dir, pings, target: systemd.notify_socket.clone() })
+    }
+
+    /// The handle that pings systemd in the child's stead.
+    pub fn cover(&self) -> Cover {
+        Cover { pings: Arc::clone(&self.pings), target: self.target.clone() }
     }
 
     /// The child's environment: `env` with `NOTIFY_SOCKET` naming the
@@ -172,6 +186,48 @@ impl Proxy {
     }
 }
 
+/// Pings systemd's watchdog in the child's stead while crashwatch restarts
+/// a hung child.
+#[derive(Clone)]
+pub struct Cover {
+    pings: Arc<Mutex<Pings>>,
+    target: OsString,
+}
+
+impl Cover {
+    /// Pings every half interval from now until the next child's `READY=1`
+    /// or first ping, or `limit` at most.
+    pub fn start(&self, limit: Duration) {
+        let Some(interval) = self.pings.lock().unwrap_or_else(PoisonError::into_inner).interval else { return };
+        self.pings.lock().unwrap_or_else(PoisonError::into_inner).cover_until = Some(Instant::now() + limit);
+        let (pings, target) = (Arc::clone(&self.pings), self.target.clone());
+        let pinging = std::thread::Builder::new().name("watchdog-cover".into()).spawn(move || {
+            let Ok(out) = UnixDatagram::unbound() else { return };
+            let to = address(target.as_bytes());
+            loop {
+                let until = pings.lock().unwrap_or_else(PoisonError::into_inner).cover_until;
+                if until.is_none_or(|u| Instant::now() >= u) {
+                    return;
+                }
+                if let Err(e) = notify::send_with_fds(out.as_fd(), &to, b"WATCHDOG=1", &[]) {
+                    tracing::warn!("failed to ping the systemd watchdog while the program restarts: {e}");
+                }
+                std::thread::sleep(interval / 2);
+            }
+        });
+        if let Err(e) = pinging {
+            tracing::warn!("failed to start pinging the systemd watchdog while the program restarts: {e}");
+        }
+    }
+}
+
+fn address(target: &[u8]) -> Address<'_> {
+    match target.strip_prefix(b"@") {
+        Some(name) => Address::Abstract(name),
+        None => Address::Path(std::path::Path::new(OsStr::from_bytes(target))),
+    }
+}
+
 /// A run's watch; it ends when this is dropped.
 pub struct Watching {
     _stop: std::sync::mpsc::Sender<()>,
@@ -204,6 +260,7 @@ fn observe(message: &[u8], state: &mut Pings, now: Instant, wall: SystemTime) ->
     for line in message.split(|b| *b == b'\n') {
         match line {
             b"WATCHDOG=1" => {
+                state.cover_until = None;
                 state.pings += 1;
                 state.last = Some((now, wall));
                 if state.fired {
@@ -212,7 +269,10 @@ fn observe(message: &[u8], state: &mut Pings, now: Instant, wall: SystemTime) ->
                 state.fired = false;
                 state.triggered = false;
             }
-            b"READY=1" if state.last.is_none() => state.last = Some((now, wall)),
+            b"READY=1" if state.last.is_none() => {
+                state.cover_until = None;
+                state.last = Some((now, wall));
+            }
             b"WATCHDOG=trigger" => state.triggered = true,
             _ => {}
         }
@@ -237,10 +297,7 @@ fn observe(message: &[u8], state: &mut Pings, now: Instant, wall: SystemTime) ->
 /// The proxy thread: every datagram on `ours` goes on to `target`.
 fn forward(ours: &UnixDatagram, out: &UnixDatagram, target: &OsStr, pings: &Mutex<Pings>) {
     let target = target.as_bytes();
-    let to = match target.strip_prefix(b"@") {
-        Some(name) => Address::Abstract(name),
-        None => Address::Path(std::path::Path::new(OsStr::from_bytes(target))),
-    };
+    let to = address(target);
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     let mut warned = false;
     loop {
@@ -282,7 +339,14 @@ mod tests {
     use super::*;
 
     fn pings(interval: u64) -> Pings {
-        Pings { interval: Some(Duration::from_secs(interval)), last: None, pings: 0, triggered: false, fired: false }
+        Pings {
+            interval: Some(Duration::from_secs(interval)),
+            last: None,
+            pings: 0,
+            triggered: false,
+            fired: false,
+            cover_until: None,
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {

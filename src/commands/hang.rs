@@ -65,6 +65,9 @@ pub struct Context<'a> {
     pub delivery: &'a Arc<Delivery>,
     pub ring: &'a Arc<Mutex<Ring>>,
     pub session: LiveSession,
+    /// The count of the run's live problems (`--events-from-logs`, panics it
+    /// survived), which hangs add to: the session's errors are both.
+    pub errors: Option<Arc<AtomicU64>>,
     pub proxy: Option<&'a Proxy>,
     /// The child is traced: a snapshot can be taken.
     pub traced: bool,
@@ -96,7 +99,7 @@ pub struct Hangs {
 /// What the hangs of a run came to, for its end.
 #[derive(Debug, Default)]
 pub struct Summary {
-    /// Hangs caught (each one event): the run's session's errors.
+    /// Hangs caught (each one event).
     pub hangs: u64,
     /// crashwatch ended the child for a hang.
     pub ended_it: bool,
@@ -138,6 +141,7 @@ impl Hangs {
             delivery: Arc::clone(ctx.delivery),
             ring: Arc::clone(ctx.ring),
             session: Arc::clone(&ctx.session),
+            errors: ctx.errors.clone(),
             origin: origin(config),
             traced: ctx.traced,
             limits: config.symbolicate,
@@ -203,6 +207,7 @@ struct Worker {
     delivery: Arc<Delivery>,
     ring: Arc<Mutex<Ring>>,
     session: LiveSession,
+    errors: Option<Arc<AtomicU64>>,
     origin: Origin,
     traced: bool,
     limits: crate::config::HelperLimits,
@@ -275,6 +280,7 @@ impl Worker {
         };
         let (id, event, signature) = hang_event(&self.origin, hang, self.pid, snapshot.as_deref(), stacks, &crumbs);
         let count = self.state.hangs.fetch_add(1, Ordering::SeqCst) + 1;
+        let count = self.errors.as_ref().map_or(count, |errors| errors.fetch_add(1, Ordering::SeqCst) + 1);
         *self.state.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((id, hang.headline()));
         let update = health::errored_update(&self.session, count);
         let problem = Problem { signature, id: event["event_id"].as_str().unwrap_or_default().into(), event };

@@ -259,6 +259,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                     delivery,
                     ring: &ring,
                     session: health.live_session(),
+                    errors: live.as_ref().map(|live| Arc::clone(&live.errors)),
                     proxy: shared.proxy,
                     traced,
                 };
@@ -329,7 +330,8 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     };
     // Every problem the child printed before its end is counted (and
     // queued) before its session's end is decided.
-    let live_errors = live.map_or(0, |live| live.finish(DRAIN_LIMIT, ended.failed)) + hang.hangs;
+    // Hangs are counted with the live problems when both are watched.
+    let live_errors = live.map_or(hang.hangs, |live| live.finish(DRAIN_LIMIT, ended.failed));
     let mut ending = None;
     if ended.failed {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();

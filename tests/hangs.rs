@@ -300,3 +300,29 @@ async fn restarting_a_server_the_watchdog_caught_keeps_systemd_fed_until_it_is_r
     let err = stop(child).await;
     assert!(err.contains("ending the hung program"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_restart_never_systemds_sigabrt_is_a_crash_linked_to_the_hang() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let port = unused_port().port().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let server = fixture("hang_server");
+    let flags = ["--health-url", &url, "--health-interval", "200ms", "--health-timeout", "300ms"];
+    let child = run_cmd(spool.path(), &relay.dsn(), &flags, &[server.to_str().unwrap(), "0", &port]).spawn().unwrap();
+    let _guard = guard(&child);
+    let hang = hang_events(&relay, 1).await.remove(0);
+    // What systemd's watchdog does to its main process: SIGABRT, which
+    // crashwatch forwards to the hung server.
+    send_signal(&child, Signal::SIGABRT);
+    let out = tokio::task::spawn_blocking(move || wait_output(child, LIMIT)).await.unwrap();
+    assert_eq!(out.status.code(), Some(134), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = hang_events(&relay, 2).await;
+    let crash = &events[1];
+    assert_eq!(crash["level"], "fatal", "{crash:#}");
+    assert_eq!(crash["exception"]["values"][0]["mechanism"]["meta"]["signal"]["name"], "SIGABRT", "{crash:#}");
+    let notes = crash["contexts"]["crashwatch"]["notes"].to_string();
+    assert!(notes.contains(hang["event_id"].as_str().unwrap()), "{notes}");
+    // Still the blocked frame: the crash's own dump.
+    assert!(functions(&crash["exception"]["values"][0]["stacktrace"]).iter().any(|f| f == "hang_here"), "{crash:#}");
+}

@@ -13,7 +13,9 @@ pub struct HangArgs {
     /// every --health-interval; a 2xx or 3xx answer within --health-timeout
     /// is healthy. After --health-failures failures in a row the program is
     /// hung: crashwatch dumps its stacks (it runs on), sends a `hang` event,
-    /// and with --restart on-hang (or on-failure, always) ends and restarts it
+    /// and with --restart on-hang (or on-failure, always) ends and restarts
+    /// it. (Under systemd with WatchdogSec=, crashwatch also watches the
+    /// program's WATCHDOG=1 pings, with no option: see the README, Hangs)
     #[arg(long, value_name = "URL", env = "CRASHWATCH_HEALTH_URL")]
     pub health_url: Option<String>,
 

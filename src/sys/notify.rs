@@ -64,3 +64,32 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, to: &Address<'_>, data: &[u8], fds: &
         .map(drop)
         .map_err(io::Error::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+
+    #[test]
+    fn a_descriptor_passes_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        let sender = UnixDatagram::unbound().unwrap();
+        let (mut read, write) = std::io::pipe().unwrap();
+        send_with_fds(sender.as_fd(), &Address::Path(&path), b"FDSTORE=1", &[OwnedFd::from(write)]).unwrap();
+        let mut buf = [0u8; 64];
+        let got = recv_with_fds(receiver.as_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..got.len], got.fds.len(), got.truncated), (&b"FDSTORE=1"[..], 1, false));
+        // The descriptor received is the pipe's write end.
+        let mut passed = std::fs::File::from(got.fds.into_iter().next().unwrap());
+        passed.write_all(b"x").unwrap();
+        drop(passed);
+        let mut text = String::new();
+        read.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "x");
+    }
+}

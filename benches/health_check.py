@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The cost of --health-url: crashwatch's own CPU time (utime + stime from
-/proc/PID/stat, the child's not included) over a run of SECONDS, without a
+"""The cost of --health-url: crashwatch's own CPU time (the sum of its
+threads' run time in /proc/PID/task/*/schedstat, nanoseconds; the child's
+not included) over a run of SECONDS, without a
 health check and with one every 10 s (the default) and every 1 s, against
 testdata/hang_server.c answering every request.
 
@@ -21,8 +22,13 @@ def free_port():
 
 
 def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def run(server, seconds, interval):
@@ -53,8 +59,8 @@ def main():
             results[interval].append(run(server, args.seconds, interval))
     for interval, cpus in results.items():
         name = "no --health-url" if interval is None else f"--health-interval {interval}"
-        print(f"{name:28} median {statistics.median(cpus) * 1000:7.1f} ms CPU in {args.seconds:.0f} s; "
-              f"runs {' '.join(f'{c * 1000:.0f}' for c in cpus)} ms")
+        print(f"{name:28} median {statistics.median(cpus) * 1000:7.2f} ms CPU in {args.seconds:.0f} s; "
+              f"runs {' '.join(f'{c * 1000:.1f}' for c in cpus)} ms")
 
 
 if __name__ == "__main__":

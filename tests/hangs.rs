@@ -323,6 +323,7 @@ async fn with_restart_never_systemds_sigabrt_is_a_crash_linked_to_the_hang() {
     assert_eq!(crash["exception"]["values"][0]["mechanism"]["meta"]["signal"]["name"], "SIGABRT", "{crash:#}");
     let notes = crash["contexts"]["crashwatch"]["notes"].to_string();
     assert!(notes.contains(hang["event_id"].as_str().unwrap()), "{notes}");
+    assert_eq!(crash["tags"]["hang.event_id"], hang["event_id"], "{crash:#}");
     // Still the blocked frame: the crash's own dump.
     assert!(functions(&crash["exception"]["values"][0]["stacktrace"]).iter().any(|f| f == "hang_here"), "{crash:#}");
 }

@@ -362,6 +362,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         report.memory = memory;
         if let Some(note) = hang.note() {
             report.notes.push(note);
+            report.hang_event = hang.last.as_ref().map(|(id, _)| id.clone());
             // Ended by crashwatch for its hang, already reported: not a crash.
             let ours = matches!(finished.status, ChildStatus::Signaled { signal: libc::SIGTERM | libc::SIGKILL, .. });
             if hang.ended_it && ours && own_crash.is_none() {

@@ -492,6 +492,9 @@ fn tags(report: &CrashReport) -> Value {
     if let ChildStatus::Signaled { signal, .. } = report.status {
         tags["signal"] = json!(signals::name(signal));
     }
+    if let Some(id) = &report.hang_event {
+        tags["hang.event_id"] = json!(id);
+    }
     tags
 }
 

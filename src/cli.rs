@@ -9,8 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::restart::Policy;
 
+mod hang;
 mod values;
 
+pub use hang::HangArgs;
 use values::parse_level;
 pub use values::{LogLevel, Share, parse_bytes, parse_duration, parse_minutes, parse_percent, parse_share};
 
@@ -217,8 +219,9 @@ pub struct RunArgs {
 
     /// Run PROGRAM again when it ends: `never` (systemd and orchestrators
     /// restart services themselves), `on-failure` (after a crash, an OOM
-    /// kill or a non-zero exit) or `always` (after any end but an orderly
-    /// stop)
+    /// kill, a non-zero exit or a hang), `on-hang` (only after a hang, which
+    /// crashwatch ends: SIGTERM, then SIGKILL 10 s later) or `always` (after
+    /// any end but an orderly stop)
     #[arg(long, value_name = "POLICY", env = "CRASHWATCH_RESTART", default_value = "never",
           value_parser = Policy::parse)]
     pub restart: Policy,
@@ -286,6 +289,9 @@ pub struct RunArgs {
     /// never slows the program (a full queue drops lines, counted)
     #[arg(long, value_name = "LEVEL", env = "CRASHWATCH_FORWARD_LOGS", value_parser = parse_level)]
     pub forward_logs: Option<crate::cli::LogLevel>,
+
+    #[command(flatten)]
+    pub hang: HangArgs,
 
     /// Release recorded in reports; with a DSN, each run of PROGRAM is
     /// also a Release Health session of this release

@@ -13,6 +13,7 @@
 //!    memory       cgroup, usage samples, OOM verdict, --oom-snapshot trigger
 //!    logs         pumps, pass-through, the ring of last lines, the tap
 //!    live         problems the program survives, found in its output
+//!    hang         a program that runs but does not work: health URL, watchdog
 //!    report       CrashReport: the seam, stored as JSON in the spool
 //!    story        the runtime's own crash story, parsed from the log tail
 //!    symbolicate  minidump → frames (run in a helper process)
@@ -33,6 +34,7 @@ pub mod commands;
 pub mod config;
 pub mod errors;
 pub mod exit;
+pub mod hang;
 pub mod live;
 pub mod logs;
 pub mod memory;

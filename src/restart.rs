@@ -14,7 +14,10 @@
 //! - after `max_restarts` restarts without a healthy run in between,
 //!   crashwatch gives up and exits with the child's last status;
 //! - an orderly stop (a SIGTERM forwarded from systemd, docker, Ctrl-C) is
-//!   never restarted, and one that arrives during the delay ends the wait.
+//!   never restarted, and one that arrives during the delay ends the wait;
+//! - a hang (`--health-url`, the systemd watchdog; see `crate::hang`) is a
+//!   failure: `on-hang` restarts only a run crashwatch ended for a hang,
+//!   `on-failure` and `always` restart it as they restart a crash.
 //!
 //! The policy is pure ([`Backoff`]); the waiting is behind [`Wait`], so the
 //! whole loop runs in tests on a fake clock without sleeping.
@@ -32,15 +35,25 @@ pub enum Policy {
     OnFailure,
     /// Again after any end but an orderly stop.
     Always,
+    /// Again only after crashwatch ended a hung run (a crash is not
+    /// restarted: systemd or the orchestrator decides about those).
+    OnHang,
 }
 
 impl Policy {
+    /// Whether crashwatch ends a hung child (to restart it); with `never`
+    /// it is left as it is, for systemd's watchdog or the orchestrator.
+    pub fn ends_hangs(self) -> bool {
+        self != Policy::Never
+    }
+
     pub fn parse(s: &str) -> Result<Policy, String> {
         match s {
             "never" | "no" => Ok(Policy::Never),
             "on-failure" => Ok(Policy::OnFailure),
             "always" => Ok(Policy::Always),
-            other => Err(format!("'{other}' is not a restart policy: use never, on-failure or always")),
+            "on-hang" => Ok(Policy::OnHang),
+            other => Err(format!("'{other}' is not a restart policy: use never, on-failure, on-hang or always")),
         }
     }
 }
@@ -80,6 +93,8 @@ pub struct Ended {
     pub stop_requested: bool,
     /// How long it ran.
     pub ran_for: Duration,
+    /// crashwatch ended it because it hung (a failure too).
+    pub hung: bool,
 }
 
 /// What to do after a run.
@@ -122,8 +137,9 @@ impl Backoff {
         }
         let wanted = match self.restart.policy {
             Policy::Never => false,
-            Policy::OnFailure => ended.failed,
+            Policy::OnFailure => ended.failed || ended.hung,
             Policy::Always => true,
+            Policy::OnHang => ended.hung,
         };
         if !wanted {
             return Next::Stop(Why::Policy);
@@ -243,7 +259,7 @@ mod tests {
     }
 
     fn failed(ran_for: Duration) -> Ended {
-        Ended { failed: true, stop_requested: false, ran_for }
+        Ended { failed: true, stop_requested: false, ran_for, hung: false }
     }
 
     fn policy(policy: Policy) -> Restart {
@@ -269,8 +285,8 @@ mod tests {
 
     #[test]
     fn policies_choose_which_ends_restart() {
-        let clean = Ended { failed: false, stop_requested: false, ran_for: secs(1) };
-        let stopped = Ended { failed: true, stop_requested: true, ran_for: secs(1) };
+        let clean = Ended { failed: false, stop_requested: false, ran_for: secs(1), hung: false };
+        let stopped = Ended { failed: true, stop_requested: true, ran_for: secs(1), hung: false };
         assert_eq!(Backoff::new(policy(Policy::Never)).next(failed(secs(1))), Next::Stop(Why::Policy));
         assert_eq!(Backoff::new(policy(Policy::OnFailure)).next(clean), Next::Stop(Why::Policy));
         assert!(matches!(Backoff::new(policy(Policy::OnFailure)).next(failed(secs(1))), Next::RestartAfter { .. }));
@@ -278,6 +294,17 @@ mod tests {
         for p in [Policy::OnFailure, Policy::Always] {
             assert_eq!(Backoff::new(policy(p)).next(stopped), Next::Stop(Why::StopRequested));
         }
+    }
+
+    #[test]
+    fn a_hang_is_a_failure_and_on_hang_restarts_only_hangs() {
+        let hung = Ended { failed: false, stop_requested: false, ran_for: secs(1), hung: true };
+        for p in [Policy::OnHang, Policy::OnFailure, Policy::Always] {
+            assert!(matches!(Backoff::new(policy(p)).next(hung), Next::RestartAfter { .. }), "{p:?}");
+        }
+        assert_eq!(Backoff::new(policy(Policy::OnHang)).next(failed(secs(1))), Next::Stop(Why::Policy));
+        assert_eq!(Backoff::new(policy(Policy::Never)).next(hung), Next::Stop(Why::Policy));
+        assert!(!Policy::Never.ends_hangs() && Policy::OnHang.ends_hangs() && Policy::OnFailure.ends_hangs());
     }
 
     #[test]

@@ -38,7 +38,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Options name the types of what they configure (the ring, the restart
     // policy, the spool, how minidumps are sent, the cron monitor).
     // ... and the level of --events-from-logs.
-    ("config", &["cli", "logs", "restart", "spool", "sentry", "live"]),
+    ("hang", &["cli", "errors", "sys"]),
+    ("config", &["cli", "logs", "restart", "spool", "sentry", "live", "hang"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -8,6 +8,7 @@ mod doctor_spool;
 pub mod dump;
 pub mod filing;
 pub mod generate;
+pub mod hang;
 pub mod health;
 pub mod list;
 pub mod live;

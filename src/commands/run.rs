@@ -20,11 +20,13 @@ use crate::cli::RunArgs;
 use crate::commands::Failure;
 use crate::commands::delivery::{self, Delivery};
 use crate::commands::filing::{self, Filer};
+use crate::commands::hang::{self, Hangs};
 use crate::commands::health::Health;
 use crate::commands::oom_snapshot::OomSnapshot;
 use crate::config::RunConfig;
 use crate::errors::Chain;
 use crate::exit;
+use crate::hang::watchdog::Proxy;
 use crate::logs::{self, Pumps, Ring};
 use crate::memory::cgroup::MemoryCgroup;
 use crate::memory::oom::OomWatch;
@@ -108,8 +110,16 @@ pub fn run(args: RunArgs, spool_dir: Option<PathBuf>) -> Result<i32, Failure> {
             (Box::new(StopSignals::new(rx)), Some(listening))
         }
     };
+    // Under systemd, the child's notifications pass through crashwatch, the
+    // unit's main process (see crate::hang::watchdog).
+    let proxy = config.systemd.as_ref().and_then(|systemd| {
+        Proxy::start(systemd)
+            .inspect_err(|e| tracing::warn!("failed to proxy NOTIFY_SOCKET ({e}); the child talks to systemd directly"))
+            .ok()
+    });
     let shared = Shared {
         config: &config,
+        proxy: proxy.as_ref(),
         filer: &filer,
         delivery: &delivery,
         reap_orphans,
@@ -158,6 +168,8 @@ struct Shared<'a> {
     metrics: &'a Arc<Metrics>,
     /// Release Health sessions and cron check-ins.
     health: &'a Health,
+    /// The NOTIFY_SOCKET proxy, under systemd.
+    proxy: Option<&'a Proxy>,
 }
 
 /// `--restart never`: there is no wait, since there is no restart.
@@ -174,7 +186,12 @@ impl Wait for NoRestart {
 fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> {
     let Shared { config, delivery, reap_orphans, metrics, .. } = *shared;
     let filer = shared.filer;
-    let prepared = Prepared::new(&config.command, &config.env).map_err(|e| Failure::new(e.exit_code(), e))?;
+    let env = shared.proxy.map(|proxy| {
+        proxy.new_run();
+        proxy.child_env(&config.env)
+    });
+    let prepared = Prepared::new(&config.command, env.as_deref().unwrap_or(&config.env))
+        .map_err(|e| Failure::new(e.exit_code(), e))?;
     // Memory: the child's cgroup (a new one under --memory-limit), the
     // witnesses of an OOM kill, and a sampler while it runs.
     let limited = match config.memory_limit {
@@ -206,6 +223,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         .map_err(cannot_supervise)?;
     let exe = prepared.path.clone();
     // Without a spool there is nowhere to keep a minidump.
+    let traced = filer.scratch_path().is_some() && config.ptrace;
     let trace = filer.scratch_path().filter(|_| config.ptrace).map(|scratch_dir| TraceOptions {
         follow_forks: config.follow_forks,
         scratch_dir,
@@ -227,6 +245,7 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
     // The child's life, every input in the order it came.
     let mut sampler = None;
     let mut own_crash = None;
+    let mut hangs = None;
     // Reports of descendants' crashes being filed; joined before the run
     // ends, so none is lost.
     let mut filings = Vec::new();
@@ -235,6 +254,16 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
             Event::Started { pid } => {
                 metrics.child_started(number > 0);
                 health.started(delivery);
+                let ctx = hang::Context {
+                    config,
+                    delivery,
+                    ring: &ring,
+                    session: health.live_session(),
+                    errors: live.as_ref().map(|live| Arc::clone(&live.errors)),
+                    proxy: shared.proxy,
+                    traced,
+                };
+                hangs = Hangs::start(&ctx, pid, SystemTime::now());
                 let trigger = oom_snapshot.as_ref().map(|s| s.trigger(pid));
                 match Sampler::start(pid, child_cgroup.clone(), limited.is_some(), MEMORY_INTERVAL, trigger) {
                     Ok(started) => sampler = Some(started),
@@ -256,19 +285,24 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
                     filings.extend(file_descendant_crash(shared, capture, &tail));
                 }
             }
-            Event::Snapshot(snapshot) => {
-                // A memory.high held at the point for it is given back.
-                if let Some(sampler) = &sampler {
-                    sampler.snapshot_taken();
+            Event::Snapshot(snapshot) => match (&hangs, &oom_snapshot) {
+                (Some(hangs), _) if hangs.wants_snapshot() => hangs.deliver(snapshot),
+                (_, armed) => {
+                    // A memory.high held at the point for it is given back.
+                    if let Some(sampler) = &sampler {
+                        sampler.snapshot_taken();
+                    }
+                    match armed {
+                        Some(armed) => armed.keep(snapshot),
+                        None => capture::discard_snapshot(&snapshot),
+                    }
                 }
-                match &oom_snapshot {
-                    Some(armed) => armed.keep(snapshot),
-                    None => capture::discard_snapshot(&snapshot),
-                }
-            }
+            },
             Event::Ended(end) => break end,
         }
     };
+    // A hang being reported is queued before the run's session ends.
+    let hang = hangs.map(Hangs::finish).unwrap_or_default();
     // Everything the cgroup knows is read before it is removed.
     let mut memory = sampler.map(Sampler::finish);
     // The kernel's count is exact where the samples may have missed the
@@ -300,10 +334,12 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         failed: finished.status.is_abnormal() || own_crash.is_some(),
         stop_requested: finished.stop_requested.is_some_and(|s| signals::END_RESTARTS.contains(&s)),
         ran_for: finished.ran_for,
+        hung: hang.ended_it,
     };
     // Every problem the child printed before its end is counted (and
     // queued) before its session's end is decided.
-    let live_errors = live.map_or(0, |live| live.finish(DRAIN_LIMIT, ended.failed));
+    // Hangs are counted with the live problems when both are watched.
+    let live_errors = live.map_or(hang.hangs, |live| live.finish(DRAIN_LIMIT, ended.failed));
     let mut ending = None;
     if ended.failed {
         let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -332,6 +368,15 @@ fn run_child(shared: &Shared<'_>, number: u32) -> Result<(i32, Ended), Failure> 
         report.oom_victims = oom.others;
         report.notes.extend(oom.notes);
         report.memory = memory;
+        if let Some(note) = hang.note() {
+            report.notes.push(note);
+            report.hang_event = hang.last.as_ref().map(|(id, _)| id.clone());
+            // Ended by crashwatch for its hang, already reported: not a crash.
+            let ours = matches!(finished.status, ChildStatus::Signaled { signal: libc::SIGTERM | libc::SIGKILL, .. });
+            if hang.ended_it && ours && own_crash.is_none() {
+                report.kind = Kind::Stopped;
+            }
+        }
         metrics.crashed(report.kind, SystemTime::now());
         // A memory snapshot belongs in the report of an OOM kill only.
         let snapshot = snapshot.take_if(|_| report.kind == Kind::Oom);

@@ -64,6 +64,10 @@ pub struct RunConfig {
     pub monitor: Option<Monitor>,
     /// The child's environment.
     pub env: Vec<(OsString, OsString)>,
+    /// `--health-url` and its settings.
+    pub hang: crate::hang::Settings,
+    /// `NOTIFY_SOCKET` and the watchdog, when systemd started crashwatch.
+    pub systemd: Option<crate::hang::watchdog::Systemd>,
     pub restart: Restart,
     /// Repeats of a crash within this long of the first are counted, not sent.
     pub group_window: Duration,
@@ -108,6 +112,8 @@ pub enum ConfigError {
     MetricsAddr(String),
     #[error("--oom-snapshot writes a minidump, which --minidump off forbids; use --minidump local to keep it unsent")]
     SnapshotWithoutMinidumps,
+    #[error("{0}")]
+    Hang(String),
     #[error("--monitor: {0}")]
     MonitorSlug(String),
     #[error("--monitor-schedule: {0}")]
@@ -143,6 +149,7 @@ impl RunConfig {
             return Err(ConfigError::SnapshotWithoutMinidumps);
         }
         let monitor = monitor(&args)?;
+        let hang = crate::hang::Settings::new(&args.hang).map_err(ConfigError::Hang)?;
         let max_bytes = usize::try_from(args.log_bytes).unwrap_or(usize::MAX);
         Ok(RunConfig {
             command: args.command,
@@ -179,6 +186,8 @@ impl RunConfig {
             max_sessions_per_hour: args.max_sessions_per_hour,
             monitor,
             env: child_env(std::env::vars_os(), args.rust_backtrace),
+            hang,
+            systemd: crate::hang::watchdog::Systemd::from_env(&std::env::vars_os().collect::<Vec<_>>()),
             restart: Restart {
                 policy: args.restart,
                 initial_delay: args.restart_delay,

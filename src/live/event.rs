@@ -87,7 +87,12 @@ pub fn log_event(
     (id, event)
 }
 
-fn base(origin: &Origin, at: SystemTime, level: &str, crumbs: &[(SystemTime, Stream, String)]) -> (String, Value) {
+pub(crate) fn base(
+    origin: &Origin,
+    at: SystemTime,
+    level: &str,
+    crumbs: &[(SystemTime, Stream, String)],
+) -> (String, Value) {
     let id = EventId::new_v4().to_string();
     let rfc3339 = |t: SystemTime| {
         time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()

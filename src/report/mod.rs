@@ -121,6 +121,10 @@ pub struct CrashReport {
     /// newest report of each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The `hang` event of the run, when the program had hung before this
+    /// end (a watchdog's SIGABRT, crashwatch's own stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang_event: Option<String>,
 }
 
 /// A file kept with a report and sent with it, scrubbed like the log tail.
@@ -520,6 +524,7 @@ impl CrashReport {
             attachments: Vec::new(),
             notes: Vec::new(),
             signature: None,
+            hang_event: None,
         }
     }
 

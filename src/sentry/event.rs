@@ -283,7 +283,7 @@ pub fn story_stacktrace(story: &story::Crash) -> Value {
 }
 
 /// The crashed thread's symbolicated frames as a Sentry stacktrace.
-fn crashed_thread_frames(stacks: &Symbolicated) -> Option<Value> {
+pub(crate) fn crashed_thread_frames(stacks: &Symbolicated) -> Option<Value> {
     let thread = stacks.threads.get(stacks.crashing_thread?)?;
     Some(stacktrace(thread, stacks))
 }
@@ -330,7 +330,7 @@ pub(crate) fn is_in_app(code_file: &str) -> bool {
     !SYSTEM.iter().any(|prefix| code_file.starts_with(prefix) || code_file.contains("linux-vdso"))
 }
 
-fn threads(stacks: &Symbolicated) -> Vec<Value> {
+pub(crate) fn threads(stacks: &Symbolicated) -> Vec<Value> {
     stacks
         .threads
         .iter()
@@ -360,7 +360,7 @@ fn load_address(module: &symbolicate::Module) -> u64 {
 /// One image per loaded file: the dump's records of a file mapped in
 /// pieces are joined into one range from its load address, so that no two
 /// images overlap.
-fn images(stacks: &Symbolicated) -> Vec<Value> {
+pub(crate) fn images(stacks: &Symbolicated) -> Vec<Value> {
     let mut images: Vec<(u64, u64, &symbolicate::Module)> = Vec::new();
     for m in &stacks.modules {
         let (start, end) = (load_address(m), m.base.saturating_add(m.size));
@@ -492,6 +492,9 @@ fn tags(report: &CrashReport) -> Value {
     });
     if let ChildStatus::Signaled { signal, .. } = report.status {
         tags["signal"] = json!(signals::name(signal));
+    }
+    if let Some(id) = &report.hang_event {
+        tags["hang.event_id"] = json!(id);
     }
     tags
 }

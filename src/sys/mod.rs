@@ -5,7 +5,8 @@
 //! crashwatch's own signal mask and dispositions, and the ones it inherited,
 //! in [`signals`]; the read-only file mappings symbolication reads debug
 //! information from in [`mapped`]; an eventfd and `poll` to wait on the
-//! kernel's memory notifications in [`wakeup`].
+//! kernel's memory notifications in [`wakeup`]; datagrams with descriptors
+//! for the systemd notify proxy in [`notify`].
 //!
 //! This module and its children are the only code allowed `unsafe`. Everything
 //! between `fork` and `execve` runs in a child forked from a multithreaded
@@ -16,6 +17,7 @@
 
 pub mod arch;
 pub mod mapped;
+pub mod notify;
 pub mod ptrace;
 pub mod signals;
 pub mod wakeup;

@@ -1,10 +1,12 @@
-//! Step 7 of the crash path (and the heart of a snapshot): minidump-writer
-//! on the stopped, untraced process.
+//! Step 4 of the crash path (and the heart of a snapshot): minidump-writer
+//! on a process whose every task we hold in a ptrace-stop. It must run on
+//! the tracer thread: the kernel answers the register reads of a tracee
+//! only from the thread that traces it.
 
 use std::fs::OpenOptions;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use minidump_writer::CrashContextExt;
 use minidump_writer::crash_context::CrashContext;
@@ -24,18 +26,17 @@ pub(super) struct DumpTarget<'a> {
     /// The id minidump-writer addresses the process by (see the caller).
     pub dump_pid: i32,
     pub scratch_dir: &'a Path,
-    pub stop_timeout: Duration,
 }
 
 impl<'a> DumpTarget<'a> {
     /// The dump of thread `tid` of the stopped process `tgid`. A zombie
-    /// leader (main thread called pthread_exit) has no mm and is not 'T',
-    /// which breaks minidump-writer's /proc/PID reads and its stop check:
-    /// such a process is addressed through the live thread `tid`.
-    pub fn new(kind: &'static str, tgid: i32, tid: i32, scratch_dir: &'a Path, stop_timeout: Duration) -> Self {
+    /// leader (main thread called pthread_exit) has no mm, which breaks
+    /// minidump-writer's /proc/PID reads: such a process is addressed
+    /// through the live thread `tid`.
+    pub fn new(kind: &'static str, tgid: i32, tid: i32, scratch_dir: &'a Path) -> Self {
         let leader_dead = procfs::task_state(tgid, tgid).is_ok_and(|s| s.is_dead());
         let dump_pid = if leader_dead { tid } else { tgid };
-        DumpTarget { kind, tgid, tid, dump_pid, scratch_dir, stop_timeout }
+        DumpTarget { kind, tgid, tid, dump_pid, scratch_dir }
     }
 }
 
@@ -43,7 +44,7 @@ impl<'a> DumpTarget<'a> {
 /// context, the dump's exception is the crash; without, it says
 /// `DUMP_REQUESTED` and T's registers are read from the live thread.
 pub(super) fn write_dump(target: &DumpTarget<'_>, ctx: Option<CrashContext>) -> Result<DumpFile, CaptureError> {
-    let DumpTarget { kind, tgid, tid, dump_pid, scratch_dir, stop_timeout } = *target;
+    let DumpTarget { kind, tgid, tid, dump_pid, scratch_dir } = *target;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let path = scratch_dir.join(format!("{kind}-{tgid}-{tid}-{nanos}.dmp"));
     // Written under a name of its own and renamed when complete, so that a
@@ -61,8 +62,10 @@ pub(super) fn write_dump(target: &DumpTarget<'_>, ctx: Option<CrashContext>) -> 
     if let Some(ctx) = ctx {
         config.set_crash_context(CrashContextExt { inner: ctx });
     }
-    // The process is already stopped; this only bounds its own wait.
-    config.stop_timeout(stop_timeout);
+    // Every thread is in a ptrace-stop of ours (a thread that is not, a
+    // laggard or a zombie leader, is left out of the dump): no SIGSTOP, no
+    // attach, no SIGCONT.
+    config.threads_stopped_by_caller();
     if let Ok(auxv) = procfs::auxv(tid) {
         // Read through the live thread: with a zombie leader /proc/TGID/auxv
         // is empty.
@@ -70,8 +73,8 @@ pub(super) fn write_dump(target: &DumpTarget<'_>, ctx: Option<CrashContext>) -> 
     }
 
     // minidump-writer has unwrap()s on data read from the target; a panic
-    // must cost this dump, not the supervisor. Its own Drop still detaches
-    // and sends SIGCONT while unwinding.
+    // must cost this dump, not the supervisor. The caller's Hold resumes
+    // the threads whatever happens here.
     let written = panic::catch_unwind(AssertUnwindSafe(|| {
         // The in-memory copy it returns is not needed: the file has it all.
         config.write(&mut file).map(drop).map_err(Box::new)

@@ -76,6 +76,7 @@ pub struct MinidumpWriterConfig {
     stop_timeout: Duration,
     direct_auxv_dump_info: Option<DirectAuxvDumpInfo>,
     process_inspector: ProcessInspector,
+    threads_stopped_by_caller: bool,
 }
 
 #[derive(Debug)]
@@ -99,6 +100,11 @@ pub struct MinidumpWriter {
     pub app_memory: AppMemoryList,
     pub memory_blocks: Vec<MDMemoryDescriptor>,
     pub process_inspector: ProcessInspector,
+    /// CRASHWATCH: see [`MinidumpWriterConfig::threads_stopped_by_caller`].
+    pub threads_stopped_by_caller: bool,
+    /// CRASHWATCH: `(ppid, tgid)` of the process, read once when the
+    /// threads are stopped by the caller (they are the same for every thread).
+    process_ids: Option<(Pid, Pid)>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +139,23 @@ impl MinidumpWriterConfig {
             stop_timeout: STOP_TIMEOUT,
             direct_auxv_dump_info: Default::default(),
             process_inspector: ProcessInspector::local(process_id),
+            threads_stopped_by_caller: false,
         }
+    }
+
+    /// CRASHWATCH: the caller is the ptrace tracer of the threads to dump and
+    /// holds them in ptrace-stops, and calls [`Self::write`] from its tracer
+    /// thread (the kernel only answers ptrace requests from that thread).
+    ///
+    /// The process is then neither sent `SIGSTOP` nor `SIGCONT`, and no
+    /// thread is attached or detached: registers are read with
+    /// `PTRACE_GETREGSET` from the caller's stops. A thread whose registers
+    /// cannot be read (not stopped by the caller, a zombie, gone) is left
+    /// out of the dump, as a thread that cannot be attached is otherwise.
+    /// Resuming the threads is the caller's business, after `write`.
+    pub fn threads_stopped_by_caller(&mut self) -> &mut Self {
+        self.threads_stopped_by_caller = true;
+        self
     }
 
     pub fn set_minidump_size_limit(&mut self, limit: u64) -> &mut Self {
@@ -240,6 +262,8 @@ impl MinidumpWriterConfig {
             app_memory: self.app_memory,
             memory_blocks: self.memory_blocks,
             process_inspector: self.process_inspector,
+            threads_stopped_by_caller: self.threads_stopped_by_caller,
+            process_ids: None,
         }
     }
 }
@@ -252,7 +276,10 @@ impl MinidumpWriter {
         }
 
         // Stopping the process is best-effort.
-        if let Err(e) = self.stop_process(self.stop_timeout) {
+        // CRASHWATCH: not when the caller holds every thread stopped already.
+        if !self.threads_stopped_by_caller
+            && let Err(e) = self.stop_process(self.stop_timeout)
+        {
             soft_errors.push(InitError::StopProcessFailed(e));
         }
 
@@ -555,6 +582,28 @@ impl MinidumpWriter {
         Ok(())
     }
 
+    /// CRASHWATCH: `suspend_thread`'s checks for a thread the caller holds
+    /// stopped: its registers must be readable (it is in a ptrace-stop of
+    /// the caller) and, on x86, its stack pointer not NULL (see above).
+    fn usable_stopped_thread(process_inspector: &ProcessInspector, tid: Pid) -> Result<(), WriterError> {
+        let regs = process_inspector
+            .get_gen_regs(tid)
+            .map_err(WriterError::SuspendThreadFailed)?;
+        #[cfg(target_arch = "x86_64")]
+        let skip_thread = regs.rsp == 0;
+        #[cfg(target_arch = "x86")]
+        let skip_thread = regs.esp == 0;
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        let skip_thread = {
+            let _ = regs;
+            false
+        };
+        if skip_thread {
+            return Err(WriterError::DetachSkippedThread(tid));
+        }
+        Ok(())
+    }
+
     /// Resumes a thread by detaching from it.
     fn resume_thread(process_inspector: &ProcessInspector, tid: Pid) -> Result<(), WriterError> {
         process_inspector
@@ -563,6 +612,21 @@ impl MinidumpWriter {
     }
 
     fn suspend_threads(&mut self, mut soft_errors: impl WriteErrorList<WriterError>) {
+        // CRASHWATCH: the caller holds the threads stopped: keep those whose
+        // registers can be read (the same check as below), attach to none.
+        if self.threads_stopped_by_caller {
+            self.process_ids =
+                super::thread_info::get_ppid_and_tgid(&self.process_inspector, self.blamed_thread).ok();
+            let inspector = &self.process_inspector;
+            self.threads.retain(|x| match Self::usable_stopped_thread(inspector, x.tid) {
+                Ok(()) => true,
+                Err(e) => {
+                    soft_errors.push(e);
+                    false
+                }
+            });
+            return;
+        }
         // Iterate over all threads and try to suspend them.
         // If the thread either disappeared before we could attach to it, or if
         // it was part of the seccomp sandbox's trusted code, it is OK to
@@ -740,7 +804,7 @@ impl MinidumpWriter {
             return Err(ThreadInfoError::IndexOutOfBounds(index, self.threads.len()));
         }
 
-        ThreadInfo::create(&self.process_inspector, self.threads[index].tid)
+        ThreadInfo::create(&self.process_inspector, self.threads[index].tid, self.process_ids)
     }
 
     // Returns a valid stack pointer and the mapping that contains the stack.
@@ -958,6 +1022,10 @@ impl MinidumpWriter {
 
 impl Drop for MinidumpWriter {
     fn drop(&mut self) {
+        // CRASHWATCH: the caller resumes the threads it stopped.
+        if self.threads_stopped_by_caller {
+            return;
+        }
         // Always try to resume all threads (e.g. in case of error)
         self.resume_threads(error_graph::strategy::DontCare);
         // Always allow the process to continue.

@@ -34,8 +34,16 @@ impl ThreadInfoAarch64 {
         out.float_regs[..FP_REG_COUNT].copy_from_slice(&self.fpregs.vregs[..FP_REG_COUNT]);
     }
 
-    pub fn create(process_inspector: &ProcessInspector, tid: Pid) -> Result<Self, ThreadInfoError> {
-        let (ppid, tgid) = super::get_ppid_and_tgid(process_inspector, tid)?;
+    /// CRASHWATCH: `ids` is `(ppid, tgid)` when the caller already knows them.
+    pub fn create(
+        process_inspector: &ProcessInspector,
+        tid: Pid,
+        ids: Option<(Pid, Pid)>,
+    ) -> Result<Self, ThreadInfoError> {
+        let (ppid, tgid) = match ids {
+            Some(ids) => ids,
+            None => super::get_ppid_and_tgid(process_inspector, tid)?,
+        };
         let regs = process_inspector
             .get_gen_regs(tid)
             .map_err(ThreadInfoError::PtraceError)?;

@@ -17,8 +17,17 @@ pub struct ThreadInfoX86 {
 }
 
 impl ThreadInfoX86 {
-    pub fn create(process_inspector: &ProcessInspector, tid: Pid) -> Result<Self, ThreadInfoError> {
-        let (ppid, tgid) = super::get_ppid_and_tgid(process_inspector, tid)?;
+    /// CRASHWATCH: `ids` is `(ppid, tgid)` when the caller already knows
+    /// them; `/proc/TID/status` is read only when it does not.
+    pub fn create(
+        process_inspector: &ProcessInspector,
+        tid: Pid,
+        ids: Option<(Pid, Pid)>,
+    ) -> Result<Self, ThreadInfoError> {
+        let (ppid, tgid) = match ids {
+            Some(ids) => ids,
+            None => super::get_ppid_and_tgid(process_inspector, tid)?,
+        };
         let regs = process_inspector
             .get_gen_regs(tid)
             .map_err(ThreadInfoError::PtraceError)?;
@@ -41,6 +50,11 @@ impl ThreadInfoX86 {
 
         let debug_offset = mem::offset_of!(user, u_debugreg);
         for (idx, dreg) in dregs.iter_mut().enumerate() {
+            // CRASHWATCH: DR4 and DR5 are not in the minidump's context (see
+            // fill_cpu_context) and the kernel reads them as 0: not asked for.
+            if idx == 4 || idx == 5 {
+                continue;
+            }
             let chunk = process_inspector
                 .ptrace_peekuser(tid, debug_offset + idx * mem::size_of::<RegType>())
                 .map_err(ThreadInfoError::PtraceError)?;

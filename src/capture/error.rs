@@ -79,6 +79,13 @@ pub enum CaptureError {
         #[source]
         source: Box<WriterError>,
     },
+    #[error("failed to save the minidump of process {pid} to {path}")]
+    SaveDump {
+        pid: i32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("minidump-writer panicked while dumping process {pid} to {path}")]
     WriterPanicked { pid: i32, path: PathBuf },
     #[error("failed to read the mappings of process {pid}")]

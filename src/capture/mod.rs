@@ -13,15 +13,16 @@
 //!   │    until no new task appears (a stop may reveal a signal the
 //!   │    task had dequeued: remember it)
 //!   │ 3. open deleted mappings (pins their inodes)
-//!   │ 4. minidump-writer, on this thread (the tracer): registers of
-//!   │    the stopped tasks by PTRACE_GETREGSET, memory by
-//!   │    process_vm_readv — no SIGSTOP, no detach, no attach
+//!   │ 4. minidump-writer into memory, on this thread (the tracer):
+//!   │    registers of the stopped tasks by PTRACE_GETREGSET, memory
+//!   │    by process_vm_readv — no SIGSTOP, no detach, no attach
 //!   │ 5. CONT(T, S), and every other task with the signal it had
 //!   │    dequeued (0 after an interrupt-stop; LISTEN if it was in a
 //!   │    group-stop): a handled one before T, one whose signal could
 //!   │    end the process before S does only once the group exit has
 //!   │    taken it out of its stop
-//!   ▼ 6. copy the pinned deleted files (process may be dead by now)
+//!   ▼ 6. write the dump file; copy the pinned deleted files (the
+//!        process may be dead by now)
 //!  T takes S with its default action; the tracer loop reaps every
 //!  thread as usual, and the parent sees WIFSIGNALED(S)
 //! ```
@@ -104,7 +105,9 @@ pub struct CrashCapture {
     pub requeued: Vec<RequeuedSignal>,
     /// Problems that did not prevent the capture.
     pub soft_errors: Vec<CaptureError>,
-    /// From the fatal stop being handled to the dump file being written.
+    /// How long the process was held: from the fatal stop being handled to
+    /// the dump taken (in memory) and every task resumed. The dump file is
+    /// written afterwards (`phases.save`).
     pub elapsed: Duration,
     /// Where `elapsed` went.
     pub phases: CapturePhases,
@@ -120,18 +123,20 @@ pub struct Sender {
     pub comm: Option<String>,
 }
 
-/// Durations of the capture's phases (the dump window is the sum of the
-/// first three; `resume` comes after it).
+/// Durations of the capture's phases: the process is held for the first
+/// four (`CrashCapture::elapsed`); `save` comes after.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CapturePhases {
     /// Reading T's state and ptrace-stopping every other thread.
     pub stop_threads: Duration,
     /// Opening the deleted files mapped executable (see `preserve`).
     pub pin: Duration,
-    /// minidump-writer.
+    /// minidump-writer, into memory.
     pub dump: Duration,
-    /// Resuming every task (the process held until then).
+    /// Resuming every task.
     pub resume: Duration,
+    /// Writing the dump file, once the process was let go.
+    pub save: Duration,
 }
 
 /// A minidump written into the scratch directory.
@@ -237,16 +242,20 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
     // 2–4. The dump window.
     let mut hold = Hold::new(tgid, tid, signal, req.masks, req.stop_timeout);
     let mut window = run_window(&req, &mut hold, ctx);
-    let elapsed = req.started.elapsed();
 
     // 5. Every task resumed, T with S.
     let resume_start = Instant::now();
     hold.release();
     window.phases.resume = resume_start.elapsed();
+    let elapsed = req.started.elapsed();
     let mut soft_errors = std::mem::take(&mut hold.soft_errors);
     soft_errors.extend(window.soft_errors);
 
-    // 6. Copy the pinned files; the process may already be gone.
+    // 6. The dump file, and the copies of the pinned files; the process may
+    // already be gone.
+    let save_start = Instant::now();
+    let dump = window.dump.and_then(dump::TakenDump::save);
+    window.phases.save = save_start.elapsed();
     let (preserved, errors) = preserve::copy_all(tgid, window.opened, req.scratch_dir);
     soft_errors.extend(errors);
 
@@ -268,7 +277,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
         },
         thread_name,
         exe,
-        dump: window.dump,
+        dump,
         preserved,
         threads: window.threads,
         requeued: std::mem::take(&mut hold.requeued),
@@ -292,7 +301,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
 struct Window {
     phases: CapturePhases,
     threads: usize,
-    dump: Result<DumpFile, CaptureError>,
+    dump: Result<dump::TakenDump, CaptureError>,
     opened: Vec<preserve::OpenDeleted>,
     soft_errors: Vec<CaptureError>,
 }
@@ -317,7 +326,7 @@ fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> W
     // 4. The dump, from our own stops.
     let dump_start = Instant::now();
     let target = dump::DumpTarget::new("crash", tgid, tid, req.scratch_dir);
-    let dump = dump::write_dump(&target, Some(ctx));
+    let dump = dump::take_dump(&target, Some(ctx));
     phases.dump = dump_start.elapsed();
 
     Window { phases, threads, dump, opened, soft_errors }

@@ -4,10 +4,12 @@
 //! ```text
 //!  T in signal-delivery-stop for the snapshot request (see ptrace::request)
 //!   │ 1. PTRACE_INTERRUPT every other task (as the crash path, step 2)
-//!   │ 2. minidump-writer from our own stops (as the crash path, step 4)
+//!   │ 2. minidump-writer into memory from our own stops (as the crash
+//!   │    path, step 4)
 //!   │ 3. CONT every task: T without its request (dropped); the others
-//!   ▼    with the signal each had dequeued, except crash-class ones
-//!        (resumed with 0 and the signal sent again)
+//!   │    with the signal each had dequeued, except crash-class ones
+//!   │    (resumed with 0 and the signal sent again)
+//!   ▼ 4. write the dump file
 //!  the tracer loop goes on: the process was never untraced
 //! ```
 //!
@@ -92,11 +94,13 @@ pub(crate) fn snapshot(req: SnapshotRequest<'_>) -> SnapshotCapture {
     // 2. No crash context: the dump says DUMP_REQUESTED, and T's registers
     // are read from its stop.
     let target = DumpTarget::new("snapshot", tgid, tid, req.scratch_dir);
-    let dump = dump::write_dump(&target, None);
+    let dump = dump::take_dump(&target, None);
     let taken_at = SystemTime::now();
 
-    // 3. Everyone runs on.
+    // 3. Everyone runs on; then the dump is saved.
     hold.release();
+    let elapsed = req.started.elapsed();
+    let dump = dump.and_then(dump::TakenDump::save);
     let capture = SnapshotCapture {
         pid: tgid,
         tid,
@@ -107,7 +111,7 @@ pub(crate) fn snapshot(req: SnapshotRequest<'_>) -> SnapshotCapture {
         retraced,
         requeued: std::mem::take(&mut hold.requeued),
         soft_errors: std::mem::take(&mut hold.soft_errors),
-        elapsed: req.started.elapsed(),
+        elapsed,
     };
     tracing::debug!(
         pid = tgid,

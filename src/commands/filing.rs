@@ -500,6 +500,7 @@ pub fn announce(capture: &CrashCapture) {
         pin_ms = phases.pin.as_secs_f64() * 1000.0,
         dump_ms = phases.dump.as_secs_f64() * 1000.0,
         resume_ms = phases.resume.as_secs_f64() * 1000.0,
+        save_ms = phases.save.as_secs_f64() * 1000.0,
         "capture phases"
     );
     match &capture.dump {

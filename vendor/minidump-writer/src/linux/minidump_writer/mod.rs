@@ -9,7 +9,7 @@ use {
         maps_reader::{MappingInfo, MappingList, MapsReaderError},
         process_inspection::{self, ProcessInspector, process_reader::CopyFromProcessError},
         serializers::*,
-        thread_info::{ThreadInfo, ThreadInfoError},
+        thread_info::{KnownThread, ThreadInfo, ThreadInfoError},
     },
     crate::{
         dir_section::{DirSection, DumpBuf},
@@ -105,6 +105,9 @@ pub struct MinidumpWriter {
     /// CRASHWATCH: `(ppid, tgid)` of the process, read once when the
     /// threads are stopped by the caller (they are the same for every thread).
     process_ids: Option<(Pid, Pid)>,
+    /// CRASHWATCH: the general registers of `threads`, index for index, read
+    /// when the threads are stopped by the caller.
+    caller_regs: Vec<super::process_inspection::regs::GenRegs>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +156,11 @@ impl MinidumpWriterConfig {
     /// cannot be read (not stopped by the caller, a zombie, gone) is left
     /// out of the dump, as a thread that cannot be attached is otherwise.
     /// Resuming the threads is the caller's business, after `write`.
+    ///
+    /// The caller must also have been the threads' tracer since their
+    /// program was exec'd, and never have set debug registers: the x86 debug
+    /// registers only a tracer can set (DR0–DR3, DR7) are then 0 and are not
+    /// read; DR6 is.
     pub fn threads_stopped_by_caller(&mut self) -> &mut Self {
         self.threads_stopped_by_caller = true;
         self
@@ -223,7 +231,16 @@ impl MinidumpWriterConfig {
         let mut writer = self.build();
         writer.init(soft_errors.subwriter(WriterError::InitErrors))?;
 
-        let mut buffer = Buffer::with_capacity(0);
+        // CRASHWATCH: with threads stopped by the caller, room for the
+        // dump's usual size up front (a few KiB of stack per thread), so that
+        // growing the buffer does not copy it over and over while the caller
+        // holds the process. Only the pages written to are ever touched.
+        let capacity = if writer.threads_stopped_by_caller {
+            (1 << 20) + writer.threads.len() * 16 * 1024
+        } else {
+            0
+        };
+        let mut buffer = Buffer::with_capacity(capacity);
         writer.write_dump(&mut buffer, destination, soft_errors)?;
         Ok(buffer.into())
     }
@@ -264,6 +281,7 @@ impl MinidumpWriterConfig {
             process_inspector: self.process_inspector,
             threads_stopped_by_caller: self.threads_stopped_by_caller,
             process_ids: None,
+            caller_regs: Vec::new(),
         }
     }
 }
@@ -585,7 +603,10 @@ impl MinidumpWriter {
     /// CRASHWATCH: `suspend_thread`'s checks for a thread the caller holds
     /// stopped: its registers must be readable (it is in a ptrace-stop of
     /// the caller) and, on x86, its stack pointer not NULL (see above).
-    fn usable_stopped_thread(process_inspector: &ProcessInspector, tid: Pid) -> Result<(), WriterError> {
+    fn usable_stopped_thread(
+        process_inspector: &ProcessInspector,
+        tid: Pid,
+    ) -> Result<super::process_inspection::regs::GenRegs, WriterError> {
         let regs = process_inspector
             .get_gen_regs(tid)
             .map_err(WriterError::SuspendThreadFailed)?;
@@ -594,14 +615,11 @@ impl MinidumpWriter {
         #[cfg(target_arch = "x86")]
         let skip_thread = regs.esp == 0;
         #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
-        let skip_thread = {
-            let _ = regs;
-            false
-        };
+        let skip_thread = false;
         if skip_thread {
             return Err(WriterError::DetachSkippedThread(tid));
         }
-        Ok(())
+        Ok(regs)
     }
 
     /// Resumes a thread by detaching from it.
@@ -618,8 +636,12 @@ impl MinidumpWriter {
             self.process_ids =
                 super::thread_info::get_ppid_and_tgid(&self.process_inspector, self.blamed_thread).ok();
             let inspector = &self.process_inspector;
+            let regs = &mut self.caller_regs;
             self.threads.retain(|x| match Self::usable_stopped_thread(inspector, x.tid) {
-                Ok(()) => true,
+                Ok(r) => {
+                    regs.push(r);
+                    true
+                }
                 Err(e) => {
                     soft_errors.push(e);
                     false
@@ -804,7 +826,13 @@ impl MinidumpWriter {
             return Err(ThreadInfoError::IndexOutOfBounds(index, self.threads.len()));
         }
 
-        ThreadInfo::create(&self.process_inspector, self.threads[index].tid, self.process_ids)
+        let known = self.process_ids.map(|(ppid, tgid)| KnownThread {
+            ppid,
+            tgid,
+            regs: self.caller_regs.get(index).copied(),
+            debug_regs_unset: true,
+        });
+        ThreadInfo::create(&self.process_inspector, self.threads[index].tid, known)
     }
 
     // Returns a valid stack pointer and the mapping that contains the stack.

@@ -34,14 +34,15 @@ impl ThreadInfoAarch64 {
         out.float_regs[..FP_REG_COUNT].copy_from_slice(&self.fpregs.vregs[..FP_REG_COUNT]);
     }
 
-    /// CRASHWATCH: `ids` is `(ppid, tgid)` when the caller already knows them.
+    /// CRASHWATCH: `known` is what the caller already knows of the thread
+    /// (only its ids are used here).
     pub fn create(
         process_inspector: &ProcessInspector,
         tid: Pid,
-        ids: Option<(Pid, Pid)>,
+        known: Option<super::KnownThread>,
     ) -> Result<Self, ThreadInfoError> {
-        let (ppid, tgid) = match ids {
-            Some(ids) => ids,
+        let (ppid, tgid) = match known {
+            Some(k) => (k.ppid, k.tgid),
             None => super::get_ppid_and_tgid(process_inspector, tid)?,
         };
         let regs = process_inspector

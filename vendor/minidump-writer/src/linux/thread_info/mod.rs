@@ -12,6 +12,22 @@ use {
 
 type Result<T> = std::result::Result<T, ThreadInfoError>;
 
+/// CRASHWATCH: what the caller of `ThreadInfo::create` already knows of a
+/// thread that it holds in a ptrace-stop (see
+/// `MinidumpWriterConfig::threads_stopped_by_caller`).
+#[derive(Clone, Copy)]
+pub struct KnownThread {
+    pub ppid: Pid,
+    pub tgid: Pid,
+    /// Its general registers, read from the same stop.
+    pub regs: Option<regs::GenRegs>,
+    /// x86: the debug registers only a tracer can set (DR0–DR3, DR7) were
+    /// set by nobody: the caller has been the tracer since the thread's
+    /// program was exec'd (exec clears them, new threads start with none)
+    /// and never set any. They are then 0, and only DR6 is read.
+    pub debug_regs_unset: bool,
+}
+
 #[derive(thiserror::Error, Debug, serde::Serialize)]
 pub enum ThreadInfoError {
     #[error("Index out of bounds: Got {0}, only have {1}")]

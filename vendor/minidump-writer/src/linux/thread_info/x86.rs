@@ -17,20 +17,25 @@ pub struct ThreadInfoX86 {
 }
 
 impl ThreadInfoX86 {
-    /// CRASHWATCH: `ids` is `(ppid, tgid)` when the caller already knows
-    /// them; `/proc/TID/status` is read only when it does not.
+    /// CRASHWATCH: `known` is what the caller already knows of the thread;
+    /// `/proc/TID/status`, the general registers and the debug registers
+    /// DR0–DR3 and DR7 are read only when it does not know them.
     pub fn create(
         process_inspector: &ProcessInspector,
         tid: Pid,
-        ids: Option<(Pid, Pid)>,
+        known: Option<super::KnownThread>,
     ) -> Result<Self, ThreadInfoError> {
-        let (ppid, tgid) = match ids {
-            Some(ids) => ids,
+        let (ppid, tgid) = match known {
+            Some(k) => (k.ppid, k.tgid),
             None => super::get_ppid_and_tgid(process_inspector, tid)?,
         };
-        let regs = process_inspector
-            .get_gen_regs(tid)
-            .map_err(ThreadInfoError::PtraceError)?;
+        let regs = match known.and_then(|k| k.regs) {
+            Some(regs) => regs,
+            None => process_inspector
+                .get_gen_regs(tid)
+                .map_err(ThreadInfoError::PtraceError)?,
+        };
+        let debug_regs_unset = known.is_some_and(|k| k.debug_regs_unset);
         let fpregs = process_inspector
             .get_fp_regs(tid)
             .map_err(ThreadInfoError::PtraceError)?;
@@ -53,6 +58,10 @@ impl ThreadInfoX86 {
             // CRASHWATCH: DR4 and DR5 are not in the minidump's context (see
             // fill_cpu_context) and the kernel reads them as 0: not asked for.
             if idx == 4 || idx == 5 {
+                continue;
+            }
+            // CRASHWATCH: 0 when unset (see KnownThread); DR6 is always read.
+            if debug_regs_unset && idx != 6 {
                 continue;
             }
             let chunk = process_inspector

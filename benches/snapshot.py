@@ -5,9 +5,9 @@
                                 [--runs 7] [--threads 1,50,500]
 
 Compiles testdata/grow.c (gcc -O2 -pthread) into a temporary directory, then
-for each thread count runs `crashwatch run --memory-limit 64M --oom-snapshot
-50 -- grow`, starts the extra threads ("threads N"), grows to 48 MiB (past
-the 32 MiB threshold), waits for crashwatch's line "snapshot of pid …
+for each thread count runs `crashwatch run --memory-limit 256M --oom-snapshot
+50 -- grow`, starts the extra threads ("threads N"), grows to 160 MiB (past
+the 128 MiB threshold), waits for crashwatch's line "snapshot of pid …
 written: … the child held for X ms", and ends the child (EOF). X is from the
 request's stop to the last thread resumed (the snapshot's `elapsed`). With
 --baseline-exe the two binaries alternate run by run, after one discarded
@@ -48,7 +48,7 @@ def wait_line(stream, pattern, deadline):
 
 def one_run(exe, grow, extra, spool):
     p = subprocess.Popen(
-        [exe, "--spool-dir", spool, "run", "--memory-limit", "64M", "--oom-snapshot", "50", "--", grow],
+        [exe, "--spool-dir", spool, "run", "--memory-limit", "256M", "--oom-snapshot", "50", "--", grow],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -56,7 +56,7 @@ def one_run(exe, grow, extra, spool):
             p.stdin.write(f"threads {extra}\n".encode())
             p.stdin.flush()
             wait_line(p.stdout, re.compile(r"threads started"), deadline)
-        p.stdin.write(b"up 48\n")
+        p.stdin.write(b"up 160\n")
         p.stdin.flush()
         m = wait_line(p.stderr, HELD, deadline)
         p.stdin.close()

@@ -351,18 +351,22 @@ def capture_bench(exe, bins, runs, mach, tmp, quiet):
             bare_t.append(t)
             cw_t.append(t2)
             cap.append(crash["capture_ms"])
-            m = re.search(r"capture phases stop_threads_ms=([\d.]+) settle_ms=([\d.]+) dump_ms=([\d.]+)", err2)
+            # Every `NAME_ms=X` of the line, whatever the phases are called
+            # (they changed with issue 19: settle went, pin and resume came).
+            m = re.search(r"capture phases((?: \w+_ms=[\d.]+)+)", err2)
             if m:
-                phases.append(tuple(float(x) for x in m.groups()))
+                phases.append(dict((k, float(v)) for k, v in re.findall(r"(\w+)_ms=([\d.]+)", m.group(1))))
             size.append(crash["minidump"]["size"])
             threads.add(crash["threads"])
         results.append(((extra, heap), bare_t, cw_t, cap, size, threads, phases))
 
     rows = []
+    names = []
     for (extra, heap), _, _, cap, size, threads, phases in results:
         ph = "–"
-        if len(phases) == len(cap):
-            ph = " / ".join(f"{statistics.median([p[k] for p in phases]):.2f}" for k in range(3))
+        if phases and len(phases) == len(cap) and all(p.keys() == phases[0].keys() for p in phases):
+            names = list(phases[0])
+            ph = " / ".join(f"{statistics.median([p[k] for p in phases]):.2f}" for k in names)
         rows.append([
             f"`crashwatch run -- many_threads {extra} {heap}`",
             mach["short"],
@@ -374,7 +378,7 @@ def capture_bench(exe, bins, runs, mach, tmp, quiet):
             fmt_runs(size, "{}"),
         ])
     table(["command", "machine", "threads", "capture_ms median", "capture_ms runs",
-           "phases: stop threads / settle / minidump-writer (ms, medians)", "dump size median",
+           f"phases: {' / '.join(names) or '?'} (ms, medians)", "dump size median",
            "dump sizes (bytes)"], rows)
 
     print("Wall time of the whole crashing run (start → crashwatch exited), bare vs under crashwatch: "

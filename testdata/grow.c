@@ -8,6 +8,7 @@
  *   check         verify every block still holds what was written into it
  *   urg           print how many SIGURG it received ("sigurg=N")
  *   threads N     start N threads that wait forever
+ *   churn         start a thread that creates and joins threads without end
  *   crash-thread  crash (SIGSEGV) in a thread started for it
  *
  * Each command answers with one line ("at N MiB", "verified N MiB"…),
@@ -74,6 +75,19 @@ static void *wait_forever(void *arg) {
     return NULL;
 }
 
+static void *nothing(void *arg) {
+    return arg;
+}
+
+static void *churn(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, nothing, NULL) == 0) pthread_join(t, NULL);
+    }
+    return NULL;
+}
+
 static void *crash(void *arg) {
     (void)arg;
     *(volatile int *)16 = 1;
@@ -106,6 +120,10 @@ int main(void) {
                 if (pthread_create(&t, NULL, wait_forever, NULL) != 0) return 6;
             }
             say("threads started: %ld\n", n);
+        } else if (strncmp(line, "churn", 5) == 0) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, churn, NULL) != 0) return 6;
+            say("churning in %ld thread\n", 1);
         } else if (strncmp(line, "crash-thread", 12) == 0) {
             pthread_t t;
             if (pthread_create(&t, NULL, crash, NULL) != 0) return 6;

@@ -1,7 +1,9 @@
 #define _GNU_SOURCE
-/* usage: pending_signal usr1|rt FIFO
+/* usage: pending_signal usr1|rt|term FIFO
  * Two threads stopped at once: a second thread in a signal-delivery-stop for
- * SIGUSR1 (handled), the main thread in its SIGSEGV stop. Both block until
+ * SIGUSR1 (handled), SIGRTMIN+3 (handled, queued with a value) or SIGTERM
+ * (default action: it would end the process), the main thread in its
+ * SIGSEGV stop. Both block until
  * the test, which has stopped reaping, writes a byte to FIFO, so both stops
  * are queued in the kernel when the tracer looks. (waitpid reports the
  * leader first, so the crash is on the main thread.)
@@ -14,7 +16,7 @@
 #include <unistd.h>
 
 static int go_fd[2];
-static int use_rt;
+static int use_rt, use_term;
 
 static void on_signal(int sig) { (void)sig; }
 
@@ -24,7 +26,9 @@ static void *signaller(void *arg) {
     fflush(stdout);
     char b;
     if (read(go_fd[0], &b, 1) != 1) return NULL;
-    if (use_rt) {
+    if (use_term) {
+        raise(SIGTERM); /* under ptrace, not fatal at send time */
+    } else if (use_rt) {
         /* thread-directed with SI_QUEUE siginfo and a payload */
         union sigval v = { .sival_int = 77 };
         pthread_sigqueue(pthread_self(), SIGRTMIN + 3, v);
@@ -37,6 +41,7 @@ static void *signaller(void *arg) {
 
 int main(int argc, char **argv) {
     use_rt = argc > 1 && argv[1][0] == 'r';
+    use_term = argc > 1 && argv[1][0] == 't';
     signal(SIGUSR1, on_signal);
     signal(SIGRTMIN + 3, on_signal);
     if (pipe(go_fd) != 0) return 2;

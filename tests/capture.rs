@@ -180,6 +180,51 @@ fn fifty_threads_and_200_mb_of_heap() {
 }
 
 #[test]
+fn every_thread_of_a_200_thread_crasher_is_in_the_dump_with_its_own_stack() {
+    use minidump::{
+        Minidump, MinidumpException, MinidumpMemoryList, MinidumpSystemInfo, MinidumpThreadList, UnifiedMemoryList,
+    };
+    let run = Run::new(&fixture("many_threads"), &["199", "0"], &[]);
+    let facts = run.check(libc::SIGSEGV, 200);
+    let mut ids = facts.thread_ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "thread ids are not distinct");
+
+    let dump = Minidump::read_path(run.dump_path()).unwrap();
+    let system: MinidumpSystemInfo = dump.get_stream().unwrap();
+    let threads: MinidumpThreadList = dump.get_stream().unwrap();
+    let memory = UnifiedMemoryList::Memory(dump.get_stream::<MinidumpMemoryList>().unwrap());
+    let exception: MinidumpException = dump.get_stream().unwrap();
+    let mut stack_starts = Vec::new();
+    for thread in &threads.threads {
+        let tid = thread.raw.thread_id;
+        // The crashing thread's context is the crash's (the exception
+        // stream's); every other one was read from its ptrace-stop.
+        let context = if tid == facts.crashing_tid {
+            exception.context(&system, None).map(|c| c.into_owned())
+        } else {
+            thread.context(&system, None).map(|c| c.into_owned())
+        }
+        .unwrap_or_else(|| panic!("thread {tid} has no context"));
+        let sp = context.get_stack_pointer();
+        let ip = context.get_instruction_pointer();
+        assert!(sp != 0 && ip != 0, "thread {tid}: sp {sp:#x}, ip {ip:#x}");
+        // Its stack was captured, and the stack pointer is in it (the
+        // capture starts at the page of the stack pointer).
+        let stack = thread.stack_memory(&memory).unwrap_or_else(|| panic!("thread {tid} has no stack"));
+        let (start, size) = (stack.base_address(), stack.size());
+        assert!(size > 0, "thread {tid}: empty stack");
+        assert!((start..start + size).contains(&sp), "thread {tid}: sp {sp:#x} outside its stack {start:#x}+{size:#x}");
+        stack_starts.push(start);
+    }
+    // 200 threads, 200 different stacks.
+    stack_starts.sort_unstable();
+    stack_starts.dedup();
+    assert_eq!(stack_starts.len(), 200);
+}
+
+#[test]
 fn crash_during_thread_churn() {
     for _ in 0..3 {
         let run = Run::new(&fixture("churn"), &[], &[]);

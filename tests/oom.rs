@@ -474,8 +474,8 @@ fn a_child_that_recovers_is_snapshotted_once_and_runs_on_undisturbed() {
 
 #[test]
 fn crashes_after_a_snapshot_are_still_caught() {
-    // Regression guard: minidump-writer releases every thread, and the
-    // tracer must trace them again, new threads included.
+    // The snapshot never lets the child go: its threads, and the threads
+    // created after it, stay traced.
     let spool = tempfile::tempdir().unwrap();
     let mut grow = Grow::start(&mut grow_under(spool.path(), &["--memory-limit", "64M", "--oom-snapshot", "50"]));
     grow.ask("threads 3", "threads started: 3");
@@ -500,6 +500,34 @@ fn crashes_after_a_snapshot_are_still_caught() {
     assert_eq!(count_containing(&stderr, "written: 4 threads,"), 1, "{stderr:#?}");
     assert_eq!(count_containing(&stderr, "the memory snapshot was discarded"), 1, "{stderr:#?}");
     assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_crash_right_after_a_snapshot_taken_during_thread_churn_is_caught() {
+    // Threads are created and joined without end before, during and after
+    // the snapshot; the crash comes from a thread created as soon as the
+    // snapshot is announced. No moment after the snapshot is untraced.
+    for _ in 0..3 {
+        let spool = tempfile::tempdir().unwrap();
+        let mut grow = Grow::start(&mut grow_under(spool.path(), &["--memory-limit", "64M", "--oom-snapshot", "50"]));
+        grow.ask("churn", "churning in 1 thread");
+        grow.send("up 48");
+        grow.err.wait_for("snapshot of pid", LIMIT);
+        grow.send("crash-thread");
+        let (status, _, stderr) = grow.finish();
+
+        assert_eq!(status.code(), Some(128 + 11), "{stderr:#?}");
+        let report = only_report(spool.path());
+        assert_eq!(report["kind"], "signal");
+        let crash = &report["crash"];
+        assert_eq!(crash["signal"], 11);
+        assert_eq!(crash["fault_address"], "0x10");
+        assert_ne!(crash["tid"], report["program"]["pid"]);
+        assert!(crash["minidump"]["size"].as_u64().unwrap() > 0, "{report:#}");
+        assert_eq!(count_containing(&stderr, "snapshot of pid"), 1, "{stderr:#?}");
+        assert_eq!(count_containing(&stderr, "the memory snapshot was discarded"), 1, "{stderr:#?}");
+        assert_eq!(scratch_files(spool.path()), Vec::<PathBuf>::new());
+    }
 }
 
 #[test]

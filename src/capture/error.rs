@@ -44,13 +44,6 @@ pub enum CaptureError {
     },
     #[error("threads {tids:?} of process {pid} did not stop within {timeout:?}")]
     NotStopped { pid: i32, tids: Vec<i32>, timeout: Duration },
-    #[error("failed to send signal {signal} to process {pid}")]
-    Kill {
-        pid: i32,
-        signal: i32,
-        #[source]
-        source: io::Error,
-    },
     #[error("failed to detach from thread {tid} of process {pid}")]
     Detach {
         pid: i32,
@@ -60,22 +53,6 @@ pub enum CaptureError {
     },
     #[error("failed to resume thread {tid} of process {pid}")]
     Resume {
-        pid: i32,
-        tid: i32,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "process {pid} could not be traced again after a snapshot if it were released (it is not dumpable, or \
-         its credentials changed): no snapshot was taken, so that its crashes are still caught"
-    )]
-    NotAttachable {
-        pid: i32,
-        #[source]
-        source: ProcError,
-    },
-    #[error("failed to trace thread {tid} of process {pid} again after the snapshot; its crash would not be caught")]
-    Retrace {
         pid: i32,
         tid: i32,
         #[source]
@@ -101,6 +78,13 @@ pub enum CaptureError {
         path: PathBuf,
         #[source]
         source: Box<WriterError>,
+    },
+    #[error("failed to save the minidump of process {pid} to {path}")]
+    SaveDump {
+        pid: i32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
     },
     #[error("minidump-writer panicked while dumping process {pid} to {path}")]
     WriterPanicked { pid: i32, path: PathBuf },

@@ -10,44 +10,45 @@
 //!   │ 1. GETSIGINFO / GETREGS / GETFPREGS on T ──────────── fails: CONT(T, S), done
 //!   │ 2. PTRACE_INTERRUPT every other task in /proc/P/task,
 //!   │    waitpid(tid, WNOHANG) each until stopped; re-list /proc
-//!   │    until no new task appears (a stop may reveal a pending
-//!   │    signal: remember it with its siginfo)
-//!   │ 3. kill(P, SIGSTOP), then PTRACE_DETACH(tid, 0) for all
-//!   │ 4. poll /proc/P/task/TID/stat until each is 'T' (or dead)
-//!   │ 5. tgkill(P, T, S)            ← pending; T is stopped so it waits
-//!   │    + re-queue remembered signals that are safe while stopped
-//!   │ 6. open deleted mappings (pins their inodes)
-//!   │ 7. minidump-writer: attaches, dumps, detaches, SIGCONT
-//!   │ 8. kill(P, SIGCONT); re-queue the remaining remembered signals
-//!   ▼ 9. copy the pinned deleted files (process may be dead by now)
-//!  T takes S with its default action → parent sees WIFSIGNALED(S)
+//!   │    until no new task appears (a stop may reveal a signal the
+//!   │    task had dequeued: remember it)
+//!   │ 3. open deleted mappings (pins their inodes)
+//!   │ 4. minidump-writer into memory, on this thread (the tracer):
+//!   │    registers of the stopped tasks by PTRACE_GETREGSET, memory
+//!   │    by process_vm_readv — no SIGSTOP, no detach, no attach
+//!   │ 5. CONT(T, S), and every other task with the signal it had
+//!   │    dequeued (0 after an interrupt-stop; LISTEN if it was in a
+//!   │    group-stop): a handled one before T, one whose signal could
+//!   │    end the process before S does only once the group exit has
+//!   │    taken it out of its stop
+//!   ▼ 6. write the dump file; copy the pinned deleted files (the
+//!        process may be dead by now)
+//!  T takes S with its default action; the tracer loop reaps every
+//!  thread as usual, and the parent sees WIFSIGNALED(S)
 //! ```
 //!
 //! Why this order:
-//! - minidump-writer attaches with `PTRACE_ATTACH` itself; while we are the
-//!   tracer every attach fails with `EPERM` and it writes a dump with no
-//!   threads. So we must detach, and to keep the process from running while
-//!   nobody traces it, `SIGSTOP` goes out *before* the detaches: every
-//!   detached thread finds it pending and joins the group-stop before it can
-//!   return to user space.
-//! - S is re-queued only once every thread is in the group-stop. Detaching T
-//!   with signal 0 discarded the original S; a thread re-executing a faulting
-//!   instruction would fault again, but `abort()` or `int3` would not, so S
-//!   must be sent again. The crash signals are all "core" signals, for which
-//!   the kernel does not start a group exit at send time: it stays pending on
-//!   the stopped T until `SIGCONT`.
-//! - Remembered signals of *other* threads are re-queued with S when that is
-//!   harmless to a stopped process (handled, ignored, core or stop signals),
-//!   so they are certain to be pending before the process resumes. The rest
-//!   wait until after the dump: a signal whose default action kills without a
-//!   core (SIGTERM, an RT signal without handler…) starts the group exit the
-//!   moment it is sent, even to a stopped process, and SIGCONT would resume
-//!   it; either would end the dump early. Those are re-queued at release,
-//!   when S is already about to kill the process, and may find it gone.
+//! - Every task is in a ptrace-stop of ours after step 2, which is as
+//!   stopped as a task can be: minidump-writer is told so
+//!   (`threads_stopped_by_caller`, our patch of it, see
+//!   `vendor/minidump-writer/CRASHWATCH.md`) and reads each thread's
+//!   registers from our stops. The kernel answers ptrace requests from the
+//!   tracer thread only, which is why the dump is written here, inline in
+//!   the tracer loop. The process is never untraced, and nothing but our
+//!   `PTRACE_CONT`s lets it run again.
+//! - T keeps its signal-delivery-stop until step 5, so S is handed back by
+//!   the kernel itself, siginfo included: nothing is re-sent.
+//! - Other threads' dequeued signals are handed back the same way, when they
+//!   are resumed. A handled or ignored one goes before T: after T the group
+//!   exit could take its thread out of the stop first and the signal would
+//!   be lost for certain. A signal whose default action would end or stop
+//!   the process (SIGTERM, another thread's SIGSEGV) could get there before
+//!   S if its thread ran before T does, so such a thread is left in its
+//!   stop until the group exit kills it out of it (bounded by the stop
+//!   timeout, after which it is resumed with its signal anyway).
 //!
-//! Invariant: every task this path stops is released on every exit, including
-//! panics — the [`Hold`] guard detaches, re-queues and sends `SIGCONT` in its
-//! `Drop` whatever was not done yet.
+//! Invariant: every task this path stops is resumed on every exit, including
+//! panics — the [`Hold`] guard's `Drop` resumes whatever was not resumed yet.
 
 mod context;
 mod dump;
@@ -99,11 +100,14 @@ pub struct CrashCapture {
     pub preserved: Vec<PreservedMapping>,
     /// Live threads of the process when it was stopped (crashing one included).
     pub threads: usize,
-    /// Signals found pending on other threads and sent again.
+    /// Signals other threads had dequeued when they were stopped, delivered
+    /// to them when they were resumed.
     pub requeued: Vec<RequeuedSignal>,
     /// Problems that did not prevent the capture.
     pub soft_errors: Vec<CaptureError>,
-    /// From the fatal stop being handled to the dump file being written.
+    /// How long the process was held: from the fatal stop being handled to
+    /// the dump taken (in memory) and every task resumed. The dump file is
+    /// written afterwards (`phases.save`).
     pub elapsed: Duration,
     /// Where `elapsed` went.
     pub phases: CapturePhases,
@@ -119,15 +123,20 @@ pub struct Sender {
     pub comm: Option<String>,
 }
 
-/// Durations of the capture's phases (the dump window is their sum).
+/// Durations of the capture's phases: the process is held for the first
+/// four (`CrashCapture::elapsed`); `save` comes after.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CapturePhases {
     /// Reading T's state and ptrace-stopping every other thread.
     pub stop_threads: Duration,
-    /// SIGSTOP, detaching, and waiting for the group-stop.
-    pub settle: Duration,
-    /// minidump-writer.
+    /// Opening the deleted files mapped executable (see `preserve`).
+    pub pin: Duration,
+    /// minidump-writer, into memory.
     pub dump: Duration,
+    /// Resuming every task.
+    pub resume: Duration,
+    /// Writing the dump file, once the process was let go.
+    pub save: Duration,
 }
 
 /// A minidump written into the scratch directory.
@@ -150,16 +159,21 @@ pub struct PreservedMapping {
     pub base_address: u64,
 }
 
-/// A signal another thread was about to receive when it was stopped.
+/// A signal another thread had dequeued when it was stopped, and that it
+/// received afterwards: handed back by `PTRACE_CONT` (crash, and a snapshot's
+/// signals that pass through), or sent again (a snapshot's crash-class
+/// signals, which the tracer loop must see).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequeuedSignal {
     pub tid: i32,
     pub signal: i32,
-    /// Sent with its original siginfo (`rt_tgsigqueueinfo`) rather than `tgkill`.
+    /// Delivered with its original siginfo: always when handed back; when
+    /// sent again, only if `rt_tgsigqueueinfo` could forge it (not `tgkill`).
     pub verbatim: bool,
-    /// Sent only once the process was released: delivering it while the
-    /// process was stopped would have ended the dump window early. The
-    /// process may already have been dying of the crash signal by then.
+    /// Delivered only after T had been handed its crash signal and the group
+    /// exit had had its chance to come first (a signal that could have ended
+    /// the process before the crash signal did); the process was normally
+    /// dying by then.
     pub after_release: bool,
 }
 
@@ -176,11 +190,9 @@ pub(crate) struct CaptureRequest<'a> {
     pub started: Instant,
 }
 
-/// The capture plus tasks that never reported their interrupt-stop: they are
-/// still our tracees and must be detached when their stop finally arrives.
+/// The capture, and what the tracer loop must know of it.
 pub(crate) struct Outcome {
     pub capture: CrashCapture,
-    pub laggards: Vec<i32>,
 }
 
 /// Runs the crash path for thread `req.tid`, which must be in its
@@ -219,7 +231,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
                 elapsed: req.started.elapsed(),
                 phases: CapturePhases::default(),
             };
-            return Outcome { capture, laggards: Vec::new() };
+            return Outcome { capture };
         }
     };
 
@@ -227,18 +239,23 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
     // gone in a moment).
     let sender = info.sender().map(|(pid, uid)| Sender { pid, uid, comm: procfs::comm(pid) });
 
-    // 2–7. The dump window.
-    let mut hold = Hold::new(tgid, tid, signal, req.masks);
-    let window = run_window(&req, &mut hold, ctx);
-    let elapsed = req.started.elapsed();
+    // 2–4. The dump window.
+    let mut hold = Hold::new(tgid, tid, signal, req.masks, req.stop_timeout);
+    let mut window = run_window(&req, &mut hold, ctx);
 
-    // 8. Release: whatever the window left undone (normally SIGCONT and the
-    // signals that could not be re-queued while stopped).
+    // 5. Every task resumed, T with S.
+    let resume_start = Instant::now();
     hold.release();
+    window.phases.resume = resume_start.elapsed();
+    let elapsed = req.started.elapsed();
     let mut soft_errors = std::mem::take(&mut hold.soft_errors);
     soft_errors.extend(window.soft_errors);
 
-    // 9. Copy the pinned files; the process may already be gone.
+    // 6. The dump file, and the copies of the pinned files; the process may
+    // already be gone.
+    let save_start = Instant::now();
+    let dump = window.dump.and_then(dump::TakenDump::save);
+    window.phases.save = save_start.elapsed();
     let (preserved, errors) = preserve::copy_all(tgid, window.opened, req.scratch_dir);
     soft_errors.extend(errors);
 
@@ -260,7 +277,7 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
         },
         thread_name,
         exe,
-        dump: window.dump,
+        dump,
         preserved,
         threads: window.threads,
         requeued: std::mem::take(&mut hold.requeued),
@@ -277,20 +294,19 @@ pub(crate) fn capture(req: CaptureRequest<'_>) -> Outcome {
         ok = capture.dump.is_ok(),
         "crash captured"
     );
-    Outcome { capture, laggards: window.laggards }
+    Outcome { capture }
 }
 
 /// What the dump window produced.
 struct Window {
     phases: CapturePhases,
     threads: usize,
-    dump: Result<DumpFile, CaptureError>,
+    dump: Result<dump::TakenDump, CaptureError>,
     opened: Vec<preserve::OpenDeleted>,
-    laggards: Vec<i32>,
     soft_errors: Vec<CaptureError>,
 }
 
-/// Steps 2–7: everything that happens while the process is held.
+/// Steps 2–4: everything that happens while the process is held.
 fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> Window {
     let (tgid, tid) = (req.tgid, req.tid);
     let mut phases = CapturePhases::default();
@@ -298,33 +314,22 @@ fn run_window(req: &CaptureRequest<'_>, hold: &mut Hold, ctx: CrashContext) -> W
 
     // 2. Stop every other thread.
     let laggards = stop::stop_other_threads(hold, req.stop_timeout);
-    let threads = 1 + hold.stopped.len() + laggards.len();
+    let threads = 1 + hold.stopped.len() + hold.listening.len() + laggards.len();
     phases.stop_threads = req.started.elapsed();
 
-    // 3–4. SIGSTOP, detach, wait for the group-stop.
-    let settle_start = Instant::now();
-    if let Err(e) = hold.settle(req.stop_timeout, &mut soft_errors) {
-        // Without a pending SIGSTOP, detaching would let the process run
-        // during the dump: give up, and Hold::release hands S back.
-        return Window { phases, threads, dump: Err(e), opened: Vec::new(), laggards, soft_errors };
-    }
-    // 5. S goes back to T now that it cannot run, with the other threads'
-    // signals that cannot disturb a stopped process.
-    hold.requeue_crash_signal();
-    hold.requeue_pending(false);
-    phases.settle = settle_start.elapsed();
-
-    // 6. Pin deleted mappings while /proc/P/map_files still exists.
+    // 3. Pin deleted mappings while /proc/P/map_files still exists.
+    let pin_start = Instant::now();
     let (opened, errors) = preserve::open_deleted(tgid, tid);
     soft_errors.extend(errors);
+    phases.pin = pin_start.elapsed();
 
-    // 7. The dump.
+    // 4. The dump, from our own stops.
     let dump_start = Instant::now();
-    let target = dump::DumpTarget::new("crash", tgid, tid, req.scratch_dir, req.stop_timeout);
-    let dump = dump::write_dump(&target, Some(ctx));
+    let target = dump::DumpTarget::new("crash", tgid, tid, req.scratch_dir);
+    let dump = dump::take_dump(&target, Some(ctx));
     phases.dump = dump_start.elapsed();
 
-    Window { phases, threads, dump, opened, laggards, soft_errors }
+    Window { phases, threads, dump, opened, soft_errors }
 }
 
 /// Reads the crash context (registers, FP state, siginfo) of thread `tid`.

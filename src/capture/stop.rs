@@ -1,5 +1,5 @@
-//! Stopping every thread of the crashing process, and waiting for the
-//! group-stop after detaching.
+//! Stopping every thread of the process under our ptrace (step 2 of the
+//! crash path, step 1 of a snapshot).
 //!
 //! Stopping is a fixpoint over `/proc/P/task`: interrupt every task not seen
 //! yet, reap each one's stop, list again. A thread that was inside `clone()`
@@ -17,10 +17,10 @@ use super::CaptureError;
 use super::hold::Hold;
 use crate::process::procfs;
 use crate::process::siginfo::SigInfo;
-use crate::process::wait_status::WaitStatus;
+use crate::process::wait_status::{WaitStatus, is_stop_signal};
 use crate::sys::ptrace as sys;
 
-/// Ptrace-stops every thread of the process except the crashing one.
+/// Ptrace-stops every thread of the process except T (already in a stop).
 /// Returns the threads that did not report a stop before `deadline`.
 pub(super) fn stop_other_threads(hold: &mut Hold, timeout: Duration) -> Vec<i32> {
     let deadline = Instant::now() + timeout;
@@ -82,10 +82,15 @@ fn reap_stop(hold: &mut Hold, t: i32) -> bool {
         Ok(Some((_, status))) => match WaitStatus::decode(status) {
             WaitStatus::SignalStop(sig) => {
                 // The task had already dequeued `sig` and was waiting for us
-                // to decide; detaching with 0 would drop it.
+                // to decide; resuming it with 0 would drop it.
                 let info = sys::get_siginfo(t).ok().map(SigInfo::new);
                 hold.pending.push((t, sig, info));
                 hold.stopped.push(t);
+                true
+            }
+            WaitStatus::EventStop { event, signal } if event == sys::PTRACE_EVENT_STOP && is_stop_signal(signal) => {
+                // In a group-stop: it must stay stopped afterwards.
+                hold.listening.push(t);
                 true
             }
             WaitStatus::EventStop { .. } => {
@@ -104,16 +109,6 @@ fn reap_stop(hold: &mut Hold, t: i32) -> bool {
     }
 }
 
-/// Polls `/proc` until every thread in `tids` is group-stopped or dead.
-pub(super) fn wait_group_stopped(tgid: i32, tids: &[i32], timeout: Duration) -> Result<(), CaptureError> {
-    let mut pending = tids.to_vec();
-    poll_in_order(&mut pending, Instant::now() + timeout, |t| match procfs::task_state(tgid, t) {
-        Ok(state) => state.is_group_stopped() || state.is_dead(),
-        Err(e) => e.is_gone(),
-    });
-    if pending.is_empty() { Ok(()) } else { Err(CaptureError::NotStopped { pid: tgid, tids: pending, timeout }) }
-}
-
 /// Calls `done(task)` on `tasks` in order until it returns false, then waits
 /// a little and resumes from that task; until all are done or `deadline`.
 /// What is left in `tasks` afterwards was not done.
@@ -122,7 +117,7 @@ pub(super) fn wait_group_stopped(tgid: i32, tids: &[i32], timeout: Duration) -> 
 /// parallel, so waiting on the first straggler while the others catch up
 /// costs about one check per task, where re-checking every task each round
 /// would cost one per task per round (500 threads: milliseconds).
-fn poll_in_order(tasks: &mut Vec<i32>, deadline: Instant, mut done: impl FnMut(i32) -> bool) {
+pub(super) fn poll_in_order(tasks: &mut Vec<i32>, deadline: Instant, mut done: impl FnMut(i32) -> bool) {
     tasks.reverse(); // so that pop() takes them in the original order
     let mut backoff = Backoff::new();
     loop {

@@ -497,8 +497,10 @@ pub fn announce(capture: &CrashCapture) {
     let phases = capture.phases;
     tracing::debug!(
         stop_threads_ms = phases.stop_threads.as_secs_f64() * 1000.0,
-        settle_ms = phases.settle.as_secs_f64() * 1000.0,
+        pin_ms = phases.pin.as_secs_f64() * 1000.0,
         dump_ms = phases.dump.as_secs_f64() * 1000.0,
+        resume_ms = phases.resume.as_secs_f64() * 1000.0,
+        save_ms = phases.save.as_secs_f64() * 1000.0,
         "capture phases"
     );
     match &capture.dump {

@@ -128,19 +128,6 @@ pub fn tracer_pid(tid: i32) -> Result<i32, ProcError> {
     parse_tracer_pid(&text).ok_or(ProcError::Parse { path, what: "no valid TracerPid line" })
 }
 
-/// Whether this process may ptrace-attach to the process of live thread
-/// `tid` once it no longer traces it: opening `/proc/TID/mem` takes the same
-/// permission check as `PTRACE_SEIZE` (`PTRACE_MODE_ATTACH`: same user and
-/// dumpable, or CAP_SYS_PTRACE; Yama's scope), and fails for a child that
-/// made itself non-dumpable or changed its credentials.
-pub fn may_attach(tid: i32) -> Result<(), ProcError> {
-    let path = PathBuf::from(format!("/proc/{tid}/mem"));
-    match fs::File::open(&path) {
-        Ok(_) => Ok(()),
-        Err(source) => Err(ProcError::Read { path, source }),
-    }
-}
-
 /// Lists the thread ids in `/proc/TGID/task`, sorted.
 pub fn task_ids(tgid: i32) -> Result<Vec<i32>, ProcError> {
     let path = PathBuf::from(format!("/proc/{tgid}/task"));
@@ -166,9 +153,9 @@ impl TaskState {
         matches!(self.0, 'Z' | 'X' | 'x')
     }
 
-    /// Stopped by a stop signal (group-stop), not by a tracer.
-    pub fn is_group_stopped(self) -> bool {
-        self.0 == 'T'
+    /// In a ptrace-stop (`t`, "tracing stop").
+    pub fn is_traced_stop(self) -> bool {
+        self.0 == 't'
     }
 }
 

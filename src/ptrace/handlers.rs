@@ -12,7 +12,7 @@
 //! stop with `tgkill(tgid, tid, 0)`, which fails with `ESRCH` unless `tid`
 //! is a thread of `tgid` now. The tracer also forgets a thread when it ends
 //! and a whole process at exec (the exec'ing thread takes the leader's id),
-//! at a capture or a snapshot (its threads are detached), and when its
+//! at a capture (the process is about to die) or a snapshot, and when its
 //! leader's end is reported (the last of the group).
 
 use std::collections::HashMap;
@@ -81,7 +81,7 @@ impl HandlerCheck {
         self.files.remove(&tid);
     }
 
-    /// Process `tgid` exec'd, or was detached.
+    /// Process `tgid` exec'd, was captured, or was snapshotted.
     pub(super) fn forget_group(&mut self, tgid: Pid) {
         self.files.remove(&tgid);
         self.group_of.retain(|_, group| *group != tgid);

@@ -4,8 +4,9 @@
 //! before releasing it from its sync pipe, then loops on
 //! [`crate::sys::ptrace::wait_any`] and feeds each `(pid, status)` to
 //! [`Tracer::handle`]. All ptrace requests, including the whole crash path and
-//! minidump-writer's own attaches, run on that thread: the kernel records the
-//! tracer as a thread, and requests from any other thread fail with `ESRCH`.
+//! minidump-writer's register reads, run on that thread: the kernel records
+//! the tracer as a thread, and requests from any other thread fail with
+//! `ESRCH`.
 //!
 //! Per-stop decisions (a seized tracee, see `wait_status` for the encoding):
 //!
@@ -41,7 +42,6 @@
 mod handlers;
 pub mod request;
 
-use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -118,13 +118,8 @@ pub struct Tracer {
     opts: TraceOptions,
     /// The process seized first; the only one a snapshot is taken of.
     child: Pid,
-    /// The `PTRACE_O_*` options every task is seized with.
-    options: i32,
     /// A snapshot was taken: later requests are discarded.
     snapshot_taken: bool,
-    /// Tasks interrupted by a capture whose stop did not arrive in time: they
-    /// are still our tracees, and are detached as soon as they report.
-    laggards: HashSet<i32>,
     /// The child's executable after its last exec: the program that really
     /// ran, where the path started was a script or a shim.
     exe: Option<PathBuf>,
@@ -147,15 +142,7 @@ impl Tracer {
         }
         sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
         tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
-        Ok(Tracer {
-            opts,
-            child,
-            options,
-            snapshot_taken: false,
-            laggards: HashSet::new(),
-            handlers: HandlerCheck::default(),
-            exe: None,
-        })
+        Ok(Tracer { opts, child, snapshot_taken: false, handlers: HandlerCheck::default(), exe: None })
     }
 
     /// The child's executable after its last exec, if it was read.
@@ -172,20 +159,8 @@ impl Tracer {
     pub fn handle(&mut self, pid: i32, status: i32) -> Handled {
         let decoded = WaitStatus::decode(status);
         if decoded.is_exit() {
-            self.laggards.remove(&pid);
             self.handlers.forget_task(pid);
             return Handled::Ended;
-        }
-        if self.laggards.remove(&pid) {
-            self.handlers.forget_task(pid);
-            // Its process was captured and released without it; let it go,
-            // with whatever signal it was about to receive.
-            let signal = match decoded {
-                WaitStatus::SignalStop(sig) => sig,
-                _ => 0,
-            };
-            resume(pid, ResumeHow::Detach(signal));
-            return Handled::Event;
         }
         match decoded {
             WaitStatus::EventStop { event, signal } => {
@@ -222,14 +197,6 @@ impl Tracer {
         if signal == request::SIGNAL && sys::get_siginfo(tid).is_ok_and(|raw| request::is_request(&SigInfo::new(raw))) {
             return self.snapshot(tid, started);
         }
-        if signal == libc::SIGSTOP && self.snapshot_taken && sys::get_siginfo(tid).is_ok_and(|raw| sent_by_us(&raw)) {
-            // A SIGSTOP of the snapshot's, reaching a thread that missed the
-            // stop (a laggard) after the process was resumed: delivering it
-            // would stop the whole child with nobody left to continue it.
-            tracing::debug!(tid, "discarded a late SIGSTOP of the snapshot");
-            resume(tid, ResumeHow::Cont(0));
-            return Handled::Event;
-        }
         if signals::CRASH.contains(&signal) {
             if self.handlers.handles(tid, signal) {
                 resume(tid, ResumeHow::Cont(signal));
@@ -237,7 +204,7 @@ impl Tracer {
             }
             match procfs::task_status(tid) {
                 Ok(status) if is_fatal(signal, &status.masks) => {
-                    // Its threads are about to be detached.
+                    // The process is about to die of the signal.
                     self.handlers.forget_group(status.tgid);
                     let outcome = capture::capture(CaptureRequest {
                         tgid: status.tgid,
@@ -248,7 +215,6 @@ impl Tracer {
                         stop_timeout: self.opts.stop_timeout,
                         started,
                     });
-                    self.laggards.extend(outcome.laggards);
                     return Handled::Crash(Box::new(outcome.capture));
                 }
                 Ok(status) => self.handlers.learn(tid, status.tgid),
@@ -274,7 +240,8 @@ impl Tracer {
             }
         };
         self.snapshot_taken = true;
-        // Its threads are detached and seized again.
+        // Its threads are stopped and resumed; what they handle may differ
+        // afterwards.
         self.handlers.forget_group(status.tgid);
         let capture = capture::snapshot::snapshot(SnapshotRequest {
             tgid: status.tgid,
@@ -282,24 +249,16 @@ impl Tracer {
             masks: status.masks,
             scratch_dir: &self.opts.scratch_dir,
             stop_timeout: self.opts.stop_timeout,
-            seize_options: self.options,
             started,
         });
         Handled::Snapshot(Box::new(capture))
     }
 }
 
-/// Whether a signal was sent by this crashwatch process with `kill`.
-fn sent_by_us(raw: &sys::RawSigInfo) -> bool {
-    let info = SigInfo::new(*raw);
-    info.code() == libc::SI_USER && info.sender().is_some_and(|(pid, _)| pid == std::process::id() as i32)
-}
-
 #[derive(Clone, Copy, Debug)]
 enum ResumeHow {
     Cont(i32),
     Listen,
-    Detach(i32),
 }
 
 /// Resumes a stopped tracee. `ESRCH` means it is gone (e.g. SIGKILLed while
@@ -310,7 +269,6 @@ fn resume(tid: i32, how: ResumeHow) {
     let result = match how {
         ResumeHow::Cont(sig) => sys::cont(tid, sig),
         ResumeHow::Listen => sys::listen(tid),
-        ResumeHow::Detach(sig) => sys::detach(tid, sig),
     };
     let err = match result {
         Ok(()) => return,
@@ -324,7 +282,7 @@ fn resume(tid: i32, how: ResumeHow) {
             Err(e) if sys::is_esrch(&e) => return,
             Err(_) => 0,
         },
-        ResumeHow::Cont(sig) | ResumeHow::Detach(sig) => sig,
+        ResumeHow::Cont(sig) => sig,
     };
     if let Err(e) = sys::detach(tid, sig)
         && !sys::is_esrch(&e)

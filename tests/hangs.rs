@@ -31,6 +31,23 @@ fn run_cmd(spool: &Path, dsn: &str, flags: &[&str], program: &[&str]) -> Command
     cmd
 }
 
+/// A health check of `url` that finds a hang within about a second: every
+/// 200 ms after 300 ms, two failures in a row.
+fn fast_health_check(url: &str) -> [&str; 10] {
+    [
+        "--health-url",
+        url,
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "1s",
+        "--health-failures",
+        "2",
+        "--health-start-period",
+        "300ms",
+    ]
+}
+
 /// Kills crashwatch (and with it its traced child) when a test fails
 /// before it ends it.
 struct KillOnDrop(i32);
@@ -94,18 +111,7 @@ async fn a_server_whose_health_url_stops_answering_is_dumped_alive() {
     let port = unused_port().port().to_string();
     let url = format!("http://127.0.0.1:{port}/healthz");
     let server = fixture("hang_server");
-    let flags = [
-        "--health-url",
-        &url,
-        "--health-interval",
-        "200ms",
-        "--health-timeout",
-        "1s",
-        "--health-failures",
-        "2",
-        "--health-start-period",
-        "300ms",
-    ];
+    let flags = fast_health_check(&url);
     // Three checks answered, then the server hangs.
     let mut child =
         run_cmd(spool.path(), &relay.dsn(), &flags, &[server.to_str().unwrap(), "3", &port]).spawn().unwrap();
@@ -147,24 +153,18 @@ async fn restart_on_hang_ends_the_hung_server_and_runs_it_again() {
     let url = format!("http://127.0.0.1:{port}/");
     let server = fixture("hang_server");
     let flags = [
-        "--health-url",
-        &url,
-        "--health-interval",
-        "200ms",
-        "--health-timeout",
-        "1s",
-        "--health-failures",
-        "2",
-        "--health-start-period",
-        "300ms",
-        "--restart",
-        "on-hang",
-        "--restart-delay",
-        "100ms",
-        // Every hang is sent, not counted as a repeat of the first.
-        "--group-window",
-        "0",
-    ];
+        &fast_health_check(&url)[..],
+        &[
+            "--restart",
+            "on-hang",
+            "--restart-delay",
+            "100ms",
+            // Every hang is sent, not counted as a repeat of the first.
+            "--group-window",
+            "0",
+        ],
+    ]
+    .concat();
     let child = run_cmd(spool.path(), &relay.dsn(), &flags, &[server.to_str().unwrap(), "1", &port]).spawn().unwrap();
     let _guard = guard(&child);
     let events = hang_events(&relay, 2).await;

@@ -204,16 +204,23 @@ fn receive(socket: &UnixDatagram) -> (String, i32) {
     (String::from_utf8_lossy(&buf[..n]).into_owned(), pid)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_stops_pinging_the_watchdog_is_dumped_before_systemd_acts() {
-    let relay = FakeRelay::start().await;
-    let spool = tempfile::tempdir().unwrap();
-    // The test is systemd: NOTIFY_SOCKET, with the senders' credentials.
+/// The test playing systemd: a NOTIFY_SOCKET in a directory of its own
+/// (kept while the guard lives) that reports its senders' credentials.
+fn notify_socket() -> (tempfile::TempDir, std::path::PathBuf, UnixDatagram) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).unwrap();
     setsockopt(&socket, sockopt::PassCred, &true).unwrap();
     socket.set_read_timeout(Some(LIMIT)).unwrap();
+    (dir, path, socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_pinging_the_watchdog_is_dumped_before_systemd_acts() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    // The test is systemd.
+    let (_dir, path, socket) = notify_socket();
     let server = fixture("hang_server");
     let mut cmd = run_cmd(spool.path(), &relay.dsn(), &[], &[server.to_str().unwrap(), "3", "0", "notify"]);
     cmd.env("NOTIFY_SOCKET", &path).env("WATCHDOG_USEC", "4000000");
@@ -270,11 +277,7 @@ fn bad_hang_options_are_usage_errors() {
 async fn restarting_a_server_the_watchdog_caught_keeps_systemd_fed_until_it_is_ready() {
     let relay = FakeRelay::start().await;
     let spool = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify");
-    let socket = UnixDatagram::bind(&path).unwrap();
-    setsockopt(&socket, sockopt::PassCred, &true).unwrap();
-    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    let (_dir, path, socket) = notify_socket();
     let server = fixture("hang_server");
     let flags = ["--restart", "on-hang", "--restart-delay", "100ms"];
     // It says READY=1, then hangs at once: it never pings.

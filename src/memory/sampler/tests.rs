@@ -38,6 +38,13 @@ fn a_child_above_the_threshold_from_the_start_fires_at_once() {
     assert_eq!(watch.observe(40), Change::Rose { first: true });
 }
 
+/// A trigger at 50% of a 1000-byte limit, and where its crossings arrive.
+fn half_of_1000() -> (SnapshotTrigger, mpsc::Receiver<Crossing>) {
+    let (fired_tx, fired) = mpsc::channel();
+    let threshold = Threshold { percent: 50, limit: 1000 };
+    (SnapshotTrigger { threshold, fire: Box::new(move |crossing| fired_tx.send(crossing).unwrap()) }, fired)
+}
+
 #[test]
 fn the_sampler_fires_when_the_working_set_reaches_the_threshold() {
     // A cgroup v1 directory as the kernel shows it, written by the test.
@@ -51,16 +58,14 @@ fn the_sampler_fires_when_the_working_set_reaches_the_threshold() {
     };
     // Usage over the threshold, but mostly reclaimable page cache.
     set(900, 600);
-    let (fired_tx, fired) = mpsc::channel();
-    let threshold = Threshold { percent: 50, limit: 1000 };
-    let trigger = SnapshotTrigger { threshold, fire: Box::new(move |crossing| fired_tx.send(crossing).unwrap()) };
+    let (trigger, fired) = half_of_1000();
     let sampler =
         Sampler::start(std::process::id() as i32, Some(cgroup), false, Duration::from_secs(3600), Some(trigger))
             .unwrap();
     set(700, 100);
     let crossing = fired.recv_timeout(Duration::from_secs(60)).expect("the trigger fired");
     assert_eq!(crossing.usage, 600);
-    assert_eq!(crossing.threshold, threshold);
+    assert_eq!(crossing.threshold, Threshold { percent: 50, limit: 1000 });
     sampler.finish();
     // The trigger was consumed: a second call was impossible by type.
     assert!(fired.recv_timeout(Duration::ZERO).is_err());
@@ -94,11 +99,7 @@ fn fake_v2(usage: u64) -> (tempfile::TempDir, MemoryCgroup) {
 fn memory_high_is_set_at_the_point_and_given_back_after_the_snapshot() {
     let (dir, cgroup) = fake_v2(100);
     let high = dir.path().join("memory.high");
-    let (fired_tx, fired) = mpsc::channel();
-    let trigger = SnapshotTrigger {
-        threshold: Threshold { percent: 50, limit: 1000 },
-        fire: Box::new(move |crossing| fired_tx.send(crossing).unwrap()),
-    };
+    let (trigger, fired) = half_of_1000();
     let sampler =
         Sampler::start(std::process::id() as i32, Some(cgroup), true, Duration::from_secs(3600), Some(trigger))
             .unwrap();
@@ -117,11 +118,7 @@ fn memory_high_is_set_at_the_point_and_given_back_after_the_snapshot() {
 fn memory_high_is_given_back_when_no_snapshot_was_needed() {
     let (dir, cgroup) = fake_v2(100);
     let high = dir.path().join("memory.high");
-    let (fired_tx, fired) = mpsc::channel();
-    let trigger = SnapshotTrigger {
-        threshold: Threshold { percent: 50, limit: 1000 },
-        fire: Box::new(move |crossing| fired_tx.send(crossing).unwrap()),
-    };
+    let (trigger, fired) = half_of_1000();
     let sampler =
         Sampler::start(std::process::id() as i32, Some(cgroup), true, Duration::from_secs(3600), Some(trigger))
             .unwrap();
@@ -135,11 +132,7 @@ fn memory_high_is_given_back_when_no_snapshot_was_needed() {
 fn memory_high_of_a_cgroup_crashwatch_did_not_make_is_not_touched() {
     let (dir, cgroup) = fake_v2(100);
     let high = dir.path().join("memory.high");
-    let (fired_tx, fired) = mpsc::channel();
-    let trigger = SnapshotTrigger {
-        threshold: Threshold { percent: 50, limit: 1000 },
-        fire: Box::new(move |crossing| fired_tx.send(crossing).unwrap()),
-    };
+    let (trigger, fired) = half_of_1000();
     let sampler =
         Sampler::start(std::process::id() as i32, Some(cgroup), false, Duration::from_secs(3600), Some(trigger))
             .unwrap();

@@ -47,6 +47,7 @@ use crate::ptrace;
 use crate::sentry::deliver::Mode;
 use crate::sentry::event::{crashed_thread_frames, images, is_in_app, threads};
 use crate::sentry::throttle::Signature;
+use crate::supervise;
 use crate::symbolicate::Symbolicated;
 
 /// Between the SIGTERM that ends a hung child and the SIGKILL.
@@ -316,9 +317,8 @@ impl Worker {
         if let Some((cover, limit)) = &self.cover {
             cover.start(*limit);
         }
-        let target = nix::unistd::Pid::from_raw(if self.group { -self.pid } else { self.pid });
         tracing::warn!(pid = self.pid, "ending the hung program (SIGTERM, SIGKILL after {HANG_STOP_GRACE:?})");
-        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+        supervise::forward(self.pid, libc::SIGTERM, self.group);
         loop {
             match self.rx.recv_timeout(HANG_STOP_GRACE) {
                 Ok(Message::Snapshot(snapshot)) => capture::discard_snapshot(&snapshot),
@@ -326,7 +326,7 @@ impl Worker {
                 Ok(Message::Ended) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     tracing::warn!(pid = self.pid, "the hung program is still there after SIGTERM: SIGKILL");
-                    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+                    supervise::forward(self.pid, libc::SIGKILL, self.group);
                     return;
                 }
             }

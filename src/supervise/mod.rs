@@ -353,7 +353,9 @@ fn trace_to_end(spec: Spec, events: &mpsc::Sender<Event>, stop: &AtomicUsize) ->
     })
 }
 
-fn forward(pid: libc::pid_t, signal: i32, group: bool) {
+/// Sends `signal` to the child `pid`, or to its process group with `group`
+/// (`--signal-group`); a child already gone is not an error.
+pub fn forward(pid: libc::pid_t, signal: i32, group: bool) {
     let target = if group { -pid } else { pid };
     tracing::debug!(pid, signal = %names::name(signal), group, "forwarding signal");
     // ESRCH only means the child is already gone.

@@ -4,7 +4,9 @@
  * ("ticker") sleeps in a loop, so the dump has more than one thread. With
  * argv[3] = "notify" it also pings
  * the systemd watchdog (WATCHDOG=1 to $NOTIFY_SOCKET) once per request
- * served and sends READY=1 first: it stops pinging when it hangs. */
+ * served and sends READY=1 first: it stops pinging when it hangs. With
+ * argv[3] = "recover" each hang lasts 3 s, then it serves K requests again
+ * and hangs again, without end. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,10 +29,14 @@ static void notify(const char *msg) {
     close(fd);
 }
 
-__attribute__((noinline)) void hang_here(void) {
+__attribute__((noinline)) void hang_here(int recover) {
     printf("hanging now\n");
     fflush(stdout);
-    for (;;) pause();
+    if (!recover)
+        for (;;) pause();
+    sleep(3);
+    printf("recovered\n");
+    fflush(stdout);
 }
 
 static void *ticker(void *arg) {
@@ -39,9 +45,13 @@ static void *ticker(void *arg) {
     return NULL;
 }
 
-__attribute__((noinline)) static void serve(int listener, int k, int pings) {
+__attribute__((noinline)) static void serve(int listener, int k, int pings, int recover) {
     for (int served = 0;; served++) {
-        if (served == k) hang_here();
+        if (served == k) {
+            hang_here(recover);
+            served = -1;
+            continue;
+        }
         int conn = accept(listener, NULL, NULL);
         if (conn < 0) continue;
         char buf[1024];
@@ -57,6 +67,7 @@ int main(int argc, char **argv) {
     int k = argc > 1 ? atoi(argv[1]) : 2;
     int port = argc > 2 ? atoi(argv[2]) : 0;
     int pings = argc > 3 && strcmp(argv[3], "notify") == 0;
+    int recover = argc > 3 && strcmp(argv[3], "recover") == 0;
     pthread_t t;
     pthread_create(&t, NULL, ticker, NULL);
     pthread_setname_np(t, "ticker");
@@ -69,6 +80,6 @@ int main(int argc, char **argv) {
     printf("port %d\n", ntohs(addr.sin_port));
     fflush(stdout);
     if (pings) notify("READY=1\nMAINPID=1");
-    serve(listener, k, pings);
+    serve(listener, k, pings, recover);
     return 0;
 }

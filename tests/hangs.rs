@@ -204,6 +204,33 @@ fn receive(socket: &UnixDatagram) -> (String, i32) {
     (String::from_utf8_lossy(&buf[..n]).into_owned(), pid)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_hangs_recovers_and_hangs_again_is_dumped_each_time() {
+    let relay = FakeRelay::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let port = unused_port().port().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let server = fixture("hang_server");
+    // Every hang is sent, not counted as a repeat of the first.
+    let flags = [&fast_health_check(&url)[..], &["--group-window", "0"]].concat();
+    // Each hang lasts 3 s; it then answers 5 requests (the checks that
+    // timed out while it hung among them) and hangs again.
+    let child = run_cmd(spool.path(), &relay.dsn(), &flags, &[server.to_str().unwrap(), "5", &port, "recover"])
+        .spawn()
+        .unwrap();
+    let _guard = guard(&child);
+    let events = hang_events(&relay, 2).await;
+    let err = stop(child).await;
+    let pids: Vec<_> = events.iter().map(|e| e["contexts"]["hang"]["pid"].as_i64().unwrap()).collect();
+    assert_eq!(pids[0], pids[1], "one process, two hangs\n{err}");
+    assert_ne!(events[0]["event_id"], events[1]["event_id"]);
+    // The second hang of the same process has its own snapshot, not none.
+    for event in &events {
+        hang_exception(event, "hang");
+        assert_blocked_in_hang_here(event);
+    }
+}
+
 /// The test playing systemd: a NOTIFY_SOCKET in a directory of its own
 /// (kept while the guard lives) that reports its senders' credentials.
 fn notify_socket() -> (tempfile::TempDir, std::path::PathBuf, UnixDatagram) {

@@ -118,8 +118,6 @@ pub struct Tracer {
     opts: TraceOptions,
     /// The process seized first; the only one a snapshot is taken of.
     child: Pid,
-    /// A snapshot was taken: later requests are discarded.
-    snapshot_taken: bool,
     /// The child's executable after its last exec: the program that really
     /// ran, where the path started was a script or a shim.
     exe: Option<PathBuf>,
@@ -142,7 +140,7 @@ impl Tracer {
         }
         sys::seize(child, options).map_err(|source| TraceError::Seize { pid: child, source })?;
         tracing::debug!(pid = child, follow_forks = opts.follow_forks, "seized child");
-        Ok(Tracer { opts, child, snapshot_taken: false, handlers: HandlerCheck::default(), exe: None })
+        Ok(Tracer { opts, child, handlers: HandlerCheck::default(), exe: None })
     }
 
     /// The child's executable after its last exec, if it was read.
@@ -227,19 +225,20 @@ impl Tracer {
         Handled::Event
     }
 
-    /// Thread `tid` stopped for a snapshot request: takes the one snapshot
-    /// of the child, or discards a request that comes too late.
+    /// Thread `tid` stopped for a snapshot request: takes a snapshot of the
+    /// child, one per request (an OOM snapshot, then each hang), or discards
+    /// a request that reached another process (a forked one) or a thread
+    /// already gone.
     fn snapshot(&mut self, tid: i32, started: Instant) -> Handled {
         let status = match procfs::task_status(tid) {
-            Ok(status) if status.tgid == self.child && !self.snapshot_taken => status,
+            Ok(status) if status.tgid == self.child => status,
             other => {
-                tracing::debug!(tid, taken = self.snapshot_taken, ok = other.is_ok(), "snapshot request discarded");
+                tracing::debug!(tid, ok = other.is_ok(), "snapshot request discarded");
                 // The request is ours: the child never sees it.
                 resume(tid, ResumeHow::Cont(0));
                 return Handled::Event;
             }
         };
-        self.snapshot_taken = true;
         // Its threads are stopped and resumed; what they handle may differ
         // afterwards.
         self.handlers.forget_group(status.tgid);
